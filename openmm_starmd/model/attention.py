@@ -1,0 +1,92 @@
+"""Joint space×time (S×T) attention over single tokens (residue i, frame ℓ), with 2D rotary
+embeddings over (residue index, frame index), pair-feature biases, and a singles-only KV cache.
+
+Two ways to supply keys:
+
+* **full** (training): the F frames of the call attend to each other through a boolean
+  ``frame_mask [F, F]`` (True = query frame may attend to key frame); this is how the
+  block-causal [clean | noisy] sequence is trained in one pass.
+* **cached** (inference): the call's single frame attends to the cached keys/values of every
+  finished frame ``k_cache[:, :, :fill]`` plus itself; with ``append=True`` its own keys and
+  values are written to the cache at ``[fill, fill + N)``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def rotary(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotary embedding of ``x [B, H, T, D]`` (D even) at integer positions ``pos [B, T]``."""
+    D = x.shape[-1]
+    half = D // 2
+    inv_freq = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
+    ang = pos.float()[:, None, :, None] * inv_freq  # [B, 1, T, D/2]
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class SpaceTimeAttention(nn.Module):
+    """Multi-head attention over (residue, frame) tokens; pair features enter as biases only."""
+
+    def __init__(self, c_s: int, c_z: int, heads: int, rope_base_residue: float, rope_base_frame: float):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = c_s // heads
+        self.rope_base_residue = rope_base_residue
+        self.rope_base_frame = rope_base_frame
+        self.to_qkv = nn.Linear(c_s, 3 * c_s, bias=False)
+        self.to_bias = nn.Linear(c_z, heads, bias=False)
+        self.out = nn.Linear(c_s, c_s)
+
+    def _rope(self, x: torch.Tensor, res_pos: torch.Tensor, frame_pos: torch.Tensor) -> torch.Tensor:
+        """First half of each head rotated by residue index, second half by frame index."""
+        h = self.head_dim // 2
+        return torch.cat([rotary(x[..., :h], res_pos, self.rope_base_residue), rotary(x[..., h:], frame_pos, self.rope_base_frame)], dim=-1)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor,
+        residue_index: torch.Tensor,
+        frame_index: torch.Tensor,
+        frame_mask: Optional[torch.Tensor],
+        k_cache: Optional[torch.Tensor],
+        v_cache: Optional[torch.Tensor],
+        fill: int,
+        append: bool,
+    ) -> torch.Tensor:
+        """x ``[B, F, N, C]``, z ``[B, F, N, N, c_z]``, residue_index ``[B, N]``, frame_index ``[F]``
+        -> ``[B, F, N, C]``. Exactly one of ``frame_mask`` / ``k_cache`` is given."""
+        B, Fr, N, C = x.shape
+        H, D = self.heads, self.head_dim
+        qkv = self.to_qkv(x).view(B, Fr * N, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, F·N, D]
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        res_pos = residue_index.repeat(1, Fr)  # [B, F·N]
+        fr_pos = frame_index[:, None].expand(Fr, N).reshape(1, Fr * N).expand(B, Fr * N)
+        q = self._rope(q, res_pos, fr_pos)
+        k = self._rope(k, res_pos, fr_pos)
+        bias = self.to_bias(z).permute(0, 4, 1, 2, 3)  # [B, H, F, N(query), N(key)]
+
+        if k_cache is None:
+            assert frame_mask is not None
+            # bias of the query frame applies to the same key residue in every allowed key frame
+            neg = torch.zeros(frame_mask.shape, dtype=x.dtype, device=x.device).masked_fill(~frame_mask, float("-inf"))
+            full = bias[:, :, :, :, None, :] + neg[None, None, :, None, :, None]  # [B, H, F, N, F, N]
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=full.reshape(B, H, Fr * N, Fr * N))
+        else:
+            assert v_cache is not None and Fr == 1
+            keys = torch.cat([k_cache[:, :, :fill], k], dim=2)  # [B, H, fill + N, D]
+            values = torch.cat([v_cache[:, :, :fill], v], dim=2)
+            n_frames = fill // N + 1
+            full = bias[:, :, 0, :, None, :].expand(B, H, N, n_frames, N).reshape(B, H, N, n_frames * N)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=full)
+            if append:
+                k_cache[:, :, fill:fill + N] = k
+                v_cache[:, :, fill:fill + N] = v
+        out = out.permute(0, 2, 1, 3).reshape(B, Fr, N, C)  # [B, F, N, C]
+        return self.out(out)

@@ -1,0 +1,128 @@
+"""One STAR-MD diffusion block: IPA -> S×T attention layers -> EdgeTransition -> backbone update,
+every sub-layer conditioned on (diffusion time, log stride) through AdaLN."""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from openmm_starmd.geometry.rigid import rigid_compose
+from openmm_starmd.geometry.so3 import quat_to_rotmat
+from openmm_starmd.model.attention import SpaceTimeAttention
+from openmm_starmd.model.config import StarMDConfig
+from openmm_starmd.model.ipa import InvariantPointAttention
+
+
+class AdaLN(nn.Module):
+    """LayerNorm without affine, then shift/scale from the condition; also returns a residual gate
+    (adaLN-Zero: the modulation is zero-initialised, so every branch starts switched off)."""
+
+    def __init__(self, c: int, c_cond: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(c, elementwise_affine=False)
+        self.modulation = nn.Linear(c_cond, 3 * c)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """x ``[B, F, N, C]``, cond ``[B, F, c_cond]`` -> (modulated x, gate ``[B, F, 1, C]``)."""
+        shift, scale, gate = self.modulation(cond)[:, :, None].chunk(3, dim=-1)
+        return self.norm(x) * (1.0 + scale) + shift, gate
+
+
+class Transition(nn.Module):
+    def __init__(self, c: int, mult: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(c, mult * c), nn.SiLU(), nn.Linear(mult * c, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class EdgeTransition(nn.Module):
+    """z_ij += MLP(s_i, s_j, z_ij) (AF2/FrameDiff edge transition), then LayerNorm."""
+
+    def __init__(self, c_s: int, c_z: int):
+        super().__init__()
+        self.c_half = c_z // 2 if c_z >= 2 else 1
+        self.proj_s = nn.Linear(c_s, self.c_half)
+        hidden = 2 * self.c_half + c_z
+        self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, c_z))
+        self.norm = nn.LayerNorm(c_z)
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """s ``[B, F, N, c_s]``, z ``[B, F, N, N, c_z]`` -> new z."""
+        e = self.proj_s(s)
+        N = s.shape[2]
+        ei = e[:, :, :, None].expand(-1, -1, -1, N, -1)
+        ej = e[:, :, None, :].expand(-1, -1, N, -1, -1)
+        return self.norm(z + self.mlp(torch.cat([z, ei, ej], dim=-1)))
+
+
+class BackboneUpdate(nn.Module):
+    """Linear(s) -> quaternion vector part (b, c, d) and translation (nm), composed onto each frame."""
+
+    def __init__(self, c_s: int):
+        super().__init__()
+        self.linear = nn.Linear(c_s, 6)
+
+    def forward(self, s: torch.Tensor, rots: torch.Tensor, trans: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        upd = self.linear(s)
+        quat = torch.cat([torch.ones_like(upd[..., :1]), upd[..., :3]], dim=-1)
+        return rigid_compose(rots, trans, quat_to_rotmat(quat), upd[..., 3:])
+
+
+class DiffusionBlock(nn.Module):
+    def __init__(self, cfg: StarMDConfig):
+        super().__init__()
+        self.ipa_norm = AdaLN(cfg.c_s, cfg.c_cond)
+        self.ipa = InvariantPointAttention(cfg.c_s, cfg.c_z, cfg.ipa_hidden, cfg.ipa_heads, cfg.ipa_qk_points, cfg.ipa_v_points)
+        self.ipa_transition_norm = AdaLN(cfg.c_s, cfg.c_cond)
+        self.ipa_transition = Transition(cfg.c_s, cfg.transition_mult)
+        self.st_norms = nn.ModuleList([AdaLN(cfg.c_s, cfg.c_cond) for _ in range(cfg.st_layers_per_block)])
+        self.st_layers = nn.ModuleList([
+            SpaceTimeAttention(cfg.c_s, cfg.c_z, cfg.st_heads, cfg.rope_base_residue, cfg.rope_base_frame)
+            for _ in range(cfg.st_layers_per_block)
+        ])
+        self.st_transition_norms = nn.ModuleList([AdaLN(cfg.c_s, cfg.c_cond) for _ in range(cfg.st_layers_per_block)])
+        self.st_transitions = nn.ModuleList([Transition(cfg.c_s, cfg.transition_mult) for _ in range(cfg.st_layers_per_block)])
+        self.edge_transition = EdgeTransition(cfg.c_s, cfg.c_z)
+        self.backbone_update = BackboneUpdate(cfg.c_s)
+
+    def forward(
+        self,
+        s: torch.Tensor,
+        z: torch.Tensor,
+        rots: torch.Tensor,
+        trans: torch.Tensor,
+        cond: torch.Tensor,
+        residue_index: torch.Tensor,
+        frame_index: torch.Tensor,
+        frame_mask: Optional[torch.Tensor],
+        k_caches: List[torch.Tensor],
+        v_caches: List[torch.Tensor],
+        fill: int,
+        append: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """s ``[B, F, N, c_s]``, z ``[B, F, N, N, c_z]``, rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]``,
+        cond ``[B, F, c_cond]``. ``k_caches``/``v_caches`` hold this block's S×T layers' caches
+        (empty lists in full mode)."""
+        B, Fr, N, C = s.shape
+        x, gate = self.ipa_norm(s, cond)
+        upd = self.ipa(x.reshape(B * Fr, N, C), z.reshape((B * Fr,) + z.shape[2:]),
+                       rots.reshape(B * Fr, N, 3, 3), trans.reshape(B * Fr, N, 3))  # frames flattened into the batch
+        s = s + gate * upd.view(B, Fr, N, C)
+        x, gate = self.ipa_transition_norm(s, cond)
+        s = s + gate * self.ipa_transition(x)
+        for i, (norm, layer, tnorm, transition) in enumerate(zip(self.st_norms, self.st_layers, self.st_transition_norms, self.st_transitions)):
+            x, gate = norm(s, cond)
+            k_cache: Optional[torch.Tensor] = None
+            v_cache: Optional[torch.Tensor] = None
+            if len(k_caches) > 0:
+                k_cache = k_caches[i]
+                v_cache = v_caches[i]
+            s = s + gate * layer(x, z, residue_index, frame_index, frame_mask, k_cache, v_cache, fill, append)
+            x, gate = tnorm(s, cond)
+            s = s + gate * transition(x)
+        z = self.edge_transition(s, z)
+        rots, trans = self.backbone_update(s, rots, trans)
+        return s, z, rots, trans

@@ -1,0 +1,125 @@
+"""Model checkpoints: save, load (``torch.load(weights_only=True)``), the shipped default, and
+``starmd info``.
+
+A checkpoint is a dict ``{"format", "version", "config", "model", "ema"?, "meta"?}``; ``model``
+holds the state dict of :class:`StarMD` (the diffuser has no parameters). The shipped
+``default`` weights live in ``openmm_starmd/weights/`` next to a JSON file with their SHA-256.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from openmm_starmd.model.config import StarMDConfig
+from openmm_starmd.model.core import StarMDCore
+
+FORMAT = "openmm-starmd-checkpoint"
+VERSION = 1
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+SHIPPED = {"default": "default"}  # name -> file stem in WEIGHTS_DIR
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(path: str | os.PathLike, cfg: StarMDConfig, state_dict: dict, ema_state_dict: Optional[dict] = None,
+                    meta: Optional[dict] = None) -> None:
+    """Write a checkpoint atomically (temporary file, then rename)."""
+    payload = {"format": FORMAT, "version": VERSION, "config": cfg.to_dict(), "model": state_dict}
+    if ema_state_dict is not None:
+        payload["ema"] = ema_state_dict
+    if meta is not None:
+        payload["meta"] = meta
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Read and check a checkpoint file; errors name the path and say what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt/foreign files
+        raise ValueError(f"cannot read model checkpoint {path}: the file is corrupt or not a PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an openmm-starmd checkpoint (missing format tag {FORMAT!r})")
+    if payload.get("version") != VERSION:
+        raise ValueError(f"{path} has checkpoint version {payload.get('version')}; this openmm-starmd reads version {VERSION}")
+    for key in ("config", "model"):
+        if key not in payload:
+            raise ValueError(f"checkpoint {path} lacks its {key!r} entry")
+    return payload
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> tuple[Path, Optional[str]]:
+    """Map a shipped name or a path to (file, expected SHA-256 or None)."""
+    name = str(name_or_path)
+    if name in SHIPPED:
+        stem = SHIPPED[name]
+        weights = WEIGHTS_DIR / f"{stem}.pt"
+        manifest = WEIGHTS_DIR / f"{stem}.json"
+        if not weights.is_file() or not manifest.is_file():
+            raise FileNotFoundError(
+                f"the shipped {name!r} model is not part of this installation (looked for {weights}). "
+                "The default weights are produced by the training issue (#4) and ship once trained; "
+                "until then pass the path of a checkpoint written by 'starmd train'.")
+        return weights, json.loads(manifest.read_text())["sha256"]
+    return Path(name), None
+
+
+def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str | torch.device] = None,
+               use_ema: bool = True) -> StarMDCore:
+    """A ready :class:`StarMDCore` (eval mode) from a shipped name (``"default"``) or a checkpoint path.
+
+    The shipped weights are verified against their SHA-256 before loading."""
+    path, expected_sha = resolve_model_path(name_or_path)
+    if expected_sha is not None:
+        got = sha256_of(path)
+        if got != expected_sha:
+            raise ValueError(f"{path} fails its SHA-256 check (expected {expected_sha}, got {got}): the file is damaged; reinstall openmm-starmd")
+    payload = read_checkpoint(path)
+    try:
+        cfg = StarMDConfig.from_dict(payload["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint {path} has an incompatible config: {exc}") from exc
+    core = StarMDCore(cfg)
+    state = payload["ema"] if use_ema and "ema" in payload else payload["model"]
+    missing, unexpected = core.net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not match this version's network: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+    core.eval()
+    if device is not None:
+        core.to(device)
+    return core
+
+
+# --- `starmd info` -------------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", nargs="?", default="default", help="'default' or a checkpoint path")
+
+
+def run(args) -> int:
+    path, _ = resolve_model_path(args.model)
+    payload = read_checkpoint(path)
+    cfg = StarMDConfig.from_dict(payload["config"])
+    n_params = sum(v.numel() for v in payload["model"].values())
+    print(f"checkpoint: {path}\nsha256:     {sha256_of(path)}\nparameters: {n_params:,}\nEMA weights: {'ema' in payload}")
+    print("config:\n" + json.dumps(cfg.to_dict(), indent=2))
+    if "meta" in payload:
+        print("meta:\n" + json.dumps(payload["meta"], indent=2, default=str))
+    return 0

@@ -1,0 +1,38 @@
+"""All weight initialisation of the STAR-MD network, in one place.
+
+Linear layers: truncated-normal fan-in (LeCun) init, zero bias. Zero-initialised (so the
+untrained network is the identity map on frames and every residual branch starts off):
+the AdaLN modulations (shift, scale and gate), the backbone update and the last layer of the
+torsion head. IPA's point-attention head weights start at softplus^-1(1).
+"""
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+
+def _lecun_(linear: nn.Linear) -> None:
+    std = math.sqrt(1.0 / linear.in_features)
+    nn.init.trunc_normal_(linear.weight, std=std, a=-2 * std, b=2 * std)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
+def init_weights(model: nn.Module) -> None:
+    from openmm_starmd.model.blocks import AdaLN, BackboneUpdate
+
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            _lecun_(module)
+    for module in model.modules():
+        if isinstance(module, AdaLN):
+            nn.init.zeros_(module.modulation.weight)
+            nn.init.zeros_(module.modulation.bias)
+        if isinstance(module, BackboneUpdate):
+            nn.init.zeros_(module.linear.weight)
+            nn.init.zeros_(module.linear.bias)
+    head = getattr(model, "torsion_head", None)
+    if head is not None:
+        nn.init.zeros_(head[-1].weight)
+        nn.init.zeros_(head[-1].bias)

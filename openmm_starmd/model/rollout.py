@@ -1,0 +1,223 @@
+"""KV-cached autoregressive rollout of STAR-MD: the Python face of :class:`StarMDCore`.
+
+Reproducibility: frame k is sampled under a seed derived from (seed, k, attempt) and its context
+noise under (seed, k, "context"), each inside ``torch.random.fork_rng`` so the caller's RNG state
+is untouched. A rollout can therefore be resumed exactly from its frame history alone
+(:meth:`Rollout.state_dict` / :meth:`Rollout.from_state`).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from openmm_starmd.geometry.superpose import kabsch
+
+NUM_STANDARD_RESTYPES = 20
+_SEED_MODULUS = 2**62
+
+
+def _derive_seed(seed: int, frame: int, stream: int) -> int:
+    """Deterministic 62-bit seed for (seed, frame, stream) by SplitMix64-style mixing."""
+    x = (seed * 0x9E3779B97F4A7C15 + frame * 0xBF58476D1CE4E5B9 + stream * 0x94D049BB133111EB) % 2**64
+    x ^= x >> 31
+    x = (x * 0xBF58476D1CE4E5B9) % 2**64
+    x ^= x >> 27
+    return x % _SEED_MODULUS
+
+
+@dataclass
+class Frame:
+    """One generated frame for B replicas: rots ``[B, N, 3, 3]``, trans ``[B, N, 3]`` (nm), torsions ``[B, N, 7, 2]``."""
+
+    rots: torch.Tensor
+    trans: torch.Tensor
+    torsions: torch.Tensor
+
+
+def _as_batch(x: torch.Tensor, name: str, replicas: int, tail: int) -> torch.Tensor:
+    """Accept ``[*shape]`` or ``[B, *shape]``; return ``[replicas, *shape]``."""
+    if x.dim() == tail:
+        return x.unsqueeze(0).expand((replicas,) + tuple(x.shape)).contiguous()
+    if x.dim() == tail + 1:
+        if x.shape[0] == replicas:
+            return x
+        if x.shape[0] == 1:
+            return x.expand((replicas,) + tuple(x.shape[1:])).contiguous()
+    raise ValueError(f"{name} must have {tail} or {tail + 1} dimensions with batch size {replicas}; got shape {tuple(x.shape)}")
+
+
+def validate_stride(stride_ns: float, stride_min_ns: float, stride_max_ns: float) -> float:
+    """Raise on a non-positive or non-finite stride; warn outside the trained range."""
+    if isinstance(stride_ns, bool) or not isinstance(stride_ns, (int, float)):
+        raise TypeError(f"stride_ns must be a number of nanoseconds, got {type(stride_ns).__name__}")
+    if not math.isfinite(stride_ns) or stride_ns <= 0:
+        raise ValueError(f"stride_ns must be a positive number of nanoseconds, got {stride_ns}")
+    if not stride_min_ns <= stride_ns <= stride_max_ns:
+        warnings.warn(f"stride_ns={stride_ns} ns is outside the trained range [{stride_min_ns}, {stride_max_ns}] ns; "
+                      "the model extrapolates", RuntimeWarning, stacklevel=3)
+    return float(stride_ns)
+
+
+class Rollout:
+    """Generate frames of B replicas of one protein with a singles-only KV cache.
+
+    Args:
+        core: a :class:`StarMDCore` (eager or ``torch.jit`` scripted/loaded).
+        aatype: ``[N]`` or ``[B, N]`` residue types 0..19 (order ``ARNDCQEGHILKMFPSTWYV``).
+        residue_index: ``[N]`` or ``[B, N]`` residue numbers (gaps allowed).
+        stride_ns: physical time between frames (ns).
+        replicas: B independent trajectories generated in one batch.
+        seed: integer seed; None draws one from torch's generator.
+        num_steps: reverse-diffusion steps per frame. ode: probability-flow ODE instead of SDE.
+        capacity_frames: KV-cache capacity (context + generated frames); default the config's.
+        chain_index: ``[N]`` chain of each residue (default all 0).
+        align: superpose each generated frame's CA onto the previous frame's (Kabsch).
+    """
+
+    def __init__(self, core, aatype: torch.Tensor, residue_index: torch.Tensor, stride_ns: float, *, replicas: int = 1,
+                 seed: Optional[int] = None, num_steps: int = 200, ode: bool = False, noise_scale: float = 1.0,
+                 capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
+                 openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None):
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas}")
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        aatype = torch.as_tensor(aatype, dtype=torch.long)
+        residue_index = torch.as_tensor(residue_index, dtype=torch.long)
+        if aatype.numel() == 0 or aatype.shape[-1] == 0:
+            raise ValueError("aatype is empty: a protein needs at least one residue (N = 0 given)")
+        if aatype.min() < 0 or aatype.max() >= NUM_STANDARD_RESTYPES:
+            bad = aatype[(aatype < 0) | (aatype >= NUM_STANDARD_RESTYPES)].unique().tolist()
+            raise ValueError(f"aatype must hold residue codes 0..19 (ARNDCQEGHILKMFPSTWYV); got unknown codes {bad}")
+        if residue_index.shape != aatype.shape:
+            raise ValueError(f"residue_index shape {tuple(residue_index.shape)} must equal aatype shape {tuple(aatype.shape)}")
+        self.core = core
+        self.stride_ns = validate_stride(stride_ns, float(core.stride_min_ns), float(core.stride_max_ns))
+        self.replicas = replicas
+        self.seed = int(torch.randint(0, 2**62, ()).item()) if seed is None else int(seed)
+        self.num_steps = num_steps
+        self.ode = ode
+        self.noise_scale = float(noise_scale)
+        self.align = align
+        self.capacity_frames = int(capacity_frames or core.default_capacity)
+        device = self._device()
+        self.aatype = _as_batch(aatype, "aatype", replicas, 1).to(device)
+        self.num_res = self.aatype.shape[1]
+        self.residue_index = _as_batch(residue_index, "residue_index", replicas, 1).to(device)
+        chain = torch.zeros_like(self.residue_index) if chain_index is None else _as_batch(torch.as_tensor(chain_index, dtype=torch.long), "chain_index", replicas, 1).to(device)
+        self.chain_index = chain
+        self.log10_stride = torch.full([replicas], math.log10(self.stride_ns), device=device)
+        self.history_rots: list[torch.Tensor] = []
+        self.history_trans: list[torch.Tensor] = []
+        self.num_context = 0
+        self.core.start(self.aatype, self.residue_index, self.chain_index, self.capacity_frames, openfold_single, openfold_pair)
+
+    def _device(self) -> torch.device:
+        for p in self.core.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.history_trans)
+
+    def _seeded(self, frame: int, stream: int):
+        seed = _derive_seed(self.seed, frame, stream)
+        devices = [torch.cuda.current_device()] if self._device().type == "cuda" else []
+        ctx = torch.random.fork_rng(devices=devices)
+        ctx.__enter__()
+        torch.manual_seed(seed)
+        return ctx
+
+    def _append(self, rots: torch.Tensor, trans: torch.Tensor) -> None:
+        k = self.num_frames
+        if k >= self.capacity_frames:
+            raise RuntimeError(f"the KV cache holds {self.capacity_frames} frames and is full; create the Rollout with a larger capacity_frames")
+        ctx = self._seeded(k, 0)
+        try:
+            self.core.append_frame(rots, trans, self.log10_stride, float(self.core.context_noise_t))
+        finally:
+            ctx.__exit__(None, None, None)
+        self.history_rots.append(rots)
+        self.history_trans.append(trans)
+
+    def add_context(self, rots: torch.Tensor, trans: torch.Tensor) -> None:
+        """Append known frames (rots ``[N, 3, 3]`` / ``[B, N, 3, 3]``, trans ``[N, 3]`` / ``[B, N, 3]``, nm)."""
+        rots = _as_batch(torch.as_tensor(rots, dtype=torch.float32), "rots", self.replicas, 3).to(self._device())
+        trans = _as_batch(torch.as_tensor(trans, dtype=torch.float32), "trans", self.replicas, 2).to(self._device())
+        if rots.shape[1] != self.num_res or trans.shape[1] != self.num_res:
+            raise ValueError(f"context frames have {trans.shape[1]} residues; the rollout has {self.num_res}")
+        if not (torch.isfinite(rots).all() and torch.isfinite(trans).all()):
+            raise ValueError("context frames contain NaN or infinite values")
+        self._append(rots, trans)
+        self.num_context += 1
+
+    def sample(self, attempt: int = 0) -> Frame:
+        """Sample the next frame without committing it (see :meth:`accept`); ``attempt`` > 0 re-samples."""
+        if self.num_frames == 0:
+            raise RuntimeError("add_context() at least one frame before sampling")
+        ctx = self._seeded(self.num_frames, 1 + attempt)
+        try:
+            rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale)
+        finally:
+            ctx.__exit__(None, None, None)
+        if self.align:
+            rot, t = kabsch(trans, self.history_trans[-1])
+            rots = rot[:, None] @ rots
+            trans = torch.einsum("bij,bnj->bni", rot, trans) + t[:, None]
+        return Frame(rots, trans, tors)
+
+    def accept(self, frame: Frame) -> None:
+        """Commit a sampled frame: it joins the context (noised) and the history."""
+        self._append(frame.rots, frame.trans)
+
+    def step(self) -> Frame:
+        """Sample the next frame and commit it."""
+        frame = self.sample()
+        self.accept(frame)
+        return frame
+
+    def run(self, num_frames: int, progress: bool = False) -> Frame:
+        """Generate ``num_frames`` frames; returns them stacked on a new axis 1 (``[B, F, ...]``)."""
+        if num_frames < 0:
+            raise ValueError(f"num_frames must be >= 0, got {num_frames}")
+        frames = []
+        iterator = range(num_frames)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, desc="STAR-MD frames", unit="frame")
+        for _ in iterator:
+            frames.append(self.step())
+        if not frames:
+            B, N = self.replicas, self.num_res
+            return Frame(torch.zeros(B, 0, N, 3, 3), torch.zeros(B, 0, N, 3), torch.zeros(B, 0, N, 7, 2))
+        return Frame(torch.stack([f.rots for f in frames], 1), torch.stack([f.trans for f in frames], 1),
+                     torch.stack([f.torsions for f in frames], 1))
+
+    # --- resumable state ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly: seed, options and the frame history."""
+        return {"seed": self.seed, "stride_ns": self.stride_ns, "replicas": self.replicas, "num_steps": self.num_steps,
+                "ode": self.ode, "noise_scale": self.noise_scale, "align": self.align,
+                "capacity_frames": self.capacity_frames, "num_context": self.num_context,
+                "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
+                "history_rots": torch.stack(self.history_rots, 1).cpu() if self.history_rots else None,
+                "history_trans": torch.stack(self.history_trans, 1).cpu() if self.history_trans else None}
+
+    @staticmethod
+    def from_state(core, state: dict) -> "Rollout":
+        """Rebuild a rollout (and its KV cache, by replaying the history) from :meth:`state_dict`."""
+        r = Rollout(core, state["aatype"], state["residue_index"], state["stride_ns"], replicas=state["replicas"],
+                    seed=state["seed"], num_steps=state["num_steps"], ode=state["ode"], noise_scale=state["noise_scale"],
+                    capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"])
+        if state["history_trans"] is not None:
+            device = r._device()
+            for k in range(state["history_trans"].shape[1]):
+                r._append(state["history_rots"][:, k].to(device), state["history_trans"][:, k].to(device))
+        r.num_context = state["num_context"]
+        return r

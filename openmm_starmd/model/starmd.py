@@ -1,0 +1,134 @@
+"""The STAR-MD denoiser: x̂_0 of frame ℓ from its noisy version and the clean frames < ℓ."""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from openmm_starmd.geometry import pseudo_beta
+from openmm_starmd.model.blocks import DiffusionBlock
+from openmm_starmd.model.config import StarMDConfig
+from openmm_starmd.model.embeddings import ConditioningEmbedding, PairEmbedding, SequenceEmbedding
+from openmm_starmd.model.init import init_weights
+
+
+class StarMD(nn.Module):
+    """Sequence + frame embeddings, ``num_blocks`` diffusion blocks and a torsion head.
+
+    Two entry points share every weight:
+
+    * :meth:`forward_frames` with ``frame_mask`` — full attention pattern over the F frames of
+      the call (the block-causal training pass, see :func:`block_causal_mask`);
+    * :meth:`forward_frames` with KV caches — one frame attending to the cached history.
+    """
+
+    def __init__(self, cfg: StarMDConfig):
+        super().__init__()
+        cfg.validate()
+        self.num_blocks = cfg.num_blocks
+        self.st_layers_per_block = cfg.st_layers_per_block
+        self.num_torsions = cfg.num_torsions
+        self.seq_embed = SequenceEmbedding(cfg.c_s, cfg.c_relpos, cfg.openfold_single_dim)
+        self.pair_embed = PairEmbedding(cfg.c_z, cfg.relpos_max, cfg.distogram_bins, cfg.distogram_min_nm,
+                                        cfg.distogram_max_nm, cfg.openfold_pair_dim)
+        self.cond_embed = ConditioningEmbedding(cfg.c_cond)
+        self.blocks = nn.ModuleList([DiffusionBlock(cfg) for _ in range(cfg.num_blocks)])
+        self.torsion_head = nn.Sequential(nn.LayerNorm(cfg.c_s), nn.Linear(cfg.c_s, cfg.c_s), nn.ReLU(),
+                                          nn.Linear(cfg.c_s, cfg.num_torsions * 2))
+        init_weights(self)
+
+    @torch.jit.export
+    def embed_protein(
+        self,
+        aatype: torch.Tensor,
+        residue_index: torch.Tensor,
+        chain_index: torch.Tensor,
+        openfold_single: Optional[torch.Tensor] = None,
+        openfold_pair: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frame-independent features, computed once per protein:
+        aatype, residue_index, chain_index ``[B, N]`` -> (s_seq ``[B, N, c_s]``, z_static ``[B, N, N, c_z]``)."""
+        return (self.seq_embed(aatype, residue_index, openfold_single),
+                self.pair_embed.static(residue_index, chain_index, openfold_pair))
+
+    def forward_frames(
+        self,
+        s_seq: torch.Tensor,
+        z_static: torch.Tensor,
+        aatype: torch.Tensor,
+        residue_index: torch.Tensor,
+        rots: torch.Tensor,
+        trans: torch.Tensor,
+        t: torch.Tensor,
+        log10_stride_ns: torch.Tensor,
+        frame_index: torch.Tensor,
+        frame_mask: Optional[torch.Tensor],
+        k_caches: List[torch.Tensor],
+        v_caches: List[torch.Tensor],
+        fill: int,
+        append: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Denoise F frames.
+
+        Args:
+            s_seq ``[B, N, c_s]``, z_static ``[B, N, N, c_z]``: from :meth:`embed_protein`.
+            aatype, residue_index ``[B, N]``.
+            rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]`` (nm): the input (noisy) frames.
+            t ``[B, F]``: diffusion time of each frame. log10_stride_ns ``[B]``.
+            frame_index ``[F]``: temporal position of each frame (for the rotary embedding).
+            frame_mask ``[F, F]`` bool (full mode) or None (cached mode, F == 1).
+            k_caches, v_caches: one ``[B, H, capacity·N, D]`` tensor per S×T layer (cached mode).
+            fill: number of cached tokens already valid. append: write this frame's keys/values.
+
+        Returns:
+            rots_0 ``[B, F, N, 3, 3]``, trans_0 ``[B, F, N, 3]``: predicted clean frames;
+            torsions ``[B, F, N, 7, 2]`` unit (sin, cos); torsions_raw the same before normalising.
+        """
+        B, Fr, N = trans.shape[0], trans.shape[1], trans.shape[2]
+        s = s_seq[:, None].expand(B, Fr, N, s_seq.shape[-1])
+        z = self.pair_embed(z_static, pseudo_beta(rots, trans, aatype[:, None].expand(B, Fr, N)))
+        cond = self.cond_embed(t, log10_stride_ns)
+        L = self.st_layers_per_block
+        for b, block in enumerate(self.blocks):
+            ks: List[torch.Tensor] = []
+            vs: List[torch.Tensor] = []
+            if len(k_caches) > 0:
+                ks = k_caches[b * L:(b + 1) * L]
+                vs = v_caches[b * L:(b + 1) * L]
+            s, z, rots, trans = block(s, z, rots, trans, cond, residue_index, frame_index, frame_mask, ks, vs, fill, append)
+        raw = self.torsion_head(s).view(B, Fr, N, self.num_torsions, 2)
+        torsions = raw / torch.sqrt((raw**2).sum(-1, keepdim=True) + 1e-8)
+        return rots, trans, torsions, raw
+
+
+def block_causal_mask(num_frames: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """Frame-level attention pattern of the training sequence [clean 0..L-1 | noisy 1..L-1].
+
+    Returns a bool ``[2L-1, 2L-1]`` (query frame, key frame): clean ℓ sees clean ≤ ℓ; noisy ℓ
+    (the denoising target for frame ℓ) sees clean < ℓ and itself.
+    """
+    L = num_frames
+    idx = torch.arange(L, device=device)
+    clean_clean = idx[None, :] <= idx[:, None]  # [L, L]
+    noisy_idx = idx[1:]
+    noisy_clean = idx[None, :] < noisy_idx[:, None]  # [L-1, L]
+    noisy_noisy = torch.eye(L - 1, dtype=torch.bool, device=device)
+    top = torch.cat([clean_clean, torch.zeros(L, L - 1, dtype=torch.bool, device=device)], dim=1)
+    bottom = torch.cat([noisy_clean, noisy_noisy], dim=1)
+    return torch.cat([top, bottom], dim=0)
+
+
+def block_causal_frame_index(num_frames: int, device: Optional[torch.device] = None) -> torch.Tensor:
+    """Temporal positions ``[2L-1]`` of the [clean | noisy] training sequence (noisy ℓ sits at ℓ)."""
+    idx = torch.arange(num_frames, device=device)
+    return torch.cat([idx, idx[1:]])
+
+
+def log10_stride(stride_ns: torch.Tensor) -> torch.Tensor:
+    return torch.log10(stride_ns) if stride_ns.dtype.is_floating_point else torch.log10(stride_ns.float())
+
+
+__all__ = ["StarMD", "block_causal_mask", "block_causal_frame_index", "log10_stride"]
+_ = math
