@@ -1,0 +1,108 @@
+"""Protein structures reachable offline, by name.
+
+Nothing here can be downloaded (SPEC §8): the training MD starts from structures that
+ship inside installed PyPI packages, or from peptides built from their sequence. This
+module only says where each one lives and what it is; turning it into an OpenMM
+system (stripping solvent, adding missing atoms and hydrogens) is done by
+``openmm_starmd.openmm.md_setup``.
+
+Sources:
+
+* ``pdb``      a PDB file inside an installed package; non-protein residues are dropped.
+* ``sequence`` a peptide built from its one-letter sequence (extended backbone,
+               side chains and hydrogens added by PDBFixer).
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+ONE_TO_THREE: dict[str, str] = {
+    "A": "ALA", "R": "ARG", "N": "ASN", "D": "ASP", "C": "CYS", "Q": "GLN", "E": "GLU",
+    "G": "GLY", "H": "HIS", "I": "ILE", "L": "LEU", "K": "LYS", "M": "MET", "F": "PHE",
+    "P": "PRO", "S": "SER", "T": "THR", "W": "TRP", "Y": "TYR", "V": "VAL",
+}
+
+
+@dataclass(frozen=True)
+class StructureSource:
+    """Where one offline structure comes from.
+
+    Attributes:
+        name: short identifier, used for folder and file names (``md_data/<name>/``).
+        kind: ``"pdb"`` or ``"sequence"``.
+        package: installed package holding the file(s) (``pdb`` kind).
+        files: paths inside ``package``: one PDB.
+        sequence: one-letter amino-acid sequence (``sequence`` kind).
+        n_residues: number of protein residues after preparation.
+        description: one line for humans.
+    """
+
+    name: str
+    kind: str
+    package: str = ""
+    files: tuple[str, ...] = ()
+    sequence: str = ""
+    n_residues: int = 0
+    description: str = ""
+
+    def paths(self) -> tuple[Path, ...]:
+        """Absolute paths of the source files inside the installed package."""
+        if self.kind == "sequence":
+            return ()
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"structure {self.name!r} needs the package {self.package!r}; install it with 'pip install {self.package}'")
+        root = Path(spec.origin).parent
+        paths = tuple(root / f for f in self.files)
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise ValueError(f"structure {self.name!r}: file(s) not found in package {self.package!r}: {missing}")
+        return paths
+
+
+STRUCTURES: dict[str, StructureSource] = {
+    s.name: s
+    for s in (
+        StructureSource("villin", "pdb", "openmm", ("app/data/test.pdb",), n_residues=35,
+                        description="villin headpiece HP35 N68H (OpenMM test system; water and ions removed)"),
+        StructureSource("villin_nmr", "pdb", "pdbfixer", ("tests/data/test.pdb",), n_residues=36,
+                        description="villin headpiece HP36, NMR model (PDB 1VII, heavy atoms)"),
+        StructureSource("1ap4", "pdb", "openmmtools", ("data/amoeba/1AP4_14_wat.pdb",), n_residues=89,
+                        description="cardiac troponin C regulatory domain (PDB 1AP4; water and ions removed)"),
+        StructureSource("1bhl", "pdb", "pdbfixer", ("tests/data/1BHL.pdb",), n_residues=0,
+                        description="PDB 1BHL chain A (non-standard CAS replaced by CYS)"),
+        StructureSource("t4_lysozyme", "pdb", "openmmtools", ("data/T4-lysozyme-L99A-implicit/receptor.pdb",), n_residues=162,
+                        description="T4 lysozyme L99A (openmmtools implicit-solvent receptor)"),
+        StructureSource("src_kinase", "pdb", "openmmtools", ("data/src-implicit/1yi6-pdbfixer.pdb",), n_residues=0,
+                        description="Src kinase domain (PDB 1YI6, openmmtools)"),
+        StructureSource("chignolin", "sequence", sequence="GYDPETGTWG", n_residues=10,
+                        description="chignolin, built extended from sequence"),
+        StructureSource("trpzip2", "sequence", sequence="SWTWENGKWTWK", n_residues=12,
+                        description="tryptophan zipper 2 (PDB 1LE1 sequence, no amide cap), built extended from sequence"),
+        StructureSource("trp_cage", "sequence", sequence="NLYIQWLKDGGPSSGRPPPS", n_residues=20,
+                        description="Trp-cage TC5b, built extended from sequence"),
+    )
+}
+
+
+def get_structure(name: str) -> StructureSource:
+    """Look up an offline structure by name, or build a ``sequence`` source from ``seq:ACDEF...``.
+
+    Args:
+        name: a key of :data:`STRUCTURES`, or ``"seq:"`` followed by a one-letter sequence
+            (the folder name is then ``pep_<sequence>``).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if name.startswith("seq:"):
+        sequence = name[4:].strip().upper()
+        bad = sorted(set(sequence) - set(ONE_TO_THREE))
+        if not sequence or bad:
+            raise ValueError(f"name {name!r}: expected 'seq:' + one-letter amino acids, found invalid letters {bad}")
+        return StructureSource(f"pep_{sequence}", "sequence", sequence=sequence, n_residues=len(sequence),
+                               description=f"peptide {sequence}, built extended from sequence")
+    if name not in STRUCTURES:
+        raise ValueError(f"unknown structure {name!r}; expected one of {sorted(STRUCTURES)} or 'seq:SEQUENCE'")
+    return STRUCTURES[name]
