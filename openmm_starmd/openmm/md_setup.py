@@ -107,7 +107,7 @@ def build_peptide_backbone_pdb(sequence: str) -> str:
         # O in the peptide plane, trans to the next N: torsion N-CA-C-O = psi + 180.
         o = _nerf(n, ca, c, _BOND_C_O_A, _ANGLE_CA_C_O, _EXTENDED_PSI + 180.0)
         for atom, xyz in (("N", n), ("CA", ca), ("C", c), ("O", o)):
-            lines.append(f"ATOM  {serial:5d}  {atom:<3s} {res:3s} A{i + 1:4d}    {xyz[0]:8.3f}{xyz[1]:8.3f}{xyz[2]:8.3f}  1.00  0.00           {atom[0]:>2s}")
+            lines.append(f"ATOM  {serial:5d}  {atom:<3s} {res:3s} A{i + 1:4d}    {xyz[0]:8.3f}{xyz[1]:8.3f}{xyz[2]:8.3f}  1.00  0.00          {atom[0]:>2s}")
             serial += 1
     lines.append("TER")
     lines.append("END")

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import shlex
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--ns must be > 0, got {args.ns}")
     if args.replicas < 1:
         raise ValueError(f"--replicas must be >= 1, got {args.replicas}")
-    command = "starmd simulate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else "starmd simulate"
+    command = _command_line(args)
     n_chunks = int(math.ceil(args.ns * PS_PER_NS / config.chunk_ps - 1e-9))
     runs = [ReplicaRun(Path(args.out), name, r, config, command) for name in args.structures for r in range(1, args.replicas + 1)]
     start = time.monotonic()
@@ -82,6 +81,20 @@ def run(args: argparse.Namespace) -> int:
         for rr in runs:
             rr.close()
     return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command with every option spelled out, as recorded in each system's JSON."""
+    options = [("--out", args.out), ("--ns", args.ns), ("--replicas", args.replicas), ("--chunk-ps", args.chunk_ps),
+               ("--frame-ps", args.frame_ps), ("--timestep-fs", args.timestep_fs), ("--temperature", args.temperature),
+               ("--hydrogen-mass", args.hydrogen_mass), ("--equilibration-ps", args.equilibration_ps),
+               ("--platform", args.platform), ("--threads", args.threads), ("--seed", args.seed)]
+    if math.isfinite(args.max_hours):
+        options.append(("--max-hours", args.max_hours))
+    words = ["starmd", "simulate", *args.structures]
+    for flag, value in options:
+        words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 class ReplicaRun:
