@@ -14,9 +14,9 @@ def _perturb(rots, trans, scale, g):
     return dr @ rots, trans + scale * torch.randn(trans.shape, generator=g)
 
 
-def _setup(seed=0, B=2):
+def _setup(seed=0, B=2, std=0.3):
     torch.manual_seed(seed)
-    core = randomize_(StarMDCore(tiny()), seed=seed).eval()
+    core = randomize_(StarMDCore(tiny()), seed=seed, std=std).eval()
     aatype, resid, rots, trans = random_protein(N, seed)
     g = torch.Generator().manual_seed(seed + 1)
     clean = [_perturb(rots.expand(B, N, 3, 3), trans.expand(B, N, 3), 0.1, g) for _ in range(L)]
@@ -78,7 +78,7 @@ def _naive_sample(core, history, log_stride, num_steps):
     B, Nr = core.aatype.shape
     s_seq, z_static = core.s_seq, core.z_static
     Lh = len(history)
-    rots, trans = dif.sample_prior([B, Nr], trans_device=s_seq.device)
+    rots, trans = dif.sample_prior([B, Nr], None, s_seq.device)
     ts = dif.timesteps(num_steps)
     mask = torch.ones(Lh + 1, Lh + 1, dtype=torch.bool).tril()
     frame_index = torch.arange(Lh + 1)
@@ -99,7 +99,8 @@ def _naive_sample(core, history, log_stride, num_steps):
 
 
 def test_cached_sampler_equals_naive_sampler_same_noise():
-    core, aatype, resid, clean, _ = _setup(seed=5, B=2)
+    # milder random weights: a many-step sampler amplifies fp32 round-off of a wild network
+    core, aatype, resid, clean, _ = _setup(seed=5, B=2, std=0.05)
     log_stride = torch.full([2], -0.5)
     history = clean[:3]
     core.start(aatype, resid, torch.zeros_like(resid), 8)
@@ -109,6 +110,7 @@ def test_cached_sampler_equals_naive_sampler_same_noise():
     r_c, x_c, tor_c = core.sample_frame(log_stride, 9, False, 1.0)
     torch.manual_seed(11)
     r_n, x_n, tor_n = _naive_sample(core, history, log_stride, 9)
+    assert x_c.abs().max() < 10.0  # nm: a sane scale, so the absolute bound below is meaningful
     assert (x_c - x_n).abs().max() < 1e-4
     assert (r_c - r_n).abs().max() < 1e-4
     assert (tor_c - tor_n).abs().max() < 1e-4

@@ -8,7 +8,6 @@ Generation of one frame (SPEC §5): draw the prior, run ``num_steps`` reverse-di
 which the frame's N tokens attend to the cache plus themselves, keep the last x̂_0, then noise it
 to ``context_noise_t``, run it once as a clean frame and append its keys/values to the cache.
 """
-from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
@@ -128,7 +127,7 @@ class StarMDCore(nn.Module):
         B, N = self.aatype.shape[0], self.aatype.shape[1]
         if self.num_frames == 0:
             raise RuntimeError("sample_frame needs at least one context frame: call append_frame first")
-        rots, trans = self.diffuser.sample_prior([B, N], trans_device=self.s_seq.device)
+        rots, trans = self.diffuser.sample_prior([B, N], None, self.s_seq.device)
         ts = self.diffuser.timesteps(num_steps)
         r0 = rots
         x0 = trans
