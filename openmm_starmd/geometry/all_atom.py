@@ -13,6 +13,24 @@ Conventions, exactly AF2's so that atoms -> frames + torsions -> atoms closes:
   each chain segment; they place no heavy atom (only the amide H, by the phi group).
 * Masked torsions are returned as (0, 1), i.e. zero angle.
 
+Geometry: by default the groups carry the literature (AF2) bond lengths and angles, so a
+rebuilt MD structure differs from the original by ~0.3 A heavy-atom RMSD (villin: 0.29 A;
+a crystal structure: 0.16 A). :func:`residue_geometry_from_atom14` captures a structure's own
+geometry in the same form (:class:`ResidueGeometry`); rebuilding with it is exact, and
+changing torsions then keeps that structure's bond lengths and angles.
+
+Carrying atoms the model does not place (hydrogens, OXT, a residue's variant atoms):
+
+    geometry = residue_geometry_from_atom14(x0, mask, aatype)
+    rots0, trans0 = atom14_to_group_frames(x0, mask, aatype, geometry.default_frames)
+    local = rigid_invert_apply(rots0[res, group], trans0[res, group], h_positions)
+    x1, _ = atom14_from_frames_torsions(new_rots, new_trans, new_torsions, aatype, geometry)
+    rots1, trans1 = atom14_to_group_frames(x1, mask, aatype, geometry.default_frames)
+    h_new = rigid_apply(rots1[res, group], trans1[res, group], local)
+
+with ``group = residue_constants.attached_group_of_atom14[aatype[res], slot of the heavy
+atom the H is bonded to]``.
+
 Everything on the frames -> atoms path is pure torch, differentiable and batched over any
 leading dimensions ``...``; ``aatype`` ``[..., N]`` may have fewer leading dimensions than
 the frames (it is broadcast).
@@ -24,7 +42,14 @@ from typing import NamedTuple, Optional
 import torch
 
 from openmm_starmd.geometry import residue_constants as rc
-from openmm_starmd.geometry.internal import dihedral_sincos, gather_slots, previous_residue, rot_x
+from openmm_starmd.geometry.internal import (
+    axis_frames,
+    default_frames_from_local_positions,
+    dihedral_sincos,
+    gather_slots,
+    previous_residue,
+    rot_x,
+)
 from openmm_starmd.geometry.rigid import rigid_apply, rigid_compose, rigid_invert_apply
 from openmm_starmd.geometry.so3 import frames_from_three_points
 
@@ -45,6 +70,18 @@ class FramesTorsions(NamedTuple):
     torsions: torch.Tensor
     torsions_alt: torch.Tensor
     torsion_mask: torch.Tensor
+
+
+class ResidueGeometry(NamedTuple):
+    """Internal geometry of residues (bond lengths and angles) in the rigid-group form.
+
+    default_frames ``[..., N, 8, 4, 4]``: each group's frame relative to its parent at zero
+    torsion (nm); local_positions ``[..., N, 14, 3]``: each atom in its group's frame (nm).
+    ``None`` wherever a function accepts one means the literature (AF2) geometry.
+    """
+
+    default_frames: torch.Tensor
+    local_positions: torch.Tensor
 
 
 def _check_aatype(aatype: torch.Tensor, batch_shape: torch.Size, arg: str) -> torch.Tensor:
@@ -146,7 +183,11 @@ def atom14_to_frames_torsions(
 
 
 def torsion_angles_to_frames(
-    rots: torch.Tensor, trans: torch.Tensor, torsions: torch.Tensor, aatype: torch.Tensor
+    rots: torch.Tensor,
+    trans: torch.Tensor,
+    torsions: torch.Tensor,
+    aatype: torch.Tensor,
+    default_frames: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Global frames of the 8 rigid groups from backbone frames and torsions (AF2 Alg. 24).
 
@@ -154,6 +195,8 @@ def torsion_angles_to_frames(
         rots: backbone rotations ``[..., N, 3, 3]``; trans: CA positions ``[..., N, 3]`` nm.
         torsions: (sin, cos) ``[..., N, 7, 2]`` for omega, phi, psi, chi1..chi4 (normalised here).
         aatype: ``[..., N]`` restype indices.
+        default_frames: optional per-residue ``[..., N, 8, 4, 4]`` (``ResidueGeometry``) instead
+            of the literature ``residue_constants.restype_rigid_group_default_frame[aatype]``.
 
     Returns:
         group_rots ``[..., N, 8, 3, 3]`` and group_trans ``[..., N, 8, 3]``.
@@ -163,7 +206,12 @@ def torsion_angles_to_frames(
     if torsions.shape != rots.shape[:-2] + (rc.NUM_TORSIONS, 2):
         raise ValueError(f"torsions must have shape {tuple(rots.shape[:-2]) + (7, 2)}, got {tuple(torsions.shape)}")
     aatype = _check_aatype(aatype, rots.shape[:-2], "rots")
-    default = rc.restype_rigid_group_default_frame.to(rots)[aatype]  # [..., N, 8, 4, 4]
+    if default_frames is None:
+        default = rc.restype_rigid_group_default_frame.to(rots)[aatype]  # [..., N, 8, 4, 4]
+    elif default_frames.dim() < 4 or default_frames.shape[-3:] != (rc.NUM_RIGID_GROUPS, 4, 4):
+        raise ValueError(f"default_frames must have shape [..., N, 8, 4, 4], got {tuple(default_frames.shape)}")
+    else:
+        default = default_frames.to(rots).expand(aatype.shape + (rc.NUM_RIGID_GROUPS, 4, 4))
     sincos = torsions / torch.sqrt((torsions * torsions).sum(-1, keepdim=True) + _TORSION_EPS)
     sin = torch.cat([torch.zeros_like(sincos[..., :1, 0]), sincos[..., 0]], dim=-1)  # [..., N, 8]
     cos = torch.cat([torch.ones_like(sincos[..., :1, 1]), sincos[..., 1]], dim=-1)  # [..., N, 8]
@@ -203,8 +251,8 @@ def frames_to_atom14(
         group_rots ``[..., N, 8, 3, 3]``, group_trans ``[..., N, 8, 3]`` (nm), from
             :func:`torsion_angles_to_frames`.
         aatype: ``[..., N]``.
-        local_positions: optional ``[..., N, 14, 3]`` atom positions in their groups' frames
-            (from :func:`atom14_to_local_positions`) to use instead of the ideal literature ones.
+        local_positions: optional ``[..., N, 14, 3]`` (broadcast) atom positions in their
+            groups' frames, ``ResidueGeometry.local_positions``, instead of the literature ones.
 
     Returns:
         atom14 ``[..., N, 14, 3]`` (zeros at absent slots) and atom14_mask ``[..., N, 14]``.
@@ -218,30 +266,90 @@ def frames_to_atom14(
     mask = rc.restype_atom14_mask.to(group_trans)[aatype]  # [..., N, 14]
     if local_positions is None:
         local_positions = rc.restype_atom14_local_positions.to(group_trans)[aatype]
-    elif local_positions.shape != mask.shape + (3,):
-        raise ValueError(f"local_positions must have shape {tuple(mask.shape) + (3,)}, got {tuple(local_positions.shape)}")
+    elif local_positions.shape[-2:] != (rc.NUM_ATOM14, 3):
+        raise ValueError(f"local_positions must have shape [..., N, 14, 3], got {tuple(local_positions.shape)}")
+    else:
+        local_positions = local_positions.to(group_trans).expand(mask.shape + (3,))
     r, t = gather_group_frames(group_rots, group_trans, rc.group_of_atom14.to(aatype.device)[aatype])
     return rigid_apply(r, t, local_positions) * mask[..., None], mask
 
 
-def atom14_to_local_positions(
-    group_rots: torch.Tensor, group_trans: torch.Tensor, atom14: torch.Tensor, aatype: torch.Tensor
-) -> torch.Tensor:
-    """Atoms ``[..., N, 14, 3]`` expressed in the frame of the group that places each of them
-    -> ``[..., N, 14, 3]``; :func:`frames_to_atom14` with these reproduces ``atom14`` exactly."""
+def atom14_from_frames_torsions(
+    rots: torch.Tensor,
+    trans: torch.Tensor,
+    torsions: torch.Tensor,
+    aatype: torch.Tensor,
+    geometry: Optional[ResidueGeometry] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`torsion_angles_to_frames` then :func:`frames_to_atom14`: backbone frames
+    ``[..., N]`` + torsions ``[..., N, 7, 2]`` -> atom14 ``[..., N, 14, 3]`` nm, mask ``[..., N, 14]``.
+
+    ``geometry`` (from :func:`residue_geometry_from_atom14`) keeps a structure's own bond
+    lengths and angles; None uses the literature ones.
+    """
+    default_frames = None if geometry is None else geometry.default_frames
+    local_positions = None if geometry is None else geometry.local_positions
+    group_rots, group_trans = torsion_angles_to_frames(rots, trans, torsions, aatype, default_frames)
+    return frames_to_atom14(group_rots, group_trans, aatype, local_positions)
+
+
+def residue_geometry_from_atom14(atom14: torch.Tensor, atom14_mask: torch.Tensor, aatype: torch.Tensor) -> ResidueGeometry:
+    """The internal geometry of each residue of a structure, in rigid-group form.
+
+    atom14 ``[..., N, 14, 3]`` nm, atom14_mask ``[..., N, 14]``, aatype ``[..., N]``.
+    Every atom is expressed in the frame its group has when built from the atoms themselves
+    (AF2's ``atom37_to_frames``: origin on the axis end, x along the axis, the torsion's last
+    atom in the xy plane), and the default frames are derived from those positions exactly as
+    the literature ones are. Rebuilding with the structure's own frames and torsions then
+    reproduces it to float precision, and new torsions keep all its bond lengths and angles.
+    Residues with a missing heavy atom, and unknown residues, get the literature geometry.
+    """
     _check_points(atom14, "atom14", rc.NUM_ATOM14)
     aatype = _check_aatype(aatype, atom14.shape[:-2], "atom14")
+    exists = rc.restype_atom14_mask.to(atom14)[aatype]  # [..., N, 14]
+    complete = ((atom14_mask.to(atom14) * exists).sum(-1) == exists.sum(-1)) & (aatype != rc.UNKNOWN_RESTYPE)
+    chi_index = rc.chi_angles_atom14.to(aatype.device)[aatype]  # [..., N, 4, 4]
+    chi_mask = rc.chi_angles_mask.to(atom14)[aatype]  # [..., N, 4]
+
+    # frames of the groups that place atoms (0 backbone, 3 psi, 4-7 chis), built from atoms
+    bb_rots, bb_trans = frames_from_three_points(atom14[..., 0, :], atom14[..., 1, :], atom14[..., 2, :])
+    psi_rots, psi_trans = axis_frames(atom14[..., 1, :], atom14[..., 2, :], atom14[..., 3, :])  # CA, C, O
+    chi = gather_slots(atom14, chi_index.flatten(-2)).reshape(chi_index.shape + (3,))  # [..., N, 4, 4, 3]
+    chi_rots, chi_trans = axis_frames(chi[..., 1, :], chi[..., 2, :], chi[..., 3, :])  # [..., N, 4, 3, 3]
+    bb_r, bb_t = bb_rots.unsqueeze(-3), bb_trans.unsqueeze(-2)
+    group_rots = torch.cat([bb_r, bb_r, bb_r, psi_rots.unsqueeze(-3), chi_rots], dim=-3)  # [..., N, 8, 3, 3]
+    group_trans = torch.cat([bb_t, bb_t, bb_t, psi_trans.unsqueeze(-2), chi_trans], dim=-2)  # [..., N, 8, 3]
     r, t = gather_group_frames(group_rots, group_trans, rc.group_of_atom14.to(aatype.device)[aatype])
-    return rigid_invert_apply(r, t, atom14) * rc.restype_atom14_mask.to(atom14)[aatype][..., None]
+    local = rigid_invert_apply(r, t, atom14) * exists[..., None]
+    default = default_frames_from_local_positions(local, chi_index, chi_mask)
+
+    literature_local = rc.restype_atom14_local_positions.to(atom14)[aatype]
+    literature_default = rc.restype_rigid_group_default_frame.to(atom14)[aatype]
+    local = torch.where(complete[..., None, None], local, literature_local)
+    default = torch.where(complete[..., None, None, None], default, literature_default)
+    return ResidueGeometry(default, local)
 
 
-def atom14_from_frames_torsions(
-    rots: torch.Tensor, trans: torch.Tensor, torsions: torch.Tensor, aatype: torch.Tensor
+def atom14_to_group_frames(
+    atom14: torch.Tensor,
+    atom14_mask: torch.Tensor,
+    aatype: torch.Tensor,
+    default_frames: Optional[torch.Tensor] = None,
+    residue_index: Optional[torch.Tensor] = None,
+    chain_start: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`torsion_angles_to_frames` then :func:`frames_to_atom14` (ideal geometry):
-    -> atom14 ``[..., N, 14, 3]`` nm, atom14_mask ``[..., N, 14]``."""
-    group_rots, group_trans = torsion_angles_to_frames(rots, trans, torsions, aatype)
-    return frames_to_atom14(group_rots, group_trans, aatype)
+    """The 8 rigid-group frames of a structure: its backbone frames and measured torsions
+    through :func:`torsion_angles_to_frames` -> rots ``[..., N, 8, 3, 3]``, trans ``[..., N, 8, 3]``.
+
+    Use it to carry atoms the model does not place (hydrogens, OXT): express them in
+    ``attached_group_of_atom14`` frames of the structure before a jump and apply the frames
+    of the rebuilt structure after it, both with the same ``default_frames`` (from
+    :func:`residue_geometry_from_atom14` of the starting structure). With those, each group
+    frame sits on the structure's own atoms (the phi group on N, with C(i-1) in its xy
+    plane), so bond lengths and angles to carried atoms are kept exactly.
+    """
+    ft = atom14_to_frames_torsions(atom14, atom14_mask, aatype, residue_index, chain_start)
+    return torsion_angles_to_frames(ft.rots, ft.trans, ft.torsions, aatype, default_frames)
 
 
 def pseudo_beta(

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import torch
 
+from openmm_starmd.geometry.internal import default_frames_from_local_positions
 from openmm_starmd.units import NM_PER_ANGSTROM
 
 # ---------------------------------------------------------------------------------------
@@ -296,44 +297,12 @@ def aatype_from_sequence(sequence: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 # Derived index tables (torch, built once at import)
 # ---------------------------------------------------------------------------------------
-def _frame_4x4(ex: torch.Tensor, ey: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
-    """Frame with x along ``ex``, y in the (ex, ey) plane on the ey side, given origin."""
-    e1 = ex / torch.linalg.norm(ex)
-    e2 = ey - (ey @ e1) * e1
-    e2 = e2 / torch.linalg.norm(e2)
-    m = torch.eye(4, dtype=torch.float64)
-    m[:3, :3] = torch.stack([e1, e2, torch.linalg.cross(e1, e2)], dim=-1)
-    m[:3, 3] = origin
-    return m
-
-
-def _group_default_frames(resname: str) -> torch.Tensor:
-    """The 8 default frames ``[8, 4, 4]`` of one residue, each relative to its parent group
-    (backbone for groups 1-4, the previous chi group for chi2-chi4); AF2 supplement 1.8."""
-    frames = torch.eye(4, dtype=torch.float64).repeat(NUM_RIGID_GROUPS, 1, 1)
-    if resname == "UNK":
-        return frames
-    pos = {atom: torch.tensor(xyz, dtype=torch.float64) for atom, (_, xyz) in RIGID_GROUP_ATOM_POSITIONS[resname].items()}
-    # group 1 (pre-omega) places no atom and stays the identity
-    frames[2] = _frame_4x4(pos["N"] - pos["CA"], torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), pos["N"])
-    frames[3] = _frame_4x4(pos["C"] - pos["CA"], pos["CA"] - pos["N"], pos["C"])
-    for k, (a, b, c, _) in enumerate(CHI_ANGLE_ATOMS[resname]):
-        if k == 0:  # chi1 relative to the backbone frame
-            frames[4] = _frame_4x4(pos[c] - pos[b], pos[a] - pos[b], pos[c])
-        else:  # chi_k relative to chi_{k-1}, whose origin is atom b and whose x axis points a->b
-            # (pos[c] is already local to chi_{k-1}, as every chi atom c sits in the previous group)
-            frames[4 + k] = _frame_4x4(pos[c], torch.tensor([-1.0, 0.0, 0.0], dtype=torch.float64), pos[c])
-    return frames
-
-
 def _build_tables() -> dict[str, torch.Tensor]:
     n = NUM_RESTYPES_WITH_UNKNOWN
     t = {
         "atom14_mask": torch.zeros(n, NUM_ATOM14),
-        "atom14_local": torch.zeros(n, NUM_ATOM14, 3),
         "group": torch.zeros(n, NUM_ATOM14, dtype=torch.long),
         "attached_group": torch.zeros(n, NUM_ATOM14, dtype=torch.long),
-        "default_frame": torch.zeros(n, NUM_RIGID_GROUPS, 4, 4),
         "chi_atom14": torch.zeros(n, 4, 4, dtype=torch.long),
         "chi_mask": torch.zeros(n, 4),
         "chi_pi": torch.zeros(n, 4),
@@ -343,8 +312,8 @@ def _build_tables() -> dict[str, torch.Tensor]:
         "swap": torch.arange(NUM_ATOM14).repeat(n, 1),
         "vdw": torch.zeros(n, NUM_ATOM14),
     }
+    local64 = torch.zeros(n, NUM_ATOM14, 3, dtype=torch.float64)
     for r, resname in enumerate(RESIDUE_NAMES):
-        t["default_frame"][r] = _group_default_frames(resname).float()
         if resname == "UNK":
             continue
         names = ATOM14_NAMES[resname]
@@ -359,7 +328,7 @@ def _build_tables() -> dict[str, torch.Tensor]:
         for atom, (group, xyz) in RIGID_GROUP_ATOM_POSITIONS[resname].items():
             slot = names.index(atom)
             t["atom14_mask"][r, slot] = 1.0
-            t["atom14_local"][r, slot] = torch.tensor(xyz)
+            local64[r, slot] = torch.tensor(xyz, dtype=torch.float64)
             t["group"][r, slot] = group
             t["attached_group"][r, slot] = origin_group.get(atom, group)
             t["to37"][r, slot] = ATOM37_ORDER[atom]
@@ -369,6 +338,11 @@ def _build_tables() -> dict[str, torch.Tensor]:
         for a, b in AMBIGUOUS_ATOM_SWAPS.get(resname, {}).items():
             i, j = names.index(a), names.index(b)
             t["swap"][r, i], t["swap"][r, j] = j, i
+    t["atom14_local"] = local64.float()
+    # default frames derived from the literature positions in float64 (AF2 supplement 1.8)
+    frames = default_frames_from_local_positions(local64, t["chi_atom14"], t["chi_mask"].double())
+    frames[UNKNOWN_RESTYPE] = torch.eye(4, dtype=torch.float64)
+    t["default_frame"] = frames.float()
     return t
 
 
