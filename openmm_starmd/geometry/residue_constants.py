@@ -13,8 +13,11 @@ Rigid groups (index: name, the torsion that rotates it, the atom at its origin):
     2 phi       phi      N       6 chi3  chi3  axis end of chi3
     3 psi       psi      C       7 chi4  chi4  axis end of chi4
 
-Every group frame has its x axis along its rotation axis and, at zero rotation, the
-atom that defines the torsion in the xy plane with positive y.
+Every group frame has its x axis along its rotation axis; rotated by its torsion, it has
+the torsion's far atom (C(i-1) for phi, O for psi, the fourth chi atom for chi_k) in its
+xy plane with positive y. The default frames (zero torsion, relative to the parent group)
+are derived from the positions below as AF2 does, by
+``internal.default_frames_from_local_positions`` (shared with per-structure geometry).
 
 Tables are torch tensors indexed by ``restype`` (order ``RESTYPES``, index
 ``UNKNOWN_RESTYPE`` = 20 is an all-masked unknown residue) so they can be gathered
