@@ -21,10 +21,9 @@ from openmm_starmd.geometry.so3 import uniform_random_rotmat
 from openmm_starmd.units import ANGSTROM_PER_NM, NM_PER_ANGSTROM
 
 VILLIN = os.path.join(os.path.dirname(app.__file__), "data", "test.pdb")
-_PDBFIXER_DATA = os.path.join(os.path.dirname(pytest.importorskip("pdbfixer").__file__), "tests", "data")
-_OPENMMTOOLS_DATA = os.path.join(os.path.dirname(pytest.importorskip("openmmtools").__file__), "data")
-HIV_INTEGRASE = os.path.join(_PDBFIXER_DATA, "1BHL.pdb")  # crystal structure, 2.2 A
-T4_LYSOZYME = os.path.join(_OPENMMTOOLS_DATA, "T4-lysozyme-L99A-implicit", "receptor.pdb")
+# (package that ships it, path inside the package)
+HIV_INTEGRASE = ("pdbfixer", ("tests", "data", "1BHL.pdb"))  # crystal structure, 2.2 A
+T4_LYSOZYME = ("openmmtools", ("data", "T4-lysozyme-L99A-implicit", "receptor.pdb"))
 
 
 class Protein:
@@ -148,7 +147,8 @@ def test_villin_ideal_rebuild(villin):
 @pytest.mark.parametrize("path, bound_angstrom", [(HIV_INTEGRASE, 0.18), (T4_LYSOZYME, 0.32)], ids=["1BHL", "T4L"])
 def test_other_proteins_ideal_rebuild(path, bound_angstrom):
     """Crystal structure 1BHL: 0.164 A measured; T4 lysozyme (Amber-prepared): 0.306 A."""
-    protein = Protein(path)
+    package, parts = path
+    protein = Protein(os.path.join(os.path.dirname(pytest.importorskip(package).__file__), *parts))
     ft = aa.atom14_to_frames_torsions(protein.atom14.float(), protein.mask, protein.aatype)
     rebuilt, _ = aa.atom14_from_frames_torsions(ft.rots, ft.trans, ft.torsions, protein.aatype)
     mask = protein.mask * protein.complete[:, None]
