@@ -12,20 +12,30 @@ Two ways to supply keys:
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 
-def rotary(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotary embedding of ``x [B, H, T, D]`` (D even) at integer positions ``pos [B, T]``."""
-    D = x.shape[-1]
-    half = D // 2
-    inv_freq = base ** (-torch.arange(half, dtype=torch.float32, device=x.device) / half)
-    ang = pos.float()[:, None, :, None] * inv_freq  # [B, 1, T, D/2]
-    cos, sin = torch.cos(ang), torch.sin(ang)
+def rope_tables(residue_index: torch.Tensor, frame_index: torch.Tensor, num_frames: int, head_dim: int,
+                base_residue: float, base_frame: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin ``[B, 1, F·N, D/2]`` of the 2D rotary embedding of tokens (residue i, frame ℓ):
+    the first half of each head's channels rotates with the residue index, the second half with
+    the frame index. Computed once per forward call and shared by every S×T layer."""
+    B, N = residue_index.shape
+    quarter = head_dim // 4
+    exps = torch.arange(quarter, dtype=torch.float32, device=residue_index.device) / quarter
+    res_pos = residue_index.float().repeat(1, num_frames)  # [B, F·N]
+    fr_pos = frame_index.float()[:, None].expand(num_frames, N).reshape(1, num_frames * N).expand(B, num_frames * N)
+    ang = torch.cat([res_pos[..., None] * base_residue ** (-exps), fr_pos[..., None] * base_frame ** (-exps)], dim=-1)
+    return torch.cos(ang)[:, None], torch.sin(ang)[:, None]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (c, c + D/2) of ``x [B, H, T, D]`` by the angles behind ``cos``/``sin [B, 1, T, D/2]``."""
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -33,43 +43,34 @@ def rotary(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
 class SpaceTimeAttention(nn.Module):
     """Multi-head attention over (residue, frame) tokens; pair features enter as biases only."""
 
-    def __init__(self, c_s: int, c_z: int, heads: int, rope_base_residue: float, rope_base_frame: float):
+    def __init__(self, c_s: int, c_z: int, heads: int):
         super().__init__()
         self.heads = heads
         self.head_dim = c_s // heads
-        self.rope_base_residue = rope_base_residue
-        self.rope_base_frame = rope_base_frame
         self.to_qkv = nn.Linear(c_s, 3 * c_s, bias=False)
         self.to_bias = nn.Linear(c_z, heads, bias=False)
         self.out = nn.Linear(c_s, c_s)
-
-    def _rope(self, x: torch.Tensor, res_pos: torch.Tensor, frame_pos: torch.Tensor) -> torch.Tensor:
-        """First half of each head rotated by residue index, second half by frame index."""
-        h = self.head_dim // 2
-        return torch.cat([rotary(x[..., :h], res_pos, self.rope_base_residue), rotary(x[..., h:], frame_pos, self.rope_base_frame)], dim=-1)
 
     def forward(
         self,
         x: torch.Tensor,
         z: torch.Tensor,
-        residue_index: torch.Tensor,
-        frame_index: torch.Tensor,
+        rope_cos: torch.Tensor,
+        rope_sin: torch.Tensor,
         frame_mask: Optional[torch.Tensor],
         k_cache: Optional[torch.Tensor],
         v_cache: Optional[torch.Tensor],
         fill: int,
         append: bool,
     ) -> torch.Tensor:
-        """x ``[B, F, N, C]``, z ``[B, F, N, N, c_z]``, residue_index ``[B, N]``, frame_index ``[F]``
+        """x ``[B, F, N, C]``, z ``[B, F, N, N, c_z]``, rope_cos/rope_sin from :func:`rope_tables`
         -> ``[B, F, N, C]``. Exactly one of ``frame_mask`` / ``k_cache`` is given."""
         B, Fr, N, C = x.shape
         H, D = self.heads, self.head_dim
         qkv = self.to_qkv(x).view(B, Fr * N, 3, H, D).permute(2, 0, 3, 1, 4)  # [3, B, H, F·N, D]
         q, k, v = qkv[0], qkv[1], qkv[2]
-        res_pos = residue_index.repeat(1, Fr)  # [B, F·N]
-        fr_pos = frame_index[:, None].expand(Fr, N).reshape(1, Fr * N).expand(B, Fr * N)
-        q = self._rope(q, res_pos, fr_pos)
-        k = self._rope(k, res_pos, fr_pos)
+        q = apply_rope(q, rope_cos, rope_sin)
+        k = apply_rope(k, rope_cos, rope_sin)
         bias = self.to_bias(z).permute(0, 4, 1, 2, 3)  # [B, H, F, N(query), N(key)]
 
         if k_cache is None:

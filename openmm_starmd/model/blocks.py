@@ -80,7 +80,7 @@ class DiffusionBlock(nn.Module):
         self.ipa_transition = Transition(cfg.c_s, cfg.transition_mult)
         self.st_norms = nn.ModuleList([AdaLN(cfg.c_s, cfg.c_cond) for _ in range(cfg.st_layers_per_block)])
         self.st_layers = nn.ModuleList([
-            SpaceTimeAttention(cfg.c_s, cfg.c_z, cfg.st_heads, cfg.rope_base_residue, cfg.rope_base_frame)
+            SpaceTimeAttention(cfg.c_s, cfg.c_z, cfg.st_heads)
             for _ in range(cfg.st_layers_per_block)
         ])
         self.st_transition_norms = nn.ModuleList([AdaLN(cfg.c_s, cfg.c_cond) for _ in range(cfg.st_layers_per_block)])
@@ -95,8 +95,8 @@ class DiffusionBlock(nn.Module):
         rots: torch.Tensor,
         trans: torch.Tensor,
         cond: torch.Tensor,
-        residue_index: torch.Tensor,
-        frame_index: torch.Tensor,
+        rope_cos: torch.Tensor,
+        rope_sin: torch.Tensor,
         frame_mask: Optional[torch.Tensor],
         k_caches: List[torch.Tensor],
         v_caches: List[torch.Tensor],
@@ -104,7 +104,7 @@ class DiffusionBlock(nn.Module):
         append: bool,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """s ``[B, F, N, c_s]``, z ``[B, F, N, N, c_z]``, rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]``,
-        cond ``[B, F, c_cond]``. ``k_caches``/``v_caches`` hold this block's S×T layers' caches
+        cond ``[B, F, c_cond]``, rope_cos/rope_sin ``[B, 1, F·N, D/2]``. ``k_caches``/``v_caches`` hold this block's S×T layers' caches
         (empty lists in full mode)."""
         B, Fr, N, C = s.shape
         x, gate = self.ipa_norm(s, cond)
@@ -120,7 +120,7 @@ class DiffusionBlock(nn.Module):
             if len(k_caches) > 0:
                 k_cache = k_caches[i]
                 v_cache = v_caches[i]
-            s = s + gate * layer(x, z, residue_index, frame_index, frame_mask, k_cache, v_cache, fill, append)
+            s = s + gate * layer(x, z, rope_cos, rope_sin, frame_mask, k_cache, v_cache, fill, append)
             x, gate = tnorm(s, cond)
             s = s + gate * transition(x)
         z = self.edge_transition(s, z)

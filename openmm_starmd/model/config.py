@@ -101,7 +101,7 @@ def tiny() -> StarMDConfig:
 
 def small() -> StarMDConfig:
     """The CPU model we ship: paper architecture, narrower channels."""
-    return StarMDConfig(num_blocks=4, c_s=128, c_z=64, ipa_hidden=128, ipa_heads=4, ipa_qk_points=4, ipa_v_points=8,
+    return StarMDConfig(num_blocks=4, c_s=128, c_z=32, ipa_hidden=128, ipa_heads=4, ipa_qk_points=4, ipa_v_points=8,
                         st_layers_per_block=2, st_heads=4, c_cond=64, c_relpos=64).validate()
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from openmm_starmd.geometry import pseudo_beta
+from openmm_starmd.model.attention import rope_tables
 from openmm_starmd.model.blocks import DiffusionBlock
 from openmm_starmd.model.config import StarMDConfig
 from openmm_starmd.model.embeddings import ConditioningEmbedding, PairEmbedding, SequenceEmbedding
@@ -30,6 +31,9 @@ class StarMD(nn.Module):
         self.num_blocks = cfg.num_blocks
         self.st_layers_per_block = cfg.st_layers_per_block
         self.num_torsions = cfg.num_torsions
+        self.st_head_dim = cfg.st_head_dim
+        self.rope_base_residue = cfg.rope_base_residue
+        self.rope_base_frame = cfg.rope_base_frame
         self.seq_embed = SequenceEmbedding(cfg.c_s, cfg.c_relpos, cfg.openfold_single_dim)
         self.pair_embed = PairEmbedding(cfg.c_z, cfg.relpos_max, cfg.distogram_bins, cfg.distogram_min_nm,
                                         cfg.distogram_max_nm, cfg.openfold_pair_dim)
@@ -90,6 +94,7 @@ class StarMD(nn.Module):
         s = s_seq[:, None].expand(B, Fr, N, s_seq.shape[-1])
         z = self.pair_embed(z_static, pseudo_beta(rots, trans, aatype[:, None].expand(B, Fr, N)))
         cond = self.cond_embed(t, log10_stride_ns)
+        rope_cos, rope_sin = rope_tables(residue_index, frame_index, Fr, self.st_head_dim, self.rope_base_residue, self.rope_base_frame)
         L = self.st_layers_per_block
         for b, block in enumerate(self.blocks):
             ks: List[torch.Tensor] = []
@@ -97,7 +102,7 @@ class StarMD(nn.Module):
             if len(k_caches) > 0:
                 ks = k_caches[b * L:(b + 1) * L]
                 vs = v_caches[b * L:(b + 1) * L]
-            s, z, rots, trans = block(s, z, rots, trans, cond, residue_index, frame_index, frame_mask, ks, vs, fill, append)
+            s, z, rots, trans = block(s, z, rots, trans, cond, rope_cos, rope_sin, frame_mask, ks, vs, fill, append)
         raw = self.torsion_head(s).view(B, Fr, N, self.num_torsions, 2)
         torsions = raw / torch.sqrt((raw**2).sum(-1, keepdim=True) + 1e-8)
         return rots, trans, torsions, raw
