@@ -7,8 +7,10 @@ Two ways to supply keys:
   ``frame_mask [F, F]`` (True = query frame may attend to key frame); this is how the
   block-causal [clean | noisy] sequence is trained in one pass.
 * **cached** (inference): the call's single frame attends to the cached keys/values of every
-  finished frame ``k_cache[:, :, :fill]`` plus itself; with ``append=True`` its own keys and
-  values are written to the cache at ``[fill, fill + N)``.
+  finished frame ``k_cache[:, :, :fill]`` plus itself. Its own keys and values are written at
+  ``[fill, fill + N)`` in every call; with ``append=True`` the caller then advances ``fill`` so
+  they stay, otherwise the slot is scratch for the next call. The cache therefore needs room for
+  one frame beyond the finished ones while a frame is being generated.
 """
 from __future__ import annotations
 
@@ -81,13 +83,13 @@ class SpaceTimeAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=full.reshape(B, H, Fr * N, Fr * N))
         else:
             assert v_cache is not None and Fr == 1
-            keys = torch.cat([k_cache[:, :, :fill], k], dim=2)  # [B, H, fill + N, D]
-            values = torch.cat([v_cache[:, :, :fill], v], dim=2)
+            # This frame's keys/values go to the next free slot [fill, fill + N): they are final when
+            # ``append`` and scratch otherwise (overwritten by the next call), so the attention reads
+            # the cache in place without concatenating copies of it.
+            k_cache[:, :, fill:fill + N] = k
+            v_cache[:, :, fill:fill + N] = v
             n_frames = fill // N + 1
             full = bias[:, :, 0, :, None, :].expand(B, H, N, n_frames, N).reshape(B, H, N, n_frames * N)
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=full)
-            if append:
-                k_cache[:, :, fill:fill + N] = k
-                v_cache[:, :, fill:fill + N] = v
+            out = F.scaled_dot_product_attention(q, k_cache[:, :, :fill + N], v_cache[:, :, :fill + N], attn_mask=full)
         out = out.permute(0, 2, 1, 3).reshape(B, Fr, N, C)  # [B, F, N, C]
         return self.out(out)

@@ -113,7 +113,10 @@ class StarMDCore(nn.Module):
     @torch.jit.export
     def denoise(self, rots_t: torch.Tensor, trans_t: torch.Tensor, t: float, log10_stride_ns: torch.Tensor
                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One network evaluation for the frame being generated: x̂_0 frames and torsions."""
+        """One network evaluation for the frame being generated: x̂_0 frames and torsions.
+        Uses the cache slot after the finished frames as scratch (needs capacity for one more frame)."""
+        if self.num_frames >= self.capacity_frames:
+            raise RuntimeError("KV cache is full: start() the rollout with a larger capacity_frames")
         with torch.no_grad():
             return self._run(rots_t, trans_t, t, log10_stride_ns, False)
 
@@ -127,6 +130,8 @@ class StarMDCore(nn.Module):
         B, N = self.aatype.shape[0], self.aatype.shape[1]
         if self.num_frames == 0:
             raise RuntimeError("sample_frame needs at least one context frame: call append_frame first")
+        if self.num_frames >= self.capacity_frames:
+            raise RuntimeError("KV cache is full: start() the rollout with a larger capacity_frames")
         rots, trans = self.diffuser.sample_prior([B, N], None, self.s_seq.device)
         ts = self.diffuser.timesteps(num_steps)
         r0 = rots
