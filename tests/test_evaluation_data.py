@@ -45,3 +45,15 @@ def move_ca(base: mdtraj.Trajectory, ca_displacement_nm: np.ndarray) -> mdtraj.T
 
 def ca_indices(trajectory: mdtraj.Trajectory) -> np.ndarray:
     return trajectory.topology.select("name CA")
+
+
+def one_blas_thread():
+    """Context manager limiting BLAS to one thread: on a loaded 2-core machine, OpenBLAS threads
+    spin-waiting for each other make small matrix products ~100x slower."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl comes with scikit-learn, a deeptime dependency
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)

@@ -10,7 +10,9 @@ Definitions follow MolProbity (ramalyze/rotalyze):
 - Ramachandran category of residue i: GLY -> glycine; PRO -> cis-Pro when the preceding
   ω is within ±90°, else trans-Pro; residue before a PRO -> pre-Pro; ILE/VAL -> Ile/Val;
   otherwise general. Outlier when the density is below 0.0005 (general), 0.002 (cis-Pro) or
-  0.001 (the others). Chain termini (no φ or no ψ) are not evaluated.
+  0.001 (the others). Chain termini (no φ or no ψ) are not evaluated, nor, in a given frame,
+  a residue whose peptide bond to either neighbour is longer than 2.0 Å (MolProbity's link
+  cutoff: a broken chain, which the Cα break check reports instead).
 - Rotamers: χ angles from MolProbity's atom definitions, scored on the Top8000 grids
   ``rota8000-*.data``; outlier below 0.003. GLY and ALA have no χ. The grids are read from
   ``MolProbityConfig.rotarama_dir``, else ``$STARMD_ROTARAMA_DIR``, else where libtbx finds
@@ -34,12 +36,14 @@ import mdtraj
 import numpy as np
 
 from openmm_starmd.evaluation.structure import ProteinResidues
+from openmm_starmd.units import NM_PER_ANGSTROM
 
 RAMA_GENERAL, RAMA_GLYCINE, RAMA_CIS_PRO, RAMA_TRANS_PRO, RAMA_PRE_PRO, RAMA_ILE_VAL = range(6)
 RAMA_CATEGORY_NAMES = ("general", "glycine", "cis-Pro", "trans-Pro", "pre-Pro", "Ile/Val")
 RAMA_OUTLIER_CUTOFF = (0.0005, 0.001, 0.002, 0.001, 0.001, 0.001)  # by category
 ROTAMER_OUTLIER_CUTOFF = 0.003
 CIS_OMEGA_MAX_DEG = 90.0
+PEPTIDE_LINK_MAX_NM = 2.0 * NM_PER_ANGSTROM
 ROTARAMA_DIR_ENV = "STARMD_ROTARAMA_DIR"
 INSTALL_HINT = "install cctbx-base with 'pip install cctbx-base' (the 'validate' extra)"
 
@@ -106,6 +110,8 @@ class MolProbityScores:
 
     Attributes:
         rama_outlier: [F, R1] bool, R1 residues with both φ and ψ.
+        rama_evaluated: [F, R1] bool, False where a peptide bond of the residue is broken in
+            that frame (then it is neither an outlier nor counted).
         rotamer_outlier: [F, R2] bool, R2 residues with χ angles and a rotamer grid.
         rama_labels / rotamer_labels: [R1] / [R2] residue labels.
         not_evaluated: residue label -> reason, for residues left out of a check.
@@ -113,25 +119,25 @@ class MolProbityScores:
     """
 
     rama_outlier: np.ndarray
+    rama_evaluated: np.ndarray
     rotamer_outlier: np.ndarray
     rama_labels: list[str]
     rotamer_labels: list[str]
     not_evaluated: dict[str, str] = field(default_factory=dict)
     rotarama_dir: str = ""
 
-    @staticmethod
-    def _rate(flags: np.ndarray) -> np.ndarray:
-        return flags.mean(axis=1) if flags.shape[1] else np.zeros(flags.shape[0])
-
     @property
     def rama_rate(self) -> np.ndarray:
-        """[F] fraction of evaluated residues that are Ramachandran outliers."""
-        return self._rate(self.rama_outlier)
+        """[F] fraction of evaluated residues that are Ramachandran outliers (0 if none evaluated)."""
+        counted = self.rama_evaluated.sum(axis=1)
+        outliers = (self.rama_outlier & self.rama_evaluated).sum(axis=1)
+        return np.divide(outliers, counted, out=np.zeros(len(counted)), where=counted > 0)
 
     @property
     def rotamer_rate(self) -> np.ndarray:
-        """[F] fraction of evaluated residues that are rotamer outliers."""
-        return self._rate(self.rotamer_outlier)
+        """[F] fraction of evaluated residues that are rotamer outliers (0 if none evaluated)."""
+        flags = self.rotamer_outlier
+        return flags.mean(axis=1) if flags.shape[1] else np.zeros(flags.shape[0])
 
 
 def unavailable_reason() -> str | None:
@@ -156,7 +162,7 @@ def _find(atoms: dict[str, int], spec: str) -> int | None:
 def _backbone_quads(topology: mdtraj.Topology, residues: ProteinResidues, not_evaluated: dict[str, str]):
     """Atom quadruples for φ, ψ and the preceding ω of every residue with both φ and ψ."""
     atoms = [_atom_lookup(topology, r) for r in residues.residue_indices]
-    keep, phi, psi, omega, category = [], [], [], [], []
+    keep, phi, psi, omega, links, category = [], [], [], [], [], []
     N = residues.n_residues
     for i in range(N):
         has_prev = i > 0 and residues.neighbours[i - 1]
@@ -174,6 +180,7 @@ def _backbone_quads(topology: mdtraj.Topology, residues: ProteinResidues, not_ev
         phi.append((c_prev, n, ca, c))
         psi.append((n, ca, c, n_next))
         omega.append((ca_prev, c_prev, n, ca))
+        links.append(((c_prev, n), (c, n_next)))
         name, next_name = residues.names[i], residues.names[i + 1]
         if name == "GLY":
             category.append(RAMA_GLYCINE)
@@ -185,7 +192,8 @@ def _backbone_quads(topology: mdtraj.Topology, residues: ProteinResidues, not_ev
             category.append(RAMA_ILE_VAL)
         else:
             category.append(RAMA_GENERAL)
-    return keep, np.asarray(phi).reshape(-1, 4), np.asarray(psi).reshape(-1, 4), np.asarray(omega).reshape(-1, 4), np.asarray(category, dtype=np.int64)
+    quads = [np.asarray(q, dtype=np.int64).reshape(-1, 4) for q in (phi, psi, omega)]
+    return keep, quads, np.asarray(links, dtype=np.int64).reshape(-1, 2, 2), np.asarray(category, dtype=np.int64)
 
 
 def _chi_quads(topology: mdtraj.Topology, residues: ProteinResidues, not_evaluated: dict[str, str]):
@@ -256,11 +264,16 @@ def molprobity_scores(
         raise RuntimeError(f"{source}: MolProbity validity unavailable: {reason}")
     not_evaluated: dict[str, str] = {}
     topology = trajectory.topology
-    rama_keep, phi_q, psi_q, omega_q, category = _backbone_quads(topology, residues, not_evaluated)
+    rama_keep, (phi_q, psi_q, omega_q), links, category = _backbone_quads(topology, residues, not_evaluated)
     chi_keep, chi_q, tables = _chi_quads(topology, residues, not_evaluated)
     F = trajectory.n_frames
     phi, psi, omega = (_dihedrals_deg(trajectory, q) for q in (phi_q, psi_q, omega_q))
     cis = np.abs(omega) < CIS_OMEGA_MAX_DEG
+    if len(links):
+        bond_nm = mdtraj.compute_distances(trajectory, links.reshape(-1, 2), periodic=False).reshape(F, -1, 2)
+        linked = (bond_nm < PEPTIDE_LINK_MAX_NM).all(axis=-1)  # [F, R1]
+    else:
+        linked = np.zeros((F, 0), dtype=bool)
     rama_type = np.broadcast_to(category, (F, len(category))).copy()  # [F, R1]
     is_pro = category < 0
     rama_type[:, is_pro] = np.where(cis[:, is_pro], RAMA_CIS_PRO, RAMA_TRANS_PRO)
@@ -268,11 +281,14 @@ def molprobity_scores(
     for r, (_, n_chi) in enumerate(chi_keep):
         chis[:, r, n_chi:] = np.nan
     rotarama_dir = config.rotarama_dir or os.environ.get(ROTARAMA_DIR_ENV, "")
-    out = _run_worker(
-        dict(phi=phi, psi=psi, rama_type=rama_type, chis=chis,
-             rotamer_table=np.asarray(tables, dtype=str), rotarama_dir=np.asarray(rotarama_dir)),
-        source,
-    )
+    if len(rama_keep) or len(chi_keep):
+        out = _run_worker(
+            dict(phi=phi, psi=psi, rama_type=rama_type, chis=chis,
+                 rotamer_table=np.asarray(tables, dtype=str), rotarama_dir=np.asarray(rotarama_dir)),
+            source,
+        )
+    else:  # nothing to score (e.g. a Cα-only trajectory): no need to start cctbx
+        out = dict(rama_score=np.zeros((F, 0)), rotamer_score=np.zeros((F, 0)), rotarama_dir=np.asarray(rotarama_dir))
     cutoff = np.asarray(RAMA_OUTLIER_CUTOFF)[rama_type]  # [F, R1]
     rama_outlier = out["rama_score"] < cutoff
     scored = ~np.isnan(out["rotamer_score"]).any(axis=0) if F else np.zeros(len(tables), dtype=bool)
@@ -282,7 +298,8 @@ def molprobity_scores(
             where = directory or "no rotarama_data directory found"
             not_evaluated[residues.labels[i]] = f"rotamer: grid rota8000-{table}.data not found ({where})"
     return MolProbityScores(
-        rama_outlier=rama_outlier,
+        rama_outlier=rama_outlier & linked,
+        rama_evaluated=linked,
         rotamer_outlier=out["rotamer_score"][:, scored] < ROTAMER_OUTLIER_CUTOFF,
         rama_labels=[residues.labels[i] for i in rama_keep],
         rotamer_labels=[residues.labels[i] for (i, _), ok in zip(chi_keep, scored) if ok],
