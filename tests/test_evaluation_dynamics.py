@@ -115,3 +115,10 @@ def test_default_lags_and_config_validation():
     assert default_lags(3) == (1,)
     with pytest.raises(ValueError, match="tica_lags"):
         DynamicsConfig(tica_lags=(1, 0)).validate()
+
+
+def test_motion_below_epsilon_gives_zero_vamp2_and_no_tica():
+    rng = np.random.default_rng(6)
+    tiny = rng.normal(size=(101, 5, 3)) * 1e-4  # variance 1e-8 nm^2 < epsilon = 1e-6
+    np.testing.assert_array_equal(vamp2_vs_lag(tiny.reshape(101, -1), [1, 3]), 0.0)
+    assert tica_loading_scores(tiny, lag=1) is None

@@ -93,13 +93,22 @@ def autocorrelation_vs_lag(projection: np.ndarray, lags) -> np.ndarray:
 
 
 def vamp2_vs_lag(projection: np.ndarray, lags, epsilon: float = TICA_EPSILON) -> np.ndarray:
-    """VAMP-2 (sum of squared singular values of the Koopman matrix) of the [F, K] projection."""
+    """VAMP-2 (sum of squared singular values of the Koopman matrix) of the [F, K] projection.
+
+    Directions whose covariance eigenvalue is below ``epsilon`` (nm^2) are discarded; when all
+    are, the score is 0.
+    """
     from deeptime.decomposition import VAMP
+    from deeptime.numeric import ZeroRankError
 
     lags = _check_lags(projection.shape[0], lags, minimum_pairs=2)
     out = np.empty(len(lags))
     for k, tau in enumerate(lags):
-        model = VAMP(lagtime=int(tau), epsilon=epsilon).fit(projection).fetch_model()
+        try:
+            model = VAMP(lagtime=int(tau), epsilon=epsilon).fit(projection).fetch_model()
+        except ZeroRankError:  # every covariance eigenvalue below epsilon: nothing resolvable
+            out[k] = 0.0
+            continue
         out[k] = float(np.sum(model.singular_values**2))
     return out
 
@@ -126,16 +135,20 @@ def tica_loading_scores(
 
     Returns:
         [n_components, N] scores, or None when fewer than ``min_pairs`` valid pairs exist or
-        the fit yields fewer than ``n_components`` components.
+        the fit yields fewer than ``n_components`` components (variance below ``epsilon``).
     """
     from deeptime.decomposition import TICA
+    from deeptime.numeric import ZeroRankError
 
     F, N, _ = ca_nm.shape
     idx = valid_pairs(F, lag, valid)
     if len(idx) < min_pairs:
         return None
     x = ca_nm.reshape(F, 3 * N)  # [F, 3N]
-    model = TICA(lagtime=int(lag), epsilon=epsilon, scaling="kinetic_map").fit((x[idx], x[idx + lag])).fetch_model()
+    try:
+        model = TICA(lagtime=int(lag), epsilon=epsilon, scaling="kinetic_map").fit((x[idx], x[idx + lag])).fetch_model()
+    except ZeroRankError:  # no direction with variance above epsilon
+        return None
     vectors = model.instantaneous_coefficients  # [3N, k], by decreasing eigenvalue
     if vectors.shape[1] < n_components:
         return None

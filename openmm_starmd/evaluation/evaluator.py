@@ -191,6 +191,8 @@ def evaluate(
     ref_ca = superposed_ca(reference, ref_res.ca_indices, target)  # [Fr, N, 3]
     gen_ca = superposed_ca(generated, gen_res.ca_indices, target)  # [Fg, N, 3]
     pca = ReferencePCA.fit(ref_ca, max(config.dynamics.n_pcs, config.coverage.n_components))
+    if pca.n_components == 0:
+        raise ValueError(f"{reference_name}: all frames are identical after superposition; coverage and dynamics need motion")
     ref_proj, gen_proj = pca.transform(ref_ca), pca.transform(gen_ca)
 
     cov_config = CoverageConfig(min(config.coverage.n_components, pca.n_components), config.coverage.n_bins)
