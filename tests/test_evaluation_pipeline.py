@@ -152,7 +152,7 @@ def test_bad_input_names_the_trajectory(base):
     with pytest.raises(ValueError, match="ref.xtc: 31 frames is shorter than the largest lag 50"):
         evaluate(reference, reference, long_lags, reference_name="ref.xtc")
     water = __import__("mdtraj").load(__import__("test_evaluation_data").VILLIN_PDB)
-    water = water.atom_slice(water.topology.select("water and index < 300"))
+    water = water.atom_slice(water.topology.select("water")[:90])
     with pytest.raises(ValueError, match="water.pdb: expected a protein"):
         evaluate(water, water, NO_AA, reference_name="water.pdb")
     with pytest.raises(TypeError, match="generated"):

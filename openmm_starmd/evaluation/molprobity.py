@@ -229,8 +229,11 @@ def _run_worker(inputs: dict[str, np.ndarray], source: str) -> dict[str, np.ndar
     with tempfile.TemporaryDirectory(prefix="starmd_molprobity_") as tmp:
         path_in, path_out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
         np.savez(path_in, **inputs)
+        env = dict(os.environ)  # make this very package importable even when it is not installed
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         proc = subprocess.run(
-            [sys.executable, "-c", code, path_in, path_out], capture_output=True, text=True, check=False
+            [sys.executable, "-c", code, path_in, path_out], capture_output=True, text=True, check=False, env=env
         )
         if proc.returncode != 0:
             raise RuntimeError(

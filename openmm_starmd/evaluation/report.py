@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from openmm_starmd.units import ANGSTROM_PER_NM
 
@@ -24,6 +25,16 @@ PLOTS = {
     "coverage": "coverage.png",
     "vamp2": "vamp2.png",
     "tica": "tica.png",
+}
+CAPTIONS = {
+    "validity": "Per-frame Cα clash and break rates and MolProbity outlier rates of the generated trajectory "
+    "(dashed: thresholds); bottom: which frames pass each validity criterion.",
+    "dynamics": "Mean Cα RMSD between frames a lag apart, and autocorrelation on the reference PCs; "
+    "generated solid, reference MD dashed.",
+    "coverage": "Generated frames projected on the reference PC1/PC2 plane over the reference occupancy "
+    "(grey, on the coverage bins).",
+    "vamp2": "VAMP-2 score of the projection on the reference PCs vs lag; reference MD dashed.",
+    "tica": "Correlation of per-residue tIC1/tIC2 loadings between generated and reference trajectories.",
 }
 _REF_STYLE = dict(color="black", linestyle="--", marker="o", markersize=3, label="reference MD")
 _GEN_STYLE = dict(color="tab:blue", linestyle="-", marker="o", markersize=3, label="generated")
@@ -45,6 +56,14 @@ def _lag_axis(metrics: dict) -> tuple[np.ndarray, str]:
     if dyn.get("lag_ns"):
         return np.asarray(dyn["lag_ns"]), "lag time (ns)"
     return np.asarray(dyn["lags"]), "lag (frames)"
+
+
+def _log_lag_axis(ax, label: str) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(label)
 
 
 def plot_validity(metrics: dict, path: Path) -> None:
@@ -105,8 +124,7 @@ def plot_dynamics(metrics: dict, path: Path) -> None:
     ax_acf.set_ylabel("autocorrelation")
     ax_acf.set_title(f"Autocorrelation on top {dyn['n_pcs']} reference PCs")
     for ax in (ax_rmsd, ax_acf):
-        ax.set_xscale("log")
-        ax.set_xlabel(lag_label)
+        _log_lag_axis(ax, lag_label)
         ax.legend(fontsize=8)
     _save(figure, path)
 
@@ -119,8 +137,7 @@ def plot_vamp2(metrics: dict, path: Path) -> None:
     ax = figure.subplots()
     ax.plot(lags, dyn["vamp2"]["reference"], **_REF_STYLE)
     ax.plot(lags, dyn["vamp2"]["generated"], **_GEN_STYLE)
-    ax.set_xscale("log")
-    ax.set_xlabel(lag_label)
+    _log_lag_axis(ax, lag_label)
     ax.set_ylabel(f"VAMP-2 (top {dyn['n_pcs']} reference PCs)")
     ax.set_title("VAMP-2 vs lag")
     ax.legend(fontsize=8)
@@ -213,7 +230,8 @@ def _html(metrics: dict) -> str:
     thresholds = html.escape(json.dumps(v["thresholds"], indent=1))
     inputs = metrics["inputs"]
     figures = "\n".join(
-        f'<figure><img src="{name}" alt="{key}"><figcaption>{key}</figcaption></figure>' for key, name in PLOTS.items()
+        f'<figure><img src="{name}" alt="{key}"><figcaption>{html.escape(CAPTIONS[key])}</figcaption></figure>'
+        for key, name in PLOTS.items()
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>STAR-MD evaluation</title>

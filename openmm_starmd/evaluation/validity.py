@@ -24,7 +24,7 @@ MAX_CLASH_RATE = 1.29 / 100.0
 MAX_BREAK_RATE = 0.2 / 100.0
 
 # Pairwise distances are computed for this many (frame, i, j) entries at a time.
-_CHUNK_ENTRIES = 4_000_000
+_CHUNK_ENTRIES = 2_000_000
 
 
 @dataclass(frozen=True)
