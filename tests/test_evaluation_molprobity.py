@@ -159,9 +159,17 @@ def test_injected_rotamer_outliers_lower_aa_validity_by_their_fraction():
 
 
 @needs_cctbx
-def test_residues_without_grids_or_termini_are_reported():
+def test_residues_without_grids_or_termini_are_reported_and_degenerate_ones_are_outliers():
     base = villin()
-    scores = molprobity_scores(base, protein_residues(base.topology), CONFIG)
+    trajectory = mdtraj.join([base] * 2)
+    residues = protein_residues(base.topology)
+    phe10 = residues.residue_indices[residues.labels.index("PHE10:0")]
+    side = [a.index for a in base.topology.residue(int(phe10)).atoms if a.name in ("CB", "CG", "CD1")]
+    trajectory.xyz[1, side] = trajectory.xyz[1, side[0]]  # collapsed side chain: χ undefined (NaN)
+    scores = molprobity_scores(trajectory, residues, CONFIG)
+    column = scores.rotamer_labels.index("PHE10:0")
+    np.testing.assert_array_equal(scores.rotamer_outlier[:, column], [False, True])  # outlier, not a crash
+    assert scores.rotamer_outlier[1].sum() == 1
     reasons = scores.not_evaluated
     assert "rota8000-arg.data" in reasons["ARG14:0"] and "rota8000-lys.data" in reasons["LYS7:0"]
     assert "terminus" in reasons["LEU1:0"] and "terminus" in reasons["PHE35:0"]
@@ -169,7 +177,7 @@ def test_residues_without_grids_or_termini_are_reported():
     # Cα-only input: nothing can be scored, and the reasons say which atoms are missing
     ca_only = base.atom_slice(base.topology.select("name CA"))
     empty = molprobity_scores(ca_only, protein_residues(ca_only.topology), CONFIG)
-    assert empty.rama_outlier.shape == (1, 0) and empty.rotamer_outlier.shape == (1, 0)
+    assert empty.rama_outlier.shape == (1, 0) and empty.rotamer_outlier.shape == (1, 0)  # no worker started
     assert "missing" in empty.not_evaluated["SER2:0"]
 
 
@@ -183,3 +191,4 @@ def test_percentile_thresholds_accept_that_share_of_reference_frames():
     assert aa_valid(scores, rama_max, rot_max).mean() == pytest.approx(0.99)
     fixed = aa_thresholds(scores, MolProbityConfig(max_rama_outlier_rate=0.05, max_rotamer_outlier_rate=0.1))
     assert fixed == (0.05, 0.1)
+

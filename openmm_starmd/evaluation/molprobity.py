@@ -293,8 +293,9 @@ def molprobity_scores(
     else:  # nothing to score (e.g. a Cα-only trajectory): no need to start cctbx
         out = dict(rama_score=np.zeros((F, 0)), rotamer_score=np.zeros((F, 0)), rotarama_dir=np.asarray(rotarama_dir))
     cutoff = np.asarray(RAMA_OUTLIER_CUTOFF)[rama_type]  # [F, R1]
-    rama_outlier = out["rama_score"] < cutoff
-    scored = ~np.isnan(out["rotamer_score"]).any(axis=0) if F else np.zeros(len(tables), dtype=bool)
+    rama_outlier = ~(out["rama_score"] >= cutoff)  # NaN (undefined angle) counts as an outlier
+    missing = {str(t) for t in out.get("missing_tables", [])}
+    scored = np.array([t not in missing for t in tables], dtype=bool)
     directory = str(out["rotarama_dir"])
     for (i, _), table, ok in zip(chi_keep, tables, scored):
         if not ok:
@@ -303,7 +304,7 @@ def molprobity_scores(
     return MolProbityScores(
         rama_outlier=rama_outlier & linked,
         rama_evaluated=linked,
-        rotamer_outlier=out["rotamer_score"][:, scored] < ROTAMER_OUTLIER_CUTOFF,
+        rotamer_outlier=~(out["rotamer_score"][:, scored] >= ROTAMER_OUTLIER_CUTOFF),
         rama_labels=[residues.labels[i] for i in rama_keep],
         rotamer_labels=[residues.labels[i] for (i, _), ok in zip(chi_keep, scored) if ok],
         not_evaluated=not_evaluated,

@@ -11,7 +11,8 @@ Input (npz): ``phi``, ``psi``, ``rama_type`` [F, R1] (degrees; MolProbity catego
 ``chis`` [F, R2, 4] (degrees, NaN where unused), ``rotamer_table`` [R2] (grid names such as
 "phetyr"), ``rotarama_dir`` (a directory or "" to let libtbx find one).
 Output (npz): ``rama_score`` [F, R1] and ``rotamer_score`` [F, R2] (MolProbity density values;
-NaN where the rotamer grid is missing), ``missing_tables`` [K], ``rotarama_dir``.
+NaN where an angle is undefined, and in whole columns whose rotamer grid is missing),
+``missing_tables`` [K], ``rotarama_dir``.
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def score(phi, psi, rama_type, chis, rotamer_table, rotarama_dir: str):
     rama_score = np.empty((F, R1))
     for f in range(F):
         for r in range(R1):
-            rama_score[f, r] = rama.get_score(int(rama_type[f, r]), float(phi[f, r]), float(psi[f, r]))
+            angles = (float(phi[f, r]), float(psi[f, r]))
+            finite = np.isfinite(angles).all()  # degenerate geometry gives NaN angles
+            rama_score[f, r] = rama.get_score(int(rama_type[f, r]), *angles) if finite else np.nan
     directory = _find_rotarama_dir(rotarama_dir)
     tables, missing = _load_tables(directory, [str(n) for n in rotamer_table])
     R2 = len(rotamer_table)
@@ -61,7 +64,8 @@ def score(phi, psi, rama_type, chis, rotamer_table, rotarama_dir: str):
             continue
         n_dim = table.nDim
         for f in range(chis.shape[0]):
-            rotamer_score[f, r] = table.valueAt([float(c) for c in chis[f, r, :n_dim]])
+            angles = [float(c) for c in chis[f, r, :n_dim]]
+            rotamer_score[f, r] = table.valueAt(angles) if np.isfinite(angles).all() else np.nan
     return rama_score, rotamer_score, missing, directory
 
 
