@@ -26,7 +26,7 @@ from openmm_starmd.evaluation.molprobity import (
 )
 from openmm_starmd.evaluation.pca import ReferencePCA, superposed_ca
 from openmm_starmd.evaluation.structure import check_frames, check_same_protein, protein_residues
-from openmm_starmd.evaluation.validity import CaValidityConfig, ca_clash_break_rates
+from openmm_starmd.evaluation.validity import CaValidityConfig, ca_clash_break_rates, valid_from_rates
 
 SCHEMA = "openmm-starmd/evaluation/1"
 
@@ -74,8 +74,7 @@ def _validity(trajectories, residue_sets, names, config: EvaluationConfig) -> tu
     per = []
     for trajectory, residues in zip(trajectories, residue_sets):
         clash, brk = ca_clash_break_rates(trajectory.xyz[:, residues.ca_indices], residues.neighbours, config.ca)
-        valid = (clash <= config.ca.max_clash_rate) & (brk <= config.ca.max_break_rate)
-        per.append({"clash_rate": clash, "break_rate": brk, "ca_valid": valid})
+        per.append({"clash_rate": clash, "break_rate": brk, "ca_valid": valid_from_rates(clash, brk, config.ca)})
     reason, thresholds, not_evaluated, checks = None, (None, None), {}, []
     if not config.molprobity.enabled:
         reason = "MolProbity checks disabled by the caller"

@@ -107,5 +107,10 @@ def ca_valid(ca_nm, neighbours=None, config: CaValidityConfig | None = None) -> 
     Args and defaults as in :func:`ca_clash_break_rates`.
     """
     config = config or CaValidityConfig()
-    clash_rate, break_rate = ca_clash_break_rates(ca_nm, neighbours, config)
+    return valid_from_rates(*ca_clash_break_rates(ca_nm, neighbours, config), config)
+
+
+def valid_from_rates(clash_rate: np.ndarray, break_rate: np.ndarray, config: CaValidityConfig | None = None) -> np.ndarray:
+    """[F] bool from per-frame rates: clash rate <= max and break rate <= max."""
+    config = config or CaValidityConfig()
     return (clash_rate <= config.max_clash_rate) & (break_rate <= config.max_break_rate)
