@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from openmm_starmd.cli import main
-from openmm_starmd.evaluation.dynamics import DynamicsConfig
 from openmm_starmd.evaluation.evaluator import EvaluationConfig, evaluate
 from openmm_starmd.evaluation.molprobity import MolProbityConfig
 from openmm_starmd.evaluation.report import PLOTS, write_report
