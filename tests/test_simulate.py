@@ -12,7 +12,7 @@ from openmm import app, unit
 
 from openmm_starmd.cli import main
 from openmm_starmd.data.readers import find_sources
-from openmm_starmd.data.structures import get_structure
+from openmm_starmd.data.structures import STRUCTURES, get_structure
 from openmm_starmd.units import ANGSTROM_PER_NM
 from openmm_starmd.openmm.md_setup import (
     MDConfig,
@@ -150,3 +150,12 @@ def test_config_validation():
         get_structure("not_a_protein")
     with pytest.raises(ValueError, match="invalid letters"):
         get_structure("seq:ABZ")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(STRUCTURES))
+def test_every_offline_structure_prepares(name):
+    source = get_structure(name)
+    topology, positions = prepare_structure(source)
+    assert topology.getNumResidues() == source.n_residues
+    create_implicit_system(topology, MDConfig())

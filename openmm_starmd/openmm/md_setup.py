@@ -24,6 +24,7 @@ from openmm_starmd.data.structures import ONE_TO_THREE, StructureSource
 OBC_RADIUS_OFFSET_NM = 0.009  # Amber/OpenMM dielectric offset of the OBC radii
 SOLVENT_DIELECTRIC = 78.5
 SOLUTE_DIELECTRIC = 1.0
+_MAX_CA_CA_NM = 0.43  # longest consecutive CA-CA distance of an intact chain (3.8 A + margin; cis peptides are shorter)
 
 # Ideal backbone geometry for the peptide builder (Engh & Huber), Angstrom and degrees.
 _BOND_N_CA_A, _BOND_CA_C_A, _BOND_C_N_A, _BOND_C_O_A = 1.458, 1.525, 1.329, 1.231
@@ -140,15 +141,30 @@ def prepare_structure(source: StructureSource) -> tuple[app.Topology, unit.Quant
         fixer = PDBFixer(pdbfile=io.StringIO(build_peptide_backbone_pdb(source.sequence)))
     else:
         raise ValueError(f"source.kind must be 'pdb' or 'sequence', got {source.kind!r}")
-    fixer.removeHeterogens(keepWater=False)
-    _keep_first_protein_chain(fixer)
-    fixer.missingResidues = {}  # never model absent loops or termini
     fixer.findNonstandardResidues()
     fixer.replaceNonstandardResidues()
+    fixer.removeHeterogens(keepWater=False)
+    _keep_first_protein_chain(fixer)
+    fixer.findMissingResidues()
+    chain_lengths = [len(list(c.residues())) for c in fixer.topology.chains()]
+    # Model missing internal loops (SEQRES), never missing termini.
+    fixer.missingResidues = {key: names for key, names in fixer.missingResidues.items() if 0 < key[1] < chain_lengths[key[0]]}
     fixer.findMissingAtoms()
     fixer.addMissingAtoms(seed=0)
     fixer.addMissingHydrogens(7.0)
+    _check_no_chain_break(fixer.topology, fixer.positions)
     return fixer.topology, fixer.positions
+
+
+def _check_no_chain_break(topology: app.Topology, positions: unit.Quantity) -> None:
+    """Raise if consecutive CA atoms of a chain are farther apart than a peptide bond allows."""
+    xyz = np.asarray(positions.value_in_unit(unit.nanometer))
+    for chain in topology.chains():
+        ca = [(r, a.index) for r in chain.residues() for a in r.atoms() if a.name == "CA"]
+        for (r0, i), (r1, j) in zip(ca[:-1], ca[1:]):
+            if np.linalg.norm(xyz[i] - xyz[j]) > _MAX_CA_CA_NM:
+                raise ValueError(f"chain {chain.id} breaks between residues {r0.name}{r0.id} and {r1.name}{r1.id} "
+                                 f"(CA-CA {np.linalg.norm(xyz[i] - xyz[j]):.2f} nm); the structure has a gap PDBFixer could not fill")
 
 
 def _keep_first_protein_chain(fixer) -> None:
