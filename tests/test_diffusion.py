@@ -246,6 +246,25 @@ def test_translation_score_is_minus_noise_over_std(diffuser):
     assert torch.allclose(trans_s, expected, rtol=1e-3, atol=1e-3)
 
 
+def test_trans_scale_per_nm_sets_the_diffusion_unit():
+    """With 2 diffusion units per nm the prior has std 0.5 nm per coordinate (times sqrt(1 - 1/N)),
+    and the score, per diffusion unit, is still -eps / sqrt(var)."""
+    diffuser = SE3Diffuser(DiffusionConfig(trans_scale_per_nm=2.0, igso3_num_sigma=16))
+    gen = torch.Generator().manual_seed(10)
+    M = 4000
+    _, trans = diffuser.prior_from_noise(torch.rand(M, N, generator=gen), torch.randn(M, N, 3, generator=gen),
+                                         torch.randn(M, N, 3, generator=gen))
+    target = 0.25 * (1 - 1 / N)
+    assert bool(((trans.double().var(0) - target).abs() < 5 * target * math.sqrt(2 / (M - 1))).all())
+    rots_0, trans_0 = random_frames(gen, [B, N])
+    z = torch.randn(B, N, 3, generator=gen)
+    t = torch.full((B,), 0.3)
+    rots_t, trans_t = diffuser.forward_marginal_from_noise(rots_0, trans_0, t, torch.rand(B, N, generator=gen), z, z)
+    _, trans_s = diffuser.scores(rots_t, trans_t, rots_0, trans_0, t)
+    expected = -(z - z.mean(-2, keepdim=True)) * diffuser.trans_score_scaling(t)[:, None, None]
+    assert torch.allclose(trans_s, expected, rtol=1e-3, atol=1e-3)
+
+
 def test_rotation_score_scaling_is_the_score_rms(diffuser):
     """Monte Carlo E|score|^2 / 3 under the forward marginal vs the tabulated normaliser (5 sigma)."""
     gen = torch.Generator().manual_seed(9)
