@@ -22,7 +22,7 @@ from torch import nn
 
 from openmm_starmd.diffusion.config import DiffusionConfig
 from openmm_starmd.diffusion.igso3 import IGSO3
-from openmm_starmd.diffusion.internal import expmap, logmap
+from openmm_starmd.geometry.so3 import rotmat_to_rotvec as logmap, rotvec_to_rotmat as expmap
 
 
 class SO3Diffuser(nn.Module):

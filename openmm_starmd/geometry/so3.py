@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-_SMALL_ANGLE = 1e-4
+
 
 
 def hat(v: torch.Tensor) -> torch.Tensor:
@@ -31,7 +31,7 @@ def vee(m: torch.Tensor) -> torch.Tensor:
 def rotvec_to_rotmat(v: torch.Tensor) -> torch.Tensor:
     """Exponential map: rotation vectors ``[..., 3]`` -> matrices ``[..., 3, 3]`` (Rodrigues)."""
     angle = torch.linalg.norm(v, dim=-1, keepdim=True)[..., None]  # [..., 1, 1]
-    small = angle < _SMALL_ANGLE
+    small = angle < 1e-4
     safe = torch.where(small, torch.ones_like(angle), angle)
     a = torch.where(small, 1.0 - angle**2 / 6.0, torch.sin(safe) / safe)
     b = torch.where(small, 0.5 - angle**2 / 24.0, (1.0 - torch.cos(safe)) / safe**2)
@@ -54,7 +54,7 @@ def rotmat_to_rotvec(r: torch.Tensor) -> torch.Tensor:
     xyz = xyz * sign[..., None]
     sin_half = torch.linalg.norm(xyz, dim=-1)
     angle = 2.0 * torch.atan2(sin_half, w)
-    small = sin_half < _SMALL_ANGLE
+    small = sin_half < 1e-4
     scale = torch.where(small, 2.0 / w.clamp_min(1e-12), angle / sin_half.clamp_min(1e-12))
     return xyz * scale[..., None]
 
