@@ -131,6 +131,7 @@ def test_chunked_run_resumes_where_it_stopped(tmp_path):
 
     with pytest.raises(ValueError, match="settings"):  # changing the frame interval needs a new folder
         _simulate(tmp_path, ns=0.00048, frame_ps=0.02)
+    assert not (folder / "state" / "chignolin_R1.lock").exists()  # released after the failure
 
 
 def test_lock_refuses_a_second_live_process(tmp_path):

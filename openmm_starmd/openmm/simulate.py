@@ -64,9 +64,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--replicas must be >= 1, got {args.replicas}")
     command = _command_line(args)
     n_chunks = int(math.ceil(args.ns * PS_PER_NS / config.chunk_ps - 1e-9))
-    runs = [ReplicaRun(Path(args.out), name, r, config, command) for name in args.structures for r in range(1, args.replicas + 1)]
+    runs: list[ReplicaRun] = []
     start = time.monotonic()
     try:
+        for name in args.structures:
+            for r in range(1, args.replicas + 1):
+                runs.append(ReplicaRun(Path(args.out), name, r, config, command))
         while True:
             pending = [rr for rr in runs if rr.n_chunks_done < n_chunks]
             if not pending:
@@ -109,8 +112,6 @@ class ReplicaRun:
     """
 
     def __init__(self, out: Path, name: str, replica: int, config: MDConfig, command: str):
-        from openmm import app
-
         self.source = get_structure(name)
         self.name, self.replica, self.config, self.command = self.source.name, replica, config, command
         self.folder = out / self.name
@@ -118,6 +119,16 @@ class ReplicaRun:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = self.state_dir / f"{self.name}_R{replica}.lock"
         self._acquire_lock()
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self) -> None:
+        """Prepare the structure (first run) or pick up the last resume state."""
+        from openmm import app
+
         self.meta = self._load_meta()
         allatom = self.state_dir / f"{self.name}_allatom.pdb"
         if not allatom.exists():
@@ -132,7 +143,7 @@ class ReplicaRun:
         elif self.n_chunks_done == 0:
             self._equilibrate(pdb.positions)
         else:
-            raise ValueError(f"{self.folder}: {self.n_chunks_done} chunks of R{replica} but no resume state {state_path.name}")
+            raise ValueError(f"{self.folder}: {self.n_chunks_done} chunks of R{self.replica} but no resume state {state_path.name}")
         self._clean_old_states()
 
     # ----------------------------------------------------------------- setup
