@@ -59,18 +59,39 @@ def rotmat_to_rotvec(r: torch.Tensor) -> torch.Tensor:
     return xyz * scale[..., None]
 
 
+def _quat_basis(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Constant ``[16, 9]``: R (row-major) = (q q^T).flatten() @ basis for a unit q = (w, x, y, z).
+
+    Row a*4+b holds the coefficient of q_a q_b in each of the 9 entries of R:
+    R00 = w²+x²-y²-z², R01 = 2(xy-wz), R02 = 2(xz+wy), R10 = 2(xy+wz), R11 = w²-x²+y²-z²,
+    R12 = 2(yz-wx), R20 = 2(xz-wy), R21 = 2(yz+wx), R22 = w²-x²-y²+z².
+    """
+    return torch.tensor([
+        # R00  R01   R02   R10   R11   R12   R20   R21   R22
+        [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],  # ww
+        [0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 1.0, 0.0],  # wx
+        [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0],  # wy
+        [0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # wz
+        [0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 1.0, 0.0],  # xw
+        [1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, -1.0],  # xx
+        [0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # xy
+        [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0],  # xz
+        [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0],  # yw
+        [0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # yx
+        [-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, -1.0],  # yy
+        [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0],  # yz
+        [0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # zw
+        [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0],  # zx
+        [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0],  # zy
+        [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0],  # zz
+    ], dtype=dtype, device=device)
+
+
 def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
     """Quaternions ``[..., 4]`` (w, x, y, z; normalised here) -> matrices ``[..., 3, 3]``."""
     q = q / torch.linalg.norm(q, dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-            torch.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-            torch.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
+    outer = (q[..., :, None] * q[..., None, :]).flatten(-2)  # [..., 16]
+    return torch.matmul(outer, _quat_basis(q.dtype, q.device)).unflatten(-1, (3, 3))
 
 
 def rotmat_to_quat(r: torch.Tensor) -> torch.Tensor:

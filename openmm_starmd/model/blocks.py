@@ -14,19 +14,9 @@ from openmm_starmd.model.config import StarMDConfig
 from openmm_starmd.model.ipa import InvariantPointAttention
 
 
-class AdaLN(nn.Module):
-    """LayerNorm without affine, then shift/scale from the condition; also returns a residual gate
-    (adaLN-Zero: the modulation is zero-initialised, so every branch starts switched off)."""
-
-    def __init__(self, c: int, c_cond: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(c, elementwise_affine=False)
-        self.modulation = nn.Linear(c_cond, 3 * c)
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """x ``[B, F, N, C]``, cond ``[B, F, c_cond]`` -> (modulated x, gate ``[B, F, 1, C]``)."""
-        shift, scale, gate = self.modulation(cond)[:, :, None].chunk(3, dim=-1)
-        return self.norm(x) * (1.0 + scale) + shift, gate
+def modulate(x_normed: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN: a LayerNormed ``x [B, F, N, C]`` shifted and scaled per frame (``[B, F, 1, C]``)."""
+    return x_normed * (1.0 + scale) + shift
 
 
 class Transition(nn.Module):
@@ -72,18 +62,21 @@ class BackboneUpdate(nn.Module):
 
 
 class DiffusionBlock(nn.Module):
+    """Every residual branch is AdaLN-modulated and gated (adaLN-Zero, as in DiT): one linear map of
+    the condition gives (shift, scale, gate) for all 2 + 2·st_layers_per_block branches of the block;
+    it is zero-initialised, so every branch starts switched off."""
+
     def __init__(self, cfg: StarMDConfig):
         super().__init__()
-        self.ipa_norm = AdaLN(cfg.c_s, cfg.c_cond)
+        self.num_branches = 2 + 2 * cfg.st_layers_per_block
+        self.norm = nn.LayerNorm(cfg.c_s, elementwise_affine=False)
+        self.modulation = nn.Linear(cfg.c_cond, self.num_branches * 3 * cfg.c_s)
         self.ipa = InvariantPointAttention(cfg.c_s, cfg.c_z, cfg.ipa_hidden, cfg.ipa_heads, cfg.ipa_qk_points, cfg.ipa_v_points)
-        self.ipa_transition_norm = AdaLN(cfg.c_s, cfg.c_cond)
         self.ipa_transition = Transition(cfg.c_s, cfg.transition_mult)
-        self.st_norms = nn.ModuleList([AdaLN(cfg.c_s, cfg.c_cond) for _ in range(cfg.st_layers_per_block)])
         self.st_layers = nn.ModuleList([
             SpaceTimeAttention(cfg.c_s, cfg.c_z, cfg.st_heads)
             for _ in range(cfg.st_layers_per_block)
         ])
-        self.st_transition_norms = nn.ModuleList([AdaLN(cfg.c_s, cfg.c_cond) for _ in range(cfg.st_layers_per_block)])
         self.st_transitions = nn.ModuleList([Transition(cfg.c_s, cfg.transition_mult) for _ in range(cfg.st_layers_per_block)])
         self.edge_transition = EdgeTransition(cfg.c_s, cfg.c_z)
         self.backbone_update = BackboneUpdate(cfg.c_s)
@@ -107,22 +100,22 @@ class DiffusionBlock(nn.Module):
         cond ``[B, F, c_cond]``, rope_cos/rope_sin ``[B, 1, F·N, D/2]``. ``k_caches``/``v_caches`` hold this block's S×T layers' caches
         (empty lists in full mode)."""
         B, Fr, N, C = s.shape
-        x, gate = self.ipa_norm(s, cond)
+        mods = self.modulation(cond)[:, :, None].chunk(3 * self.num_branches, dim=-1)  # each [B, F, 1, C]
+        x = modulate(self.norm(s), mods[0], mods[1])
         upd = self.ipa(x.reshape(B * Fr, N, C), z.reshape((B * Fr,) + z.shape[2:]),
                        rots.reshape(B * Fr, N, 3, 3), trans.reshape(B * Fr, N, 3))  # frames flattened into the batch
-        s = s + gate * upd.view(B, Fr, N, C)
-        x, gate = self.ipa_transition_norm(s, cond)
-        s = s + gate * self.ipa_transition(x)
-        for i, (norm, layer, tnorm, transition) in enumerate(zip(self.st_norms, self.st_layers, self.st_transition_norms, self.st_transitions)):
-            x, gate = norm(s, cond)
+        s = s + mods[2] * upd.view(B, Fr, N, C)
+        s = s + mods[5] * self.ipa_transition(modulate(self.norm(s), mods[3], mods[4]))
+        for i, (layer, transition) in enumerate(zip(self.st_layers, self.st_transitions)):
+            m = 6 + 6 * i
             k_cache: Optional[torch.Tensor] = None
             v_cache: Optional[torch.Tensor] = None
             if len(k_caches) > 0:
                 k_cache = k_caches[i]
                 v_cache = v_caches[i]
-            s = s + gate * layer(x, z, rope_cos, rope_sin, frame_mask, k_cache, v_cache, fill, append)
-            x, gate = tnorm(s, cond)
-            s = s + gate * transition(x)
+            x = modulate(self.norm(s), mods[m], mods[m + 1])
+            s = s + mods[m + 2] * layer(x, z, rope_cos, rope_sin, frame_mask, k_cache, v_cache, fill, append)
+            s = s + mods[m + 5] * transition(modulate(self.norm(s), mods[m + 3], mods[m + 4]))
         z = self.edge_transition(s, z)
         rots, trans = self.backbone_update(s, rots, trans)
         return s, z, rots, trans

@@ -20,13 +20,13 @@ def _lecun_(linear: nn.Linear) -> None:
 
 
 def init_weights(model: nn.Module) -> None:
-    from openmm_starmd.model.blocks import AdaLN, BackboneUpdate
+    from openmm_starmd.model.blocks import BackboneUpdate, DiffusionBlock
 
     for module in model.modules():
         if isinstance(module, nn.Linear):
             _lecun_(module)
     for module in model.modules():
-        if isinstance(module, AdaLN):
+        if isinstance(module, DiffusionBlock):
             nn.init.zeros_(module.modulation.weight)
             nn.init.zeros_(module.modulation.bias)
         if isinstance(module, BackboneUpdate):
