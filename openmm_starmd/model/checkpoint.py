@@ -82,10 +82,12 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> tuple[Path, Optional[
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str | torch.device] = None,
-               use_ema: bool = True) -> StarMDCore:
+               use_ema: bool = True, scripted: bool = False):
     """A ready :class:`StarMDCore` (eval mode) from a shipped name (``"default"``) or a checkpoint path.
 
-    The shipped weights are verified against their SHA-256 before loading."""
+    The shipped weights are verified against their SHA-256 before loading. ``scripted=True``
+    returns the ``torch.jit.script``-compiled core (same methods and results, about 2× faster
+    per diffusion step on a CPU; see benchmarks/results/frame_time_small_N35.md)."""
     path, expected_sha = resolve_model_path(name_or_path)
     if expected_sha is not None:
         got = sha256_of(path)
@@ -104,6 +106,10 @@ def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str
     core.eval()
     if device is not None:
         core.to(device)
+    if scripted:
+        from openmm_starmd.model.export import script_core
+
+        return script_core(core)
     return core
 
 
