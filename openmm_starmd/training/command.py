@@ -1,21 +1,90 @@
 """``starmd train``: train or fine-tune STAR-MD on MD trajectories.
 
-The training loop, losses and data pipeline are built by issue #4; until it lands this subcommand
-says so and exits with status 2.
+    starmd train --data DIR --preset tiny|small|paper --steps N --out CKPT [--init CKPT|default] [--resume]
+
+The same arguments run data-parallel under torchrun (one process per device; gloo on CPU, nccl
+on CUDA): ``torchrun --nproc_per_node=K -m openmm_starmd.training --data DIR ...``. Rank 0 writes
+the checkpoint, the log and the plot; each rank draws its own batches.
 """
 from __future__ import annotations
 
 import sys
 
+from openmm_starmd.model.config import PRESETS
+
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--data", help="folder of topology + trajectory pairs, or the ATLAS layout")
-    parser.add_argument("--preset", default="small", choices=["tiny", "small", "paper"], help="model size")
-    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps")
-    parser.add_argument("--out", help="output checkpoint")
-    parser.add_argument("--init", help="initial checkpoint ('default' or a path) for fine-tuning")
+    parser.add_argument("--data", required=True, help="folder of topology + trajectory pairs (x.pdb + x.dcd), the "
+                        "'starmd simulate' chunked layout, the ATLAS layout, or mdCATH .h5 files")
+    parser.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (ignored with --init)")
+    parser.add_argument("--steps", type=int, default=1000, help="total optimiser steps of the run (default 1000)")
+    parser.add_argument("--out", required=True, help="model checkpoint to write (CKPT); the resumable state goes to CKPT.train.pt")
+    parser.add_argument("--init", help="start from these weights: 'default' (the shipped model) or a checkpoint path")
+    parser.add_argument("--resume", action="store_true", help="continue from CKPT.train.pt when it exists")
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (Adam; default 2e-4)")
+    parser.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps from 0.01 lr (default 100)")
+    parser.add_argument("--min-lr-factor", type=float, default=0.1, help="cosine decay floor as a fraction of --lr (default 0.1)")
+    parser.add_argument("--batch-size", type=int, default=4, help="examples per step and process (default 4)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per example, the context length L (default 8)")
+    parser.add_argument("--crop", type=int, default=256, help="longer proteins are cropped to this many residues (default 256)")
+    parser.add_argument("--min-stride-ns", type=float, default=0.01, help="shortest stride between frames (default 0.01 ns)")
+    parser.add_argument("--max-stride-ns", type=float, default=10.0, help="longest stride; trajectories cap it at their length (default 10 ns)")
+    parser.add_argument("--holdout", action="append", default=[], metavar="NAME", help="leave this system out of training (repeatable)")
+    parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights (default 0.999)")
+    parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (default 1.0)")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    parser.add_argument("--plot-every", type=int, default=100, help="steps between loss-plot updates (default 100)")
+    parser.add_argument("--reindex-every", type=int, default=0, help="re-scan --data every N steps for new trajectory chunks (0: never)")
+    parser.add_argument("--log", dest="log_path", help="loss log, JSON lines (default CKPT.log.jsonl)")
+    parser.add_argument("--plot", dest="plot_path", help="loss plot PNG (default CKPT.loss.png)")
+    parser.add_argument("--cache-dir", help="folder for the frames + torsions caches of the trajectories (default: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights, the batches and the noise")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda' (default auto)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch's default)")
+    parser.add_argument("--no-bf16", action="store_true", help="train in fp32 on CUDA (default: bf16 autocast on CUDA)")
+    parser.add_argument("--max-wall-s", type=float, default=0.0, help="stop with a checkpoint after this many seconds (0: no limit)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args):
+    from openmm_starmd.training.trainer import TrainConfig
+
+    return TrainConfig(
+        data=args.data, out=args.out, preset=args.preset, steps=args.steps, init=args.init, resume=args.resume, lr=args.lr,
+        warmup_steps=args.warmup_steps, min_lr_factor=args.min_lr_factor, batch_size=args.batch_size, num_frames=args.frames,
+        crop_residues=args.crop, min_stride_ns=args.min_stride_ns, max_stride_ns=args.max_stride_ns, grad_clip=args.grad_clip,
+        ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
+        plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout), reindex_every=args.reindex_every,
+        cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
+        max_wall_s=args.max_wall_s,
+    )
 
 
 def run(args) -> int:
-    print("starmd train: not available yet — training is completed by issue #4.", file=sys.stderr)
-    return 2
+    import torch
+
+    from openmm_starmd.training.distributed import init_distributed, shutdown
+    from openmm_starmd.training.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = config_from_args(args).validate()
+    except (TypeError, ValueError) as exc:
+        print(f"starmd train: {exc}", file=sys.stderr)
+        return 2
+    ctx = init_distributed(cfg.device)
+    try:
+        trainer = Trainer(cfg, ctx)
+        if ctx.is_main:
+            print(trainer.dataset.describe(), file=sys.stderr)
+        records = trainer.run()
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"starmd train: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        shutdown(ctx)
+    if ctx.is_main and records:
+        last = records[-1]
+        print(f"step {last['step']}: loss {last['total']:.4f}; checkpoint {cfg.out}; log {cfg.log_path}; plot {cfg.plot_path}")
+    return 0

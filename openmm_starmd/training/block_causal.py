@@ -1,0 +1,106 @@
+"""One block-causal training pass (SPEC §4): [clean 0..L-1 | noisy 1..L-1] in a single forward.
+
+* Each example's L frames are superposed one after the other (frame ℓ onto the already aligned
+  frame ℓ-1, Kabsch on present CA atoms, as the rollout aligns each generated frame onto the
+  previous one) and each frame is centred on its present CA atoms.
+* Clean history frames get contextual noise τ ~ U[0, context_noise_max_t] with probability
+  ``context_noise_prob`` per example (else τ = 0) and are conditioned on t = τ.
+* The L-1 target frames get independent t ~ U[t_min, 1] per frame.
+* Δt enters as log10(stride_ns) of each example.
+
+Randomness comes from torch's global generator; the trainer seeds it per step, so a step is a
+pure function of (seed, step, rank, weights).
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+from torch import nn
+
+from openmm_starmd.data.dataset import Batch
+from openmm_starmd.geometry.superpose import kabsch
+from openmm_starmd.model.config import StarMDConfig
+from openmm_starmd.model.starmd import block_causal_frame_index, block_causal_mask, log10_stride
+from openmm_starmd.training.losses import LossConfig, Prediction, Target, compute_losses
+
+
+def align_and_centre(rots: torch.Tensor, trans: torch.Tensor, residue_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Superpose frame ℓ onto aligned frame ℓ-1 (CA Kabsch) and centre every frame.
+
+    rots ``[B, L, N, 3, 3]``, trans ``[B, L, N, 3]`` nm, residue_mask ``[B, N]`` -> same shapes."""
+    B, L, N = trans.shape[:3]
+    m = residue_mask[..., None]  # [B, N, 1]
+    centred = [trans[:, 0] - (trans[:, 0] * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)]
+    out_rots = [rots[:, 0]]
+    for ell in range(1, L):
+        r, t = kabsch(trans[:, ell], centred[-1], residue_mask)  # [B, 3, 3], [B, 3]
+        moved = torch.einsum("bij,bnj->bni", r, trans[:, ell]) + t[:, None]
+        moved = moved - (moved * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp_min(1.0)
+        centred.append(moved)
+        out_rots.append(r[:, None] @ rots[:, ell])
+    return torch.stack(out_rots, 1), torch.stack(centred, 1)
+
+
+class BlockCausalModel(nn.Module):
+    """The network behind one ``forward`` (what DDP wraps): protein embedding + frame denoising."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, aatype, residue_index, chain_index, openfold_single, openfold_pair, rots, trans, t, log10_stride_ns,
+                frame_index, frame_mask):
+        s_seq, z_static = self.net.embed_protein(aatype, residue_index, chain_index, openfold_single, openfold_pair)
+        return self.net.forward_frames(s_seq, z_static, aatype, residue_index, rots, trans, t, log10_stride_ns, frame_index,
+                                       frame_mask, [], [], 0, False)
+
+
+def noise_levels(B: int, L: int, model_cfg: StarMDConfig, t_min: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context noise τ ``[B]`` (0 with probability 1 - context_noise_prob) and target times t ``[B, L-1]``."""
+    tau = torch.rand(B, device=device) * model_cfg.context_noise_max_t
+    tau = torch.where(torch.rand(B, device=device) < model_cfg.context_noise_prob, tau, torch.zeros_like(tau))
+    t = t_min + (1.0 - t_min) * torch.rand(B, L - 1, device=device)
+    return tau, t
+
+
+def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDConfig, loss_cfg: LossConfig,
+                    autocast_dtype=None) -> Dict[str, torch.Tensor]:
+    """Loss terms of one block-causal pass over ``batch`` (tensors already on the model's device).
+
+    ``model`` is a :class:`BlockCausalModel` (or its DDP wrapper). ``autocast_dtype``: e.g.
+    ``torch.bfloat16`` to run the network under CUDA autocast; losses are computed in fp32."""
+    device = batch.trans.device
+    B, L, N = batch.trans.shape[:3]
+    if L < 2:
+        raise ValueError(f"a training example needs at least 2 frames, got L={L}")
+    mask = batch.residue_mask  # [B, N]
+    rots_0, trans_0 = align_and_centre(batch.rots, batch.trans, mask)
+    tau, t = noise_levels(B, L, model_cfg, diffuser.t_min, device)
+    mask_l = mask[:, None].expand(B, L, N)
+    rots_c, trans_c = diffuser.forward_marginal(rots_0, trans_0, tau[:, None].expand(B, L), mask_l)  # τ = 0: clean
+    rots_t, trans_t = diffuser.forward_marginal(rots_0[:, 1:], trans_0[:, 1:], t, mask_l[:, 1:])
+    rots_in = torch.cat([rots_c, rots_t], 1)  # [B, 2L-1, N, 3, 3]
+    trans_in = torch.cat([trans_c, trans_t], 1)  # [B, 2L-1, N, 3]
+    t_in = torch.cat([tau[:, None].expand(B, L), t], 1)  # [B, 2L-1]
+    args = (batch.aatype, batch.residue_index, batch.chain_index, batch.openfold_single, batch.openfold_pair, rots_in,
+            trans_in, t_in, log10_stride(batch.stride_ns), block_causal_frame_index(L, device), block_causal_mask(L, device))
+    if autocast_dtype is not None and device.type == "cuda":
+        with torch.autocast("cuda", dtype=autocast_dtype):
+            r0, x0, tors, raw = model(*args)
+        r0, x0, tors, raw = r0.float(), x0.float(), tors.float(), raw.float()
+    else:
+        r0, x0, tors, raw = model(*args)
+    pred = Prediction(r0[:, L:], x0[:, L:], tors[:, L:], raw[:, L:])
+    target = Target(rots_0[:, 1:], trans_0[:, 1:], rots_t, trans_t, t, batch.torsions[:, 1:], batch.torsions_alt[:, 1:],
+                    batch.torsion_mask, mask, batch.aatype)
+    return compute_losses(diffuser, pred, target, loss_cfg)
+
+
+def batch_to(batch: Batch, device: torch.device) -> Batch:
+    """A copy of ``batch`` with every tensor on ``device``."""
+    moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(batch).items()}
+    return Batch(**moved)
+
+
+__all__ = ["align_and_centre", "BlockCausalModel", "noise_levels", "training_losses", "batch_to"]

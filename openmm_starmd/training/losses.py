@@ -1,0 +1,234 @@
+"""Training losses of STAR-MD (SPEC §4): score matching on SE(3) plus AF2/FrameDiff structure terms.
+
+Every term is computed over the L-1 noisy (target) frames and the present residues only.
+
+Units: nanometres throughout. FAPE follows AlphaFold 2 (supplement 1.9.2) with its 10 Å clamp
+and 10 Å length scale written in nm (``fape_clamp_nm = fape_length_scale_nm = 1.0``), so a
+prediction whose every local error exceeds the clamp scores 1.0, as in AF2. The clamp is
+always applied (AF2 leaves 10 % of backbone FAPE unclamped; we do not).
+
+Term definitions (shapes: B batch, F target frames, N residues):
+
+* rotation score: ``|s_rot(x̂_0) - s_rot(x_0)|² / rot_score_scaling(t)²`` averaged over the
+  3 components of present residues (FrameDiff's normalised score loss);
+* translation score: the same with the VP-SDE score and ``trans_score_scaling(t)``;
+* torsion: AF2 Alg. 27 — ``min(|â - a|², |â - a_alt|²)`` over defined torsions (the π-periodic
+  χ have the alternative ``a_alt``) plus ``torsion_norm_weight · mean | |raw| - 1 |``;
+* backbone FAPE: backbone frames x CA positions; side-chain FAPE: the 8 rigid-group frames x
+  atom14 heavy atoms of each frame's residues, against the truth rebuilt from the true torsions
+  or their π-periodic alternative, whichever the predicted torsions are closer to (AF2's
+  alt-truth for symmetric side chains, decided per residue);
+* backbone coordinates: mean squared error of N, CA, C, O (centred frames);
+* distance map: squared error of backbone-atom pair distances closer than
+  ``dist_map_cutoff_nm`` (FrameDiff: 6 Å) in the truth.
+
+The last two only count where ``t <= low_t_threshold``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, NamedTuple, Optional
+
+import torch
+
+from openmm_starmd.diffusion import SE3Diffuser
+from openmm_starmd.geometry import frames_to_atom14, residue_constants as rc, rigid_invert_apply, torsion_angles_to_frames
+from openmm_starmd.units import NM_PER_ANGSTROM
+
+NUM_BACKBONE_ATOMS = 4  # N, CA, C, O: the first four atom14 slots
+
+
+@dataclass
+class LossConfig:
+    """Weights and constants of the training losses (defaults: SPEC §4, AF2, FrameDiff)."""
+
+    rot_score_weight: float = 0.5
+    trans_score_weight: float = 1.0
+    torsion_weight: float = 0.5
+    bb_fape_weight: float = 0.5
+    sc_fape_weight: float = 0.5
+    bb_coord_weight: float = 0.25
+    dist_map_weight: float = 0.25
+    low_t_threshold: float = 0.25  # bb_coord and dist_map only for t <= this
+    torsion_norm_weight: float = 0.02  # AF2 angle-norm term inside the torsion loss
+    fape_clamp_nm: float = 10.0 * NM_PER_ANGSTROM
+    fape_length_scale_nm: float = 10.0 * NM_PER_ANGSTROM
+    fape_eps_nm2: float = 1e-4 * NM_PER_ANGSTROM**2  # AF2's 1e-4 Å² inside the square root
+    dist_map_cutoff_nm: float = 6.0 * NM_PER_ANGSTROM
+
+    def validate(self) -> "LossConfig":
+        for name, value in vars(self).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"LossConfig.{name} must be a number, got {type(value).__name__}")
+            if value < 0:
+                raise ValueError(f"LossConfig.{name} must be >= 0, got {value}")
+        for name in ("fape_clamp_nm", "fape_length_scale_nm", "dist_map_cutoff_nm"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LossConfig.{name} must be > 0, got {getattr(self, name)}")
+        return self
+
+    def weights(self) -> Dict[str, float]:
+        return {"rot_score": self.rot_score_weight, "trans_score": self.trans_score_weight, "torsion": self.torsion_weight,
+                "bb_fape": self.bb_fape_weight, "sc_fape": self.sc_fape_weight, "bb_coord": self.bb_coord_weight,
+                "dist_map": self.dist_map_weight}
+
+
+class Prediction(NamedTuple):
+    """Network output for the target frames: rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]`` nm,
+    torsions (unit) and torsions_raw ``[B, F, N, 7, 2]``."""
+
+    rots: torch.Tensor
+    trans: torch.Tensor
+    torsions: torch.Tensor
+    torsions_raw: torch.Tensor
+
+
+class Target(NamedTuple):
+    """Truth for the target frames: rots_0 ``[B, F, N, 3, 3]``, trans_0 ``[B, F, N, 3]`` (centred, nm),
+    noisy inputs rots_t / trans_t, t ``[B, F]``, torsions / torsions_alt ``[B, F, N, 7, 2]``,
+    torsion_mask ``[B, N, 7]``, residue_mask ``[B, N]``, aatype ``[B, N]``."""
+
+    rots_0: torch.Tensor
+    trans_0: torch.Tensor
+    rots_t: torch.Tensor
+    trans_t: torch.Tensor
+    t: torch.Tensor
+    torsions: torch.Tensor
+    torsions_alt: torch.Tensor
+    torsion_mask: torch.Tensor
+    residue_mask: torch.Tensor
+    aatype: torch.Tensor
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor, dims) -> torch.Tensor:
+    """Sum of ``x * mask`` over ``dims`` divided by the mask's sum (at least 1e-8)."""
+    return (x * mask).sum(dims) / mask.expand_as(x).sum(dims).clamp_min(1e-8)
+
+
+# --------------------------------------------------------------------------- score terms
+def score_losses(diffuser: SE3Diffuser, pred_rots: torch.Tensor, pred_trans: torch.Tensor, target: Target
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised rotation and translation score errors per frame ``[B, F]`` each.
+
+    Both scores are those of p(x_t | x̂_0) at the noisy input; the truth uses x_0. Zero when the
+    prediction equals the truth."""
+    mask = target.residue_mask[:, None].expand(target.t.shape + target.residue_mask.shape[-1:])  # [B, F, N]
+    rot_hat, trans_hat = diffuser.scores(target.rots_t, target.trans_t, pred_rots, pred_trans, target.t, mask)
+    rot_true, trans_true = diffuser.scores(target.rots_t, target.trans_t, target.rots_0, target.trans_0, target.t, mask)
+    rot_scale = diffuser.rot_score_scaling(target.t).to(pred_trans.dtype)[..., None, None]  # [B, F, 1, 1]
+    trans_scale = diffuser.trans_score_scaling(target.t).to(pred_trans.dtype)[..., None, None]
+    m = mask[..., None]  # [B, F, N, 1]
+    rot = _masked_mean(((rot_hat - rot_true) / rot_scale) ** 2, m, (-2, -1))
+    trans = _masked_mean(((trans_hat - trans_true) / trans_scale) ** 2, m, (-2, -1))
+    return rot, trans
+
+
+# --------------------------------------------------------------------------- torsions
+def torsion_loss(pred: torch.Tensor, pred_raw: torch.Tensor, truth: torch.Tensor, truth_alt: torch.Tensor,
+                 torsion_mask: torch.Tensor, norm_weight: float) -> torch.Tensor:
+    """AF2 torsion loss per frame ``[B, F]``.
+
+    pred (unit), pred_raw, truth, truth_alt ``[B, F, N, 7, 2]``; torsion_mask ``[B, N, 7]``."""
+    err = torch.minimum(((pred - truth) ** 2).sum(-1), ((pred - truth_alt) ** 2).sum(-1))  # [B, F, N, 7]
+    m = torsion_mask[:, None].expand_as(err)
+    angle = _masked_mean(err, m, (-2, -1))
+    norm = _masked_mean(torch.abs(torch.sqrt((pred_raw**2).sum(-1) + 1e-8) - 1.0), m, (-2, -1))
+    return angle + norm_weight * norm
+
+
+# --------------------------------------------------------------------------- FAPE
+def fape(pred_rots: torch.Tensor, pred_trans: torch.Tensor, pred_x: torch.Tensor,
+         true_rots: torch.Tensor, true_trans: torch.Tensor, true_x: torch.Tensor,
+         frame_mask: torch.Tensor, point_mask: torch.Tensor, clamp_nm: float, length_scale_nm: float,
+         eps_nm2: float) -> torch.Tensor:
+    """Frame-aligned point error ``[...]`` (AF2 Alg. 28).
+
+    Frames rots ``[..., M, 3, 3]``, trans ``[..., M, 3]``; points ``[..., P, 3]`` (nm); masks
+    ``[..., M]`` and ``[..., P]``. Every point is expressed in every frame; the distance between
+    predicted and true local positions is clamped at ``clamp_nm`` and divided by ``length_scale_nm``.
+    Invariant to one rigid motion applied to all predicted frames and points (and to the truth)."""
+    local_pred = rigid_invert_apply(pred_rots[..., :, None, :, :], pred_trans[..., :, None, :], pred_x[..., None, :, :])  # [..., M, P, 3]
+    local_true = rigid_invert_apply(true_rots[..., :, None, :, :], true_trans[..., :, None, :], true_x[..., None, :, :])
+    d = torch.sqrt(((local_pred - local_true) ** 2).sum(-1) + eps_nm2)  # [..., M, P]
+    d = torch.clamp(d, max=clamp_nm) / length_scale_nm
+    w = frame_mask[..., :, None] * point_mask[..., None, :]
+    return (d * w).sum((-2, -1)) / w.sum((-2, -1)).clamp_min(1e-8)
+
+
+def all_atom(rots: torch.Tensor, trans: torch.Tensor, torsions: torch.Tensor, aatype: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rigid groups and heavy atoms (literature geometry): rots ``[B, F, N, 3, 3]`` ... ->
+    group_rots ``[B, F, N, 8, 3, 3]``, group_trans ``[B, F, N, 8, 3]``, atom14 ``[B, F, N, 14, 3]``,
+    atom14_mask ``[B, F, N, 14]``."""
+    aa = aatype[:, None].expand(trans.shape[:-1])  # [B, F, N]
+    group_rots, group_trans = torsion_angles_to_frames(rots, trans, torsions, aa)
+    atom14, atom14_mask = frames_to_atom14(group_rots, group_trans, aa)
+    return group_rots, group_trans, atom14, atom14_mask
+
+
+def _group_mask(aatype: torch.Tensor, residue_mask: torch.Tensor) -> torch.Tensor:
+    """``[B, N, 8]``: groups that exist (backbone, pre-ω, φ, ψ always; χ groups where defined)."""
+    chi = rc.chi_angles_mask.to(residue_mask)[aatype]  # [B, N, 4]
+    return torch.cat([torch.ones_like(chi), chi], dim=-1) * residue_mask[..., None]
+
+
+# --------------------------------------------------------------------------- everything
+def compute_losses(diffuser: SE3Diffuser, pred: Prediction, target: Target, cfg: LossConfig) -> Dict[str, torch.Tensor]:
+    """All terms (means over the batch) and their weighted sum ``"total"``; 0-d tensors."""
+    B, F, N = target.trans_0.shape[:3]
+    residue_mask = target.residue_mask  # [B, N]
+    rot, trans = score_losses(diffuser, pred.rots, pred.trans, target)
+    tors = torsion_loss(pred.torsions, pred.torsions_raw, target.torsions, target.torsions_alt, target.torsion_mask,
+                        cfg.torsion_norm_weight)
+
+    # alt truth for symmetric side chains: per residue, the truth torsions the prediction is closer to
+    with torch.no_grad():
+        chi_err = ((pred.torsions - target.torsions) ** 2).sum(-1)[..., 3:].sum(-1)  # [B, F, N]
+        chi_err_alt = ((pred.torsions - target.torsions_alt) ** 2).sum(-1)[..., 3:].sum(-1)
+        use_alt = (chi_err_alt < chi_err)[..., None, None]
+    true_torsions = torch.where(use_alt, target.torsions_alt, target.torsions)
+
+    p_groups_r, p_groups_t, p_atoms, atom_mask = all_atom(pred.rots, pred.trans, pred.torsions, target.aatype)
+    t_groups_r, t_groups_t, t_atoms, _ = all_atom(target.rots_0, target.trans_0, true_torsions, target.aatype)
+    frame_mask = residue_mask[:, None].expand(B, F, N)  # [B, F, N]
+    bb_fape = fape(pred.rots, pred.trans, pred.trans, target.rots_0, target.trans_0, target.trans_0, frame_mask, frame_mask,
+                   cfg.fape_clamp_nm, cfg.fape_length_scale_nm, cfg.fape_eps_nm2)
+    group_mask = _group_mask(target.aatype, residue_mask)[:, None].expand(B, F, N, 8).reshape(B, F, N * 8)
+    point_mask = (atom_mask * residue_mask[:, None, :, None]).reshape(B, F, N * 14)
+    sc_fape = fape(p_groups_r.reshape(B, F, N * 8, 3, 3), p_groups_t.reshape(B, F, N * 8, 3),
+                   p_atoms.reshape(B, F, N * 14, 3), t_groups_r.reshape(B, F, N * 8, 3, 3),
+                   t_groups_t.reshape(B, F, N * 8, 3), t_atoms.reshape(B, F, N * 14, 3), group_mask, point_mask,
+                   cfg.fape_clamp_nm, cfg.fape_length_scale_nm, cfg.fape_eps_nm2)
+
+    # backbone atoms (N, CA, C, O) for the low-t coordinate and distance-map terms
+    p_bb = p_atoms[..., :NUM_BACKBONE_ATOMS, :].reshape(B, F, N * NUM_BACKBONE_ATOMS, 3)
+    t_bb = t_atoms[..., :NUM_BACKBONE_ATOMS, :].reshape(B, F, N * NUM_BACKBONE_ATOMS, 3)
+    bb_mask = residue_mask[:, None, :, None].expand(B, F, N, NUM_BACKBONE_ATOMS).reshape(B, F, N * NUM_BACKBONE_ATOMS)
+    bb_coord = _masked_mean(((p_bb - t_bb) ** 2).sum(-1), bb_mask, -1)  # [B, F]
+    p_dist = torch.cdist(p_bb, p_bb)
+    t_dist = torch.cdist(t_bb, t_bb)
+    pair_mask = bb_mask[..., :, None] * bb_mask[..., None, :] * (t_dist < cfg.dist_map_cutoff_nm).to(t_dist)
+    eye = torch.eye(pair_mask.shape[-1], dtype=pair_mask.dtype, device=pair_mask.device)
+    pair_mask = pair_mask * (1.0 - eye)
+    dist_map = _masked_mean((p_dist - t_dist) ** 2, pair_mask, (-2, -1))  # [B, F]
+    low_t = (target.t <= cfg.low_t_threshold).to(bb_coord)  # [B, F]
+    low_t_frames = low_t.sum().clamp_min(1.0)
+
+    terms = {
+        "rot_score": rot.mean(), "trans_score": trans.mean(), "torsion": tors.mean(), "bb_fape": bb_fape.mean(),
+        "sc_fape": sc_fape.mean(), "bb_coord": (bb_coord * low_t).sum() / low_t_frames,
+        "dist_map": (dist_map * low_t).sum() / low_t_frames,
+    }
+    terms["total"] = sum(w * terms[name] for name, w in cfg.weights().items())
+    return terms
+
+
+def translation_error_nm(pred_trans: torch.Tensor, true_trans: torch.Tensor, residue_mask: Optional[torch.Tensor] = None
+                         ) -> torch.Tensor:
+    """CA RMSD (no superposition) between prediction and truth ``[B, F, N, 3]`` -> ``[B, F]`` nm, for logs."""
+    m = torch.ones(pred_trans.shape[:-1], device=pred_trans.device) if residue_mask is None else residue_mask[:, None].expand(pred_trans.shape[:-1])
+    return torch.sqrt(_masked_mean(((pred_trans - true_trans) ** 2).sum(-1), m, -1))
+
+
+__all__ = ["LossConfig", "Prediction", "Target", "compute_losses", "score_losses", "torsion_loss", "fape", "all_atom",
+           "translation_error_nm"]
