@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from openmm_starmd.evaluation.validity import ca_clash_break_rates, valid_from_rates
+from openmm_starmd.evaluation.validity import MAX_BREAK_RATE, MAX_CLASH_RATE, CaValidityConfig, ca_clash_break_rates, valid_from_rates
 
 POLICIES = ("md", "raise")
 
@@ -25,11 +25,18 @@ class InvalidFrameError(RuntimeError):
 @dataclass
 class GateConfig:
     """Attributes: max_attempts (samples per jump, >= 1); policy ("md" or "raise");
-    fallback_md_steps (cap on the MD steps run for a rejected interval)."""
+    fallback_md_steps (cap on the MD steps run for a rejected interval); max_clash_rate and
+    max_break_rate (Cα thresholds, the paper's by default; 1.0 accepts any finite frame)."""
 
     max_attempts: int = 3
     policy: str = "md"
     fallback_md_steps: int = 500
+    max_clash_rate: float = MAX_CLASH_RATE
+    max_break_rate: float = MAX_BREAK_RATE
+
+    @property
+    def validity(self) -> CaValidityConfig:
+        return CaValidityConfig(max_clash_rate=self.max_clash_rate, max_break_rate=self.max_break_rate)
 
     def validate(self) -> "GateConfig":
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
@@ -38,10 +45,12 @@ class GateConfig:
             raise ValueError(f"GateConfig.policy: expected one of {POLICIES}, got {self.policy!r}")
         if isinstance(self.fallback_md_steps, bool) or not isinstance(self.fallback_md_steps, int) or self.fallback_md_steps < 0:
             raise ValueError(f"GateConfig.fallback_md_steps: expected an int >= 0, got {self.fallback_md_steps!r}")
+        self.validity.validate()
         return self
 
 
-def check_frame(ca_nm: np.ndarray, neighbours: Optional[np.ndarray], *extra: np.ndarray) -> tuple[bool, str]:
+def check_frame(ca_nm: np.ndarray, neighbours: Optional[np.ndarray], *extra: np.ndarray,
+                config: Optional[CaValidityConfig] = None) -> tuple[bool, str]:
     """Judge one frame: Cα positions ``[N, 3]`` nm, chain-neighbour mask ``[N-1]`` bool (None: all i, i+1).
 
     ``extra`` arrays (torsions, ...) must be finite too. Returns (valid, reason)."""
@@ -50,8 +59,8 @@ def check_frame(ca_nm: np.ndarray, neighbours: Optional[np.ndarray], *extra: np.
         return False, "non-finite coordinates"
     if ca.shape[0] < 2:
         return True, ""
-    clash, brk = ca_clash_break_rates(ca[None], neighbours)
-    if bool(valid_from_rates(clash, brk)[0]):
+    clash, brk = ca_clash_break_rates(ca[None], neighbours, config)
+    if bool(valid_from_rates(clash, brk, config)[0]):
         return True, ""
     return False, f"Cα clash rate {float(clash[0]):.3%}, break rate {float(brk[0]):.3%}"
 

@@ -78,10 +78,10 @@ class GeneratorOptions:
     relax_config: RelaxConfig = field(default_factory=RelaxConfig)
 
     def validate(self) -> "GeneratorOptions":
-        for name in ("num_steps", "capacity_frames", "max_residues"):
+        for name, low in (("num_steps", 2), ("capacity_frames", 2), ("max_residues", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"GeneratorOptions.{name}: expected an int >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"GeneratorOptions.{name}: expected an int >= {low}, got {value!r}")
         if self.history not in ("all", "protein", "none"):
             raise ValueError(f"GeneratorOptions.history: expected 'all', 'protein' or 'none', got {self.history!r}")
         self.gate.validate()
@@ -331,7 +331,8 @@ class StarMDGenerator:
         reasons = []
         for attempt in range(gate.max_attempts):
             frame = self._sample(attempt)
-            ok, reason = check_frame(frame.trans.numpy(), self.pmap.neighbours, frame.rots.numpy(), frame.torsions.numpy())
+            ok, reason = check_frame(frame.trans.numpy(), self.pmap.neighbours, frame.rots.numpy(), frame.torsions.numpy(),
+                                     config=gate.validity)
             if ok:
                 return frame
             reasons.append(reason)

@@ -1,0 +1,146 @@
+"""StarMDGenerator as an OpenMM user meets it: drop-in jumps, exact rebuild, gate, checkpoints."""
+from __future__ import annotations
+
+import io
+
+import mdtraj
+import numpy as np
+import openmm
+import pytest
+import torch
+from openmm import app, unit
+
+from generator_helpers import BypassGenerator, heavy_bond_lengths_nm, positions_nm, tiny_checkpoint, vacuum_simulation, villin_modeller
+from openmm_starmd.openmm.gate import GateConfig, InvalidFrameError
+from openmm_starmd.openmm.generator import GeneratorOptions, StarMDGenerator
+from openmm_starmd.openmm.relax import RelaxConfig
+from openmm_starmd.units import ANGSTROM_PER_NM, PS_PER_NS
+
+torch.set_num_threads(1)
+FAST = dict(num_steps=2, relax_config=RelaxConfig(max_iterations=300))
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
+
+
+class CollectingReporter:
+    """A custom reporter asking for positions and energies every 1000 steps."""
+
+    def __init__(self):
+        self.steps, self.positions, self.energies = [], [], []
+
+    def describeNextReport(self, simulation):  # noqa: N802
+        return (1000 - simulation.currentStep % 1000, True, False, False, True)
+
+    def report(self, simulation, state):
+        self.steps.append(simulation.currentStep)
+        self.positions.append(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        self.energies.append(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+
+
+def _ideal_heavy_bonds(system, topology):
+    """(i, j, r0 nm) of the HarmonicBondForce terms between heavy atoms."""
+    force = next(f for f in system.getForces() if isinstance(f, openmm.HarmonicBondForce))
+    atoms = list(topology.atoms())
+    out = []
+    for k in range(force.getNumBonds()):
+        i, j, r0, _ = force.getBondParameters(k)
+        if atoms[i].element.symbol != "H" and atoms[j].element.symbol != "H":
+            out.append((i, j, r0.value_in_unit(unit.nanometer)))
+    return np.array(out)
+
+
+def test_drop_in_jumps_report_advance_time_and_keep_bonds(tiny_path, tmp_path):
+    pdb = app.PDBFile(villin_modeller.__globals__["VILLIN"])
+    mod = app.Modeller(pdb.topology, pdb.positions)
+    mod.delete([r for r in mod.topology.residues() if r.name in ("HOH", "Cl")])
+    sim = vacuum_simulation(mod)
+    dcd = tmp_path / "traj.dcd"
+    log = io.StringIO()
+    custom = CollectingReporter()
+    sim.reporters += [app.DCDReporter(str(dcd), 1000), app.StateDataReporter(log, 1000, step=True, time=True,
+                                                                            potentialEnergy=True), custom]
+    names_before = [(a.name, a.residue.name) for a in sim.topology.atoms()]
+    t_before = sim.context.getState().getTime().value_in_unit(unit.picoseconds)
+    gen = BypassGenerator(sim, tiny_path, stride=1.25 * unit.nanoseconds, relax="minimize", seed=5,
+                          options=GeneratorOptions(**FAST))
+    gen.chi1_shift_rad, gen.turn_rad = 0.6, 0.4
+    gen.step(2)
+
+    t_after = sim.context.getState().getTime().value_in_unit(unit.picoseconds)
+    assert t_after - t_before == pytest.approx(2 * 1.25 * PS_PER_NS)
+    assert sim.currentStep == 2 * round(1.25 * PS_PER_NS / 0.002)
+    assert custom.steps == [625000, 1250000] and len(custom.energies) == 2
+    assert len(log.getvalue().strip().splitlines()) == 3  # header + 2 frames
+    traj = mdtraj.load_dcd(str(dcd), top=mdtraj.Topology.from_openmm(sim.topology))
+    assert traj.n_frames == 2
+    x = positions_nm(sim)
+    assert np.isfinite(x).all() and x.shape == (len(names_before), 3)
+    assert [(a.name, a.residue.name) for a in sim.topology.atoms()] == names_before
+    np.testing.assert_allclose(traj.xyz[-1], x, atol=1e-3)
+    np.testing.assert_allclose(custom.positions[-1], x, atol=1e-6)
+    bonds = _ideal_heavy_bonds(sim.system, sim.topology)
+    length = np.linalg.norm(x[bonds[:, 0].astype(int)] - x[bonds[:, 1].astype(int)], axis=-1)
+    assert np.abs(length - bonds[:, 2]).max() * ANGSTROM_PER_NM < 0.1
+    # the protein really moved (turned by 0.4 rad), and the history holds both frames
+    assert np.abs(x - custom.positions[0]).max() > 0.1
+    assert gen.history.n_frames == 2 and gen.statistics.jumps == 2
+
+
+def test_rebuild_with_the_model_bypassed_is_exact(tiny_path):
+    sim = vacuum_simulation(villin_modeller())
+    sim.step(10)
+    before = positions_nm(sim)
+    gen = BypassGenerator(sim, tiny_path, stride=0.5, relax=None, seed=1, options=GeneratorOptions(**FAST))
+    gen.step(1)
+    after = positions_nm(sim)
+    assert np.abs(after - before).max() * ANGSTROM_PER_NM <= 0.05
+
+
+def test_random_model_fails_the_gate_and_falls_back_to_md(tiny_path):
+    sim = vacuum_simulation(villin_modeller())
+    gate = GateConfig(max_attempts=2, policy="md", fallback_md_steps=5)
+    gen = StarMDGenerator(sim, tiny_path, stride=0.1, relax=None, seed=2, options=GeneratorOptions(gate=gate, **FAST))
+    gen.step(1)
+    stats = gen.statistics.as_dict()
+    assert (stats["invalid_frames"], stats["resamples"], stats["fallbacks"], stats["fallback_md_steps"]) == (2, 1, 1, 5)
+    assert sim.context.getState().getTime().value_in_unit(unit.picoseconds) == pytest.approx(0.1 * PS_PER_NS)
+    assert gen.rollout.num_frames == 2  # context + the MD frame
+
+
+def test_gate_policy_raise_restores_the_simulation(tiny_path):
+    sim = vacuum_simulation(villin_modeller())
+    sim.step(3)
+    state = sim.context.getState(getPositions=True, getVelocities=True)
+    step = sim.currentStep
+    gen = StarMDGenerator(sim, tiny_path, stride=0.1, relax=None, seed=2,
+                          options=GeneratorOptions(gate=GateConfig(max_attempts=1, policy="raise"), **FAST))
+    with pytest.raises(InvalidFrameError, match="validity gate"):
+        gen.step(1)
+    after = sim.context.getState(getPositions=True, getVelocities=True)
+    assert np.array_equal(after.getPositions(asNumpy=True), state.getPositions(asNumpy=True))
+    assert np.array_equal(after.getVelocities(asNumpy=True), state.getVelocities(asNumpy=True))
+    assert after.getTime() == state.getTime() and sim.currentStep == step
+    assert gen.statistics.jumps == 0 and gen.rollout.num_frames == 1
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(tiny_path, tmp_path):
+    accept_all = GateConfig(max_clash_rate=1.0, max_break_rate=1.0)
+    opts = lambda: GeneratorOptions(gate=GateConfig(max_clash_rate=1.0, max_break_rate=1.0), **FAST)  # noqa: E731
+    assert accept_all.validate()
+    full = StarMDGenerator(vacuum_simulation(villin_modeller()), tiny_path, stride=0.2, relax=None, seed=11, options=opts())
+    full.step(3)
+    first = StarMDGenerator(vacuum_simulation(villin_modeller()), tiny_path, stride=0.2, relax=None, seed=11, options=opts())
+    first.step(2)
+    first.saveCheckpoint(tmp_path / "gen.chk")
+    sim = vacuum_simulation(villin_modeller(), seed=99)
+    resumed = StarMDGenerator(sim, tiny_path, stride=0.2, relax=None, seed=0, options=opts())
+    resumed.loadCheckpoint(tmp_path / "gen.chk")
+    resumed.step(1)
+    a, b = full.history, resumed.history
+    assert a.n_frames == b.n_frames == 3
+    np.testing.assert_allclose(b.xyz, a.xyz, atol=1e-5)
+    np.testing.assert_allclose(b.time, a.time)
+    assert resumed.statistics.jumps == 3 and sim.currentStep == full.simulation.currentStep
