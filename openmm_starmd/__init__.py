@@ -18,4 +18,13 @@ def load_model(name_or_path: str = "default", device=None):
     return _load(name_or_path, device=device)
 
 
-__all__ = ["load_model", "__version__"]
+def __getattr__(name: str):
+    """Lazy exports, so ``import openmm_starmd`` does not import OpenMM or the model."""
+    if name == "StarMDGenerator":
+        from openmm_starmd.openmm.generator import StarMDGenerator
+
+        return StarMDGenerator
+    raise AttributeError(f"module 'openmm_starmd' has no attribute {name!r}")
+
+
+__all__ = ["load_model", "StarMDGenerator", "__version__"]
