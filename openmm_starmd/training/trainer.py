@@ -209,7 +209,8 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.model, device_ids=ids)
+            # the last block's pair update feeds nothing downstream, so some parameters get no gradient
+            self.model = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_steps, cfg.warmup_start_factor, cfg.min_lr_factor))

@@ -1,0 +1,148 @@
+"""Known answers of every training loss term, the frame alignment and the schedule."""
+import math
+
+import pytest
+import torch
+
+from conftest import random_protein
+from openmm_starmd.diffusion import SE3Diffuser
+from openmm_starmd.diffusion.config import fast
+from openmm_starmd.geometry.so3 import uniform_random_rotmat
+from openmm_starmd.training.block_causal import align_and_centre
+from openmm_starmd.training.losses import LossConfig, Prediction, Target, all_atom, compute_losses, fape, score_losses, torsion_loss
+from openmm_starmd.training.trainer import EMA, lr_factor
+
+B, F, N = 2, 3, 7
+
+
+def _truth(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    aatype, _, rots, trans = random_protein(N, seed)
+    rots = rots.expand(B, F, N, 3, 3).clone()
+    trans = (trans + 0.05 * torch.randn(B, F, N, 3, generator=g))
+    trans = trans - trans.mean(-2, keepdim=True)
+    angles = torch.rand(B, F, N, 7, generator=g) * 2 * math.pi
+    torsions = torch.stack([torch.sin(angles), torch.cos(angles)], -1)
+    return aatype.expand(B, N), rots, trans, torsions
+
+
+def _target(diffuser, seed=0):
+    aatype, rots, trans, torsions = _truth(seed)
+    torch.manual_seed(seed)
+    t = 0.05 + 0.9 * torch.rand(B, F)
+    rots_t, trans_t = diffuser.forward_marginal(rots, trans, t)
+    torsion_mask = torch.ones(B, N, 7)
+    return Target(rots, trans, rots_t, trans_t, t, torsions, torsions.clone(), torsion_mask, torch.ones(B, N), aatype)
+
+
+@pytest.fixture(scope="module")
+def diffuser():
+    return SE3Diffuser(fast())
+
+
+def test_fape_zero_for_identical_and_invariant_to_global_motion():
+    aatype, rots, trans, torsions = _truth()
+    gr, gt, atoms, mask = all_atom(rots, trans, torsions, aatype)
+    M = gr.shape[2] * 8
+    P = atoms.shape[2] * 14
+    args = dict(frame_mask=torch.ones(B, F, M), point_mask=mask.reshape(B, F, P), clamp_nm=1.0, length_scale_nm=1.0, eps_nm2=0.0)
+    flat = lambda r, t, x: (r.reshape(B, F, M, 3, 3), t.reshape(B, F, M, 3), x.reshape(B, F, P, 3))  # noqa: E731
+    truth = flat(gr, gt, atoms)
+    assert torch.allclose(fape(*truth, *truth, **args), torch.zeros(B, F), atol=1e-5)
+    # one rigid motion of the whole prediction leaves FAPE at zero
+    R = uniform_random_rotmat([], generator=torch.Generator().manual_seed(3))
+    shift = torch.tensor([0.7, -1.3, 0.4])
+    moved = flat(R @ gr, gt @ R.T + shift, atoms @ R.T + shift)
+    assert torch.allclose(fape(*moved, *truth, **args), torch.zeros(B, F), atol=1e-5)
+    # a perturbed prediction: same value after moving it rigidly
+    g = torch.Generator().manual_seed(4)
+    noisy = (atoms + 0.05 * torch.randn(atoms.shape, generator=g)) * mask[..., None]
+    a = fape(*flat(gr, gt, noisy), *truth, **args)
+    b = fape(*flat(R @ gr, gt @ R.T + shift, noisy @ R.T + shift), *truth, **args)
+    assert (a > 0.01).all() and torch.allclose(a, b, atol=1e-5)
+
+
+def test_fape_saturates_at_clamp_over_length_scale():
+    aatype, rots, trans, torsions = _truth()
+    far = trans + 50.0  # every local error far above the 1 nm clamp
+    ones = torch.ones(B, F, N)
+    value = fape(rots, trans, far, rots, trans, trans, ones, ones, clamp_nm=1.0, length_scale_nm=1.0, eps_nm2=0.0)
+    assert torch.allclose(value, torch.ones(B, F))
+    value = fape(rots, trans, far, rots, trans, trans, ones, ones, clamp_nm=1.0, length_scale_nm=0.5, eps_nm2=0.0)
+    assert torch.allclose(value, 2.0 * torch.ones(B, F))
+
+
+def test_score_losses_zero_at_truth_and_one_for_the_prior_scale(diffuser):
+    target = _target(diffuser)
+    rot, trans = score_losses(diffuser, target.rots_0, target.trans_0, target)
+    assert torch.allclose(rot, torch.zeros(B, F), atol=1e-6) and torch.allclose(trans, torch.zeros(B, F), atol=1e-6)
+    rot, trans = score_losses(diffuser, target.rots_t, target.trans_t, target)  # a wrong x̂_0: positive
+    assert (rot > 0).all() and (trans > 0).all()
+
+
+def test_torsion_loss_known_values():
+    g = torch.Generator().manual_seed(0)
+    angles = torch.rand(B, F, N, 7, generator=g) * 2 * math.pi
+    truth = torch.stack([torch.sin(angles), torch.cos(angles)], -1)
+    alt = -truth
+    mask = torch.ones(B, N, 7)
+    assert torch.allclose(torsion_loss(truth, truth, truth, alt, mask, 0.02), torch.zeros(B, F), atol=1e-6)
+    assert torch.allclose(torsion_loss(alt, alt, truth, alt, mask, 0.02), torch.zeros(B, F), atol=1e-6)  # the π-periodic alternative
+    # a quarter turn: |a - b|^2 = 2 for unit vectors 90 degrees apart; raw of length 2 adds 0.02 * 1
+    turned = torch.stack([truth[..., 1], -truth[..., 0]], -1)
+    value = torsion_loss(turned, 2.0 * turned, truth, truth, mask, 0.02)
+    assert torch.allclose(value, torch.full((B, F), 2.0 + 0.02), atol=1e-5)
+    # masked torsions do not count
+    mask[..., 3:] = 0.0
+    wrong = truth.clone()
+    wrong[..., 3:, :] = turned[..., 3:, :]
+    assert torch.allclose(torsion_loss(wrong, wrong, truth, truth, mask, 0.02), torch.zeros(B, F), atol=1e-6)
+
+
+def test_compute_losses_vanish_for_a_perfect_prediction(diffuser):
+    target = _target(diffuser)
+    target = target._replace(t=torch.full((B, F), 0.1))  # all frames in the low-t terms
+    cfg = LossConfig(fape_eps_nm2=0.0)
+    perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
+    terms = compute_losses(diffuser, perfect, target, cfg)
+    for name, value in terms.items():
+        assert abs(float(value)) < 1e-5, name
+    g = torch.Generator().manual_seed(1)
+    wrong = Prediction(target.rots_0, target.trans_0 + 0.1 * torch.randn(target.trans_0.shape, generator=g),
+                       target.torsions, target.torsions)
+    terms = compute_losses(diffuser, wrong, target, cfg)
+    assert terms["bb_coord"] > 0 and terms["dist_map"] > 0 and terms["bb_fape"] > 0 and terms["trans_score"] > 0
+    weights = cfg.weights()
+    assert torch.allclose(terms["total"], sum(weights[k] * terms[k] for k in weights))
+    # the coordinate terms only count for t <= 0.25
+    high = compute_losses(diffuser, wrong, target._replace(t=torch.full((B, F), 0.6)), cfg)
+    assert float(high["bb_coord"]) == 0.0 and float(high["dist_map"]) == 0.0
+
+
+def test_align_and_centre_removes_rigid_motion_between_frames():
+    aatype, rots, trans, _ = _truth()
+    gen = torch.Generator().manual_seed(5)
+    R = uniform_random_rotmat([B, F], generator=gen)  # a different rigid motion per frame
+    shift = torch.randn(B, F, 1, 3, generator=gen)
+    base_rots, base_trans = rots[:, :1].expand(B, F, N, 3, 3), trans[:, :1].expand(B, F, N, 3)
+    moved_rots = R[:, :, None] @ base_rots
+    moved_trans = torch.einsum("bfij,bfnj->bfni", R, base_trans) + shift
+    out_rots, out_trans = align_and_centre(moved_rots, moved_trans, torch.ones(B, N))
+    for f in range(1, F):
+        assert torch.allclose(out_trans[:, f], out_trans[:, 0], atol=1e-4)
+        assert torch.allclose(out_rots[:, f], out_rots[:, 0], atol=1e-4)
+    assert torch.allclose(out_trans.mean(-2), torch.zeros(B, F, 3), atol=1e-5)
+
+
+def test_lr_schedule_and_ema():
+    assert lr_factor(0, 100, 10, 0.01, 0.1) == pytest.approx(0.01)
+    assert lr_factor(10, 100, 10, 0.01, 0.1) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, 0.01, 0.1) == pytest.approx(0.55)  # half-way down the cosine
+    assert lr_factor(100, 100, 10, 0.01, 0.1) == pytest.approx(0.1)
+    lin = torch.nn.Linear(3, 5)
+    ema = EMA(lin, decay=0.9)
+    with torch.no_grad():
+        lin.weight.fill_(2.0)
+    for _ in range(300):
+        ema.update(lin)
+    assert torch.allclose(ema.shadow["weight"], torch.full((5, 3), 2.0), atol=1e-6)
