@@ -1,21 +1,153 @@
-"""``starmd generate``: jump a protein forward with STAR-MD inside OpenMM.
+"""``starmd generate PDB --frames N --stride 1.25ns --out traj.xtc``: jump a protein with STAR-MD.
 
-The OpenMM Generator it drives is built by issue #3; until it lands this subcommand says so and
-exits with status 2 (the core rollout is available from Python: ``openmm_starmd.model.Rollout``).
+The structure is prepared as ``examples/jump_then_relax.py`` does: water and ions removed,
+missing hydrogens added, Amber ff14SB with OpenMM's native ``GBSAOBCForce`` (OBC2), hydrogen
+mass repartitioning and a 4 fs LangevinMiddle integrator at 300 K. Every jump is relaxed
+(restrained minimisation by default), written to ``--out`` (.xtc or .dcd, chosen by extension)
+by an ordinary OpenMM reporter, and the last frame to ``--out`` with a ``.pdb`` extension.
 """
 from __future__ import annotations
 
+import argparse
+import re
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from openmm_starmd.units import PS_PER_NS
+
+_STRIDE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|ps|fs)?\s*$")
+_PER_NS = {"ns": 1.0, "ps": 1.0 / PS_PER_NS, "fs": 1.0 / (PS_PER_NS * 1000.0), None: 1.0}
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("pdb", nargs="?", help="input structure (PDB)")
-    parser.add_argument("--frames", type=int, default=80, help="number of jumps")
-    parser.add_argument("--stride", default="1.25ns", help="time per jump, e.g. 1.25ns or 500ps")
-    parser.add_argument("--out", default="traj.xtc", help="output trajectory")
+def parse_stride_ns(text: str) -> float:
+    """'1.25ns', '500ps', '2' (ns) -> float ns."""
+    match = _STRIDE_RE.match(str(text))
+    if not match:
+        raise ValueError(f"--stride: expected a time such as 1.25ns, 500ps or a number of ns, got {text!r}")
+    return float(match.group(1)) * _PER_NS[match.group(2)]
+
+
+def parse_relax(text):
+    """'minimize', 'none'/None, or a number of MD steps -> the Generator's ``relax`` argument."""
+    if text is None or text == "none":
+        return None
+    if text == "minimize":
+        return "minimize"
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--relax: expected 'minimize', 'none' or a number of MD steps, got {text!r}") from None
+
+
+@dataclass
+class JumpRunConfig:
+    """One jump-then-relax run: structure, model, jumps and outputs."""
+
+    pdb: str
+    out: str = "traj.xtc"
+    frames: int = 8
+    stride_ns: float = 1.25
+    model: str = "default"
+    relax: Optional[str] = "minimize"
+    seed: Optional[int] = None
+    num_steps: int = 50
+    platform: str = "CPU"
+    threads: int = 1
+    progress: Optional[bool] = None
+
+
+def build_implicit_simulation(pdb_path: str, platform: str = "CPU", threads: int = 1, seed: int = 1):
+    """Simulation of the protein in ``pdb_path`` (water/ions stripped, H added): amber14 + native OBC2, HMR, 4 fs."""
+    from openmm import app
+
+    from openmm_starmd.openmm.md_setup import MDConfig, create_implicit_system, create_simulation
+
+    if not Path(pdb_path).is_file():
+        raise FileNotFoundError(f"structure not found: {pdb_path}")
+    pdb = app.PDBFile(str(pdb_path))
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    modeller.delete([r for r in modeller.topology.residues() if r.name in ("HOH", "WAT", "NA", "Na", "CL", "Cl", "K")])
+    forcefield = app.ForceField("amber14-all.xml", "implicit/obc2.xml")
+    modeller.addHydrogens(forcefield)
+    config = MDConfig(platform=platform, threads=threads)
+    system = create_implicit_system(modeller.topology, config)
+    simulation = create_simulation(modeller.topology, system, config, seed)
+    simulation.context.setPositions(modeller.positions)
+    simulation.minimizeEnergy(maxIterations=200)
+    return simulation
+
+
+def run_jumps(cfg: JumpRunConfig) -> dict:
+    """Build the simulation, jump ``cfg.frames`` times, write the trajectory and final PDB; returns a summary."""
+    from openmm import app, unit
+
+    from openmm_starmd.evaluation.validity import ca_valid
+    from openmm_starmd.openmm.generator import GeneratorOptions, StarMDGenerator
+
+    t0 = time.perf_counter()
+    simulation = build_implicit_simulation(cfg.pdb, cfg.platform, cfg.threads)
+    relax = parse_relax(cfg.relax)
+    gen = StarMDGenerator(simulation, model=cfg.model, stride=cfg.stride_ns * unit.nanoseconds, relax=relax, seed=cfg.seed,
+                          options=GeneratorOptions(num_steps=cfg.num_steps, progress=cfg.progress))
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reporter_cls = {".xtc": app.XTCReporter, ".dcd": app.DCDReporter}.get(out.suffix.lower())
+    if reporter_cls is None:
+        raise ValueError(f"--out: expected a .xtc or .dcd file, got {out}")
+    simulation.reporters.append(reporter_cls(str(out), gen.steps_per_jump))
+    t_setup = time.perf_counter() - t0
+    gen.step(cfg.frames)
+    state = simulation.context.getState(getPositions=True)
+    pdb_out = out.with_suffix(".pdb")
+    with open(pdb_out, "w") as handle:
+        app.PDBFile.writeFile(simulation.topology, state.getPositions(), handle)
+    history = gen.history
+    ca = history.xyz[:, gen.pmap.ca_atoms] if history.n_frames else np.zeros((0, gen.pmap.num_residues, 3))
+    valid = ca_valid(ca, gen.pmap.neighbours) if history.n_frames and gen.pmap.num_residues > 1 else np.ones(len(ca), bool)
+    stats = gen.statistics.as_dict()
+    return {"out": str(out), "pdb": str(pdb_out), "ns": stats["simulated_ns"], "wall_s": time.perf_counter() - t0,
+            "setup_s": t_setup, "valid_fraction": float(valid.mean()) if len(valid) else float("nan"), "statistics": stats}
+
+
+def print_summary(summary: dict) -> None:
+    s = summary["statistics"]
+    print(f"simulated {summary['ns']:.3f} ns in {summary['wall_s']:.1f} s wall ({summary['setup_s']:.1f} s set-up); "
+          f"jumps {s['jumps']}, resamples {s['resamples']}, MD fallbacks {s['fallbacks']}; "
+          f"Cα-valid frames {summary['valid_fraction']:.0%}")
+    print("wall time per phase (s): " + ", ".join(f"{k} {v:.1f}" for k, v in s["wall_s"].items()))
+    print(f"trajectory: {summary['out']}  last frame: {summary['pdb']}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pdb", help="input structure (PDB); water and ions are removed, hydrogens added")
+    parser.add_argument("--frames", type=int, default=8, help="number of jumps")
+    parser.add_argument("--stride", default="1.25ns", help="time per jump, e.g. 1.25ns, 500ps, or a number of ns")
+    parser.add_argument("--out", default="traj.xtc", help="output trajectory (.xtc or .dcd); the last frame goes to .pdb")
+    parser.add_argument("--model", default="default", help="'default' (shipped weights) or a checkpoint path")
+    parser.add_argument("--relax", default="minimize", help="'minimize', 'none', or a number of MD steps after minimising")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--num-steps", type=int, default=50, help="reverse-diffusion steps per frame")
+    parser.add_argument("--platform", default="CPU", help="OpenMM platform")
+    parser.add_argument("--threads", type=int, default=1, help="CPU platform threads")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
-    print("starmd generate: not available yet — the OpenMM StarMDGenerator is completed by issue #3. "
-          "Use openmm_starmd.model.Rollout from Python in the meantime.", file=sys.stderr)
-    return 2
+    if args.frames < 0:
+        print(f"starmd generate: --frames must be >= 0, got {args.frames}", file=sys.stderr)
+        return 2
+    try:
+        cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=parse_stride_ns(args.stride),
+                            model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
+                            platform=args.platform, threads=args.threads, progress=False if args.no_progress else None)
+        summary = run_jumps(cfg)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"starmd generate: {exc}", file=sys.stderr)
+        return 2
+    print_summary(summary)
+    return 0
