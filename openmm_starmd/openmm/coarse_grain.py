@@ -20,7 +20,7 @@ own ``chain_index`` (the model's "different chain / segment" relative-position b
 separated by :data:`SEGMENT_GAP` in ``residue_index``; the validity gate checks Cα breaks only
 across real peptide bonds.
 
-Errors (``ValueError``, naming the residue): no protein residue; a modelled residue lacking N,
+Errors (``ValueError``, naming the residue): no protein residue, or a single one; a modelled residue lacking N,
 CA or C; a residue bonded to the protein that is neither an amino acid nor a cap (non-standard
 residue or covalent ligand: replace it, e.g. with pdbfixer, or remove it).
 """
@@ -120,6 +120,9 @@ def map_topology(topology, positions_nm: Optional[np.ndarray] = None) -> Protein
         names = sorted({r.name for r in topology.residues()})
         raise ValueError(f"no protein residue found in the Simulation's topology (residue names: {names[:12]}); "
                          "STAR-MD needs at least one of the 20 standard amino acids")
+    if len(modelled) < 2:
+        raise ValueError(f"the topology has a single amino acid ({_label(modelled[0])}); STAR-MD models proteins and "
+                         "peptides of at least 2 residues")
     res_pos = {r.index: k for k, r in enumerate(modelled)}
 
     aatype = np.zeros(len(modelled), dtype=np.int64)
