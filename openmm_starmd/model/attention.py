@@ -89,10 +89,7 @@ class SpaceTimeAttention(nn.Module):
             k_cache[:, :, fill:fill + N] = k
             v_cache[:, :, fill:fill + N] = v
             n_frames = fill // N + 1
-            scores = torch.matmul(q * (D ** -0.5), k_cache[:, :, :fill + N].transpose(-1, -2))  # [B, H, N, K·N]
-            # the query frame's pair bias, added in place to every key frame (no [.., K·N] bias tensor)
-            scores.view(B, H, N, n_frames, N).add_(bias[:, :, 0, :, None, :])
-            attn = torch.softmax(scores, dim=-1)
-            out = torch.matmul(attn, v_cache[:, :, :fill + N])  # [B, H, N, D]
+            full = bias[:, :, 0, :, None, :].expand(B, H, N, n_frames, N).reshape(B, H, N, n_frames * N)
+            out = F.scaled_dot_product_attention(q, k_cache[:, :, :fill + N], v_cache[:, :, :fill + N], attn_mask=full)
         out = out.permute(0, 2, 1, 3).reshape(B, Fr, N, C)  # [B, F, N, C]
         return self.out(out)
