@@ -144,3 +144,20 @@ def test_checkpoint_resume_equals_uninterrupted_run(tiny_path, tmp_path):
     np.testing.assert_allclose(b.xyz, a.xyz, atol=1e-5)
     np.testing.assert_allclose(b.time, a.time)
     assert resumed.statistics.jumps == 3 and sim.currentStep == full.simulation.currentStep
+
+
+def test_relax_md_steps_and_context_follows_the_simulation(tiny_path):
+    sim = vacuum_simulation(villin_modeller())
+    opts = GeneratorOptions(num_steps=2, relax_config=RelaxConfig(max_iterations=50))
+    gen = BypassGenerator(sim, tiny_path, stride=0.05, relax=5, seed=1, options=opts)
+    gen.turn_rad = 0.1
+    gen.step(1)
+    assert sim.context.getState().getTime().value_in_unit(unit.picoseconds) == pytest.approx(0.05 * PS_PER_NS)
+    gen.relax(20)  # physical MD between jumps moves the protein
+    assert gen.statistics.md_steps == 20 and sim.currentStep == 25000 + 20
+    ca_now = positions_nm(sim)[gen.pmap.ca_atoms]
+    assert np.abs(ca_now - gen.rollout.history_trans[-1][0].numpy()).max() > 1e-3
+    gen.step(1)
+    # the frame before the new jump was replaced by the structure MD left behind
+    np.testing.assert_allclose(gen.rollout.history_trans[1][0].numpy(), ca_now, atol=1e-5)
+    assert gen.rollout.num_frames == 3 and gen.statistics.wall_s["context"] > 0
