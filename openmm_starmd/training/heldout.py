@@ -24,7 +24,7 @@ import torch
 
 from openmm_starmd.data.dataset import load_or_convert
 from openmm_starmd.data.readers import find_sources
-from openmm_starmd.evaluation.validity import ca_valid
+from openmm_starmd.evaluation.validity import ca_clash_break_rates, ca_valid
 from openmm_starmd.geometry.so3 import quat_to_rotmat
 from openmm_starmd.geometry.superpose import rmsd
 from openmm_starmd.model.checkpoint import load_model
@@ -39,7 +39,7 @@ def md_lag_rmsd_nm(ca_nm: torch.Tensor, lag_frames: int) -> float:
     return float(rmsd(ca_nm[lag_frames:].double(), ca_nm[:-lag_frames].double()).mean())
 
 
-def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int, seed: int) -> dict:
+def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int, seed: int, ode: bool = False) -> dict:
     """Roll out ``jumps`` frames of the (single) system under ``data`` and measure them against its MD."""
     sources = find_sources(data)
     frames = [load_or_convert(s, None) for s in sources]
@@ -47,7 +47,8 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     core = load_model(model)
     aatype = torch.from_numpy(first.aatype)
     residue_index = torch.from_numpy(first.residue_index)
-    rollout = Rollout(core, aatype, residue_index, stride_ns, seed=seed, num_steps=num_steps, capacity_frames=jumps + 2)
+    rollout = Rollout(core, aatype, residue_index, stride_ns, seed=seed, num_steps=num_steps, ode=ode,
+                      capacity_frames=jumps + 2)
     rollout.add_context(quat_to_rotmat(torch.from_numpy(first.quats[0])), torch.from_numpy(first.trans[0]))
     start = time.monotonic()
     out = rollout.run(jumps)
@@ -55,6 +56,7 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     ca = out.trans[0].double()  # [J, N, 3] generated Cα (the frame origin is Cα)
     ca_all = torch.cat([torch.from_numpy(first.trans[:1]).double(), ca])  # with the starting frame
     valid = ca_valid(ca.numpy())
+    clash_rate, break_rate = ca_clash_break_rates(ca.numpy())
     consecutive = torch.linalg.norm(ca[:, 1:] - ca[:, :-1], dim=-1)  # [J, N-1]
     per_jump = rmsd(ca_all[1:], ca_all[:-1])  # [J]
     interval_ns = first.frame_interval_ps / PS_PER_NS
@@ -68,8 +70,9 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     md_jump_a = float(np.mean(md_rmsd)) * ANGSTROM_PER_NM if md_rmsd else None
     return {
         "model": str(model), "system": sources[0].name, "residues": int(aatype.numel()), "stride_ns": stride_ns,
-        "jumps": jumps, "num_steps": num_steps, "seed": seed, "wall_s": round(wall_s, 1),
+        "jumps": jumps, "num_steps": num_steps, "sampler": "ode" if ode else "sde", "seed": seed, "wall_s": round(wall_s, 1),
         "ca_validity": float(valid.mean()), "ca_validity_first_100": float(valid[:100].mean()),
+        "mean_ca_clash_rate": float(np.mean(clash_rate)), "mean_ca_break_rate": float(np.mean(break_rate)),
         "max_consecutive_ca_angstrom": float(consecutive.max()) * ANGSTROM_PER_NM,
         "md_max_consecutive_ca_angstrom": float(md_consecutive.max()) * ANGSTROM_PER_NM,
         "md_ns": sum(f.num_frames for f in frames) * interval_ns,
@@ -89,12 +92,13 @@ def main(argv=None) -> int:
     parser.add_argument("--jumps", type=int, default=100, help="frames to generate (default 100)")
     parser.add_argument("--num-steps", type=int, default=200, help="reverse-diffusion steps per jump (default 200)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ode", action="store_true", help="probability-flow ODE sampler instead of the SDE")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = evaluate(args.model, args.data, args.stride_ns, args.jumps, args.num_steps, args.seed)
+    report = evaluate(args.model, args.data, args.stride_ns, args.jumps, args.num_steps, args.seed, args.ode)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
