@@ -16,6 +16,14 @@ physics (None: nothing; ``"minimize"``: minimisation with the generated backbone
 integrator's temperature; the context time advances by the stride and ``currentStep`` by
 ``round(stride / step size)``; every reporter attached to the Simulation receives the frame.
 
+Reporters receive exactly one report per jump, whatever their interval (``Simulation.step``
+would report at every interval boundary it crosses; a jump has only its end point). XTC files
+store the real times; a DCD header assumes the reporter's interval between frames, so give a
+DCDReporter ``interval = generator.steps_per_jump`` for a correct time axis.
+
+Rejected intervals (validity gate policy ``"md"``) run at most ``fallback_md_steps`` MD steps,
+then the clock is set to the end of the full stride like any other jump.
+
 The frame that joins the model's context is the one the Simulation holds at the end of the jump
 (after relaxation). If the Simulation moved between calls (``relax()``, ``simulation.step()``),
 the last context frame is replaced by the current structure before the next jump.
