@@ -77,11 +77,5 @@ class BypassGenerator(StarMDGenerator):
         return rigid_turn(shift_chi1(frame, self.chi1_shift_rad), self.turn_rad)
 
 
-def heavy_bond_lengths_nm(topology, positions_nm: np.ndarray) -> np.ndarray:
-    pairs = np.array([(a.index, b.index) for a, b in topology.bonds()
-                      if a.element.symbol != "H" and b.element.symbol != "H"])
-    return np.linalg.norm(positions_nm[pairs[:, 0]] - positions_nm[pairs[:, 1]], axis=-1)
-
-
 def positions_nm(sim: app.Simulation) -> np.ndarray:
     return np.asarray(sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
