@@ -2,13 +2,14 @@
 
 Linear layers: truncated-normal fan-in (LeCun) init, zero bias. Zero-initialised (so the
 untrained network is the identity map on frames and every residual branch starts off):
-the AdaLN modulations (shift, scale and gate), the backbone update and the last layer of the
-torsion head. IPA's point-attention head weights start at softplus^-1(1).
+the AdaLN modulations (shift, scale and gate), the backbone update and the last layer's weights of the
+torsion head (its bias starts every torsion at angle 0). IPA's point-attention head weights start at softplus^-1(1).
 """
 from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 
@@ -34,5 +35,9 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.linear.bias)
     head = getattr(model, "torsion_head", None)
     if head is not None:
+        # Zero weights, bias (sin, cos) = (0, 1) per torsion: the raw output starts at unit length,
+        # where the (sin, cos) normalisation is well conditioned (at zero length its gradient is
+        # ~1/sqrt(eps) and swamps every other loss term under gradient clipping).
         nn.init.zeros_(head[-1].weight)
-        nn.init.zeros_(head[-1].bias)
+        with torch.no_grad():
+            head[-1].bias.copy_(torch.tensor([0.0, 1.0]).repeat(head[-1].bias.numel() // 2))

@@ -155,18 +155,6 @@ class EMA:
         self.shadow = {k: v.clone() for k, v in state["shadow"].items()}
 
 
-def start_torsions_at_zero_angle(net: torch.nn.Module) -> None:
-    """Set the torsion head's last bias to (sin, cos) = (0, 1) for every torsion.
-
-    The network zero-initialises that layer, so its raw output starts at |raw| = 0 where the
-    (sin, cos) normalisation has a gradient of order 1/sqrt(eps) = 1e4: the first steps' gradient
-    norm is then ~1e6 and clipping silences every other term. Starting at unit length removes that.
-    """
-    last = net.torsion_head[-1]
-    with torch.no_grad():
-        last.bias.copy_(torch.tensor([0.0, 1.0]).repeat(last.bias.numel() // 2))
-
-
 # --------------------------------------------------------------------------- data
 def build_dataset(cfg: TrainConfig) -> TrajectoryDataset:
     """Every trajectory under ``cfg.data`` except the held-out systems."""
@@ -227,7 +215,6 @@ class Trainer:
             torch.manual_seed(self.cfg.seed)
             model_cfg = preset(self.cfg.preset)
             core = StarMDCore(model_cfg)
-            start_torsions_at_zero_angle(core.net)
             return model_cfg, core
         path, _ = resolve_model_path(self.cfg.init)
         model_cfg = StarMDConfig.from_dict(read_checkpoint(path)["config"])
