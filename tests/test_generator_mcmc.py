@@ -25,7 +25,7 @@ def test_move_in_a_sequence_with_langevin_dynamics(tmp_path):
     sampler_state = states.SamplerState(mod.positions)
     start = np.array(sampler_state.positions.value_in_unit(unit.nanometer))
     options = GeneratorOptions(num_steps=2, gate=GateConfig(max_clash_rate=1.0, max_break_rate=1.0))
-    move = StarMDMove(mod.topology, model=tiny_checkpoint(tmp_path / "tiny.pt"), stride=0.1, relax=None, seed=4,
+    move = StarMDMove(mod.topology, model=tiny_checkpoint(tmp_path / "tiny.pt"), stride=0.1, relax="minimize", seed=4,
                       options=options, context_cache=cache.ContextCache())
     sequence = mcmc.SequenceMove([move, mcmc.LangevinDynamicsMove(n_steps=5, context_cache=cache.ContextCache())])
     sampler = mcmc.MCMCSampler(thermo, sampler_state, sequence)
