@@ -237,10 +237,16 @@ def map_topology(topology, positions_nm: Optional[np.ndarray] = None) -> Protein
     )
 
 
-def atom14_positions(pmap: ProteinMap, positions_nm: np.ndarray) -> torch.Tensor:
-    """Gather atom14 positions ``[N, 14, 3]`` (float32 nm, zeros at absent slots) from ``[A, 3]``."""
+def atom14_positions(pmap: ProteinMap, positions_nm) -> torch.Tensor:
+    """Gather atom14 positions ``[N, 14, 3]`` (float32 nm, zeros at absent slots) from ``[A, 3]``.
+
+    ``positions_nm`` is a NumPy array or a float64 torch tensor (the tensor path is pure torch,
+    so it can be traced for the C++ plugin; both give the same values)."""
     idx = np.where(pmap.atom14_atoms >= 0, pmap.atom14_atoms, 0)
-    x = torch.as_tensor(np.asarray(positions_nm, dtype=np.float64)[idx], dtype=torch.float32)
+    if isinstance(positions_nm, torch.Tensor):
+        x = positions_nm.to(torch.float64)[torch.as_tensor(idx)].to(torch.float32)
+    else:
+        x = torch.as_tensor(np.asarray(positions_nm, dtype=np.float64)[idx], dtype=torch.float32)
     return x * pmap.atom14_mask[..., None]
 
 

@@ -107,6 +107,29 @@ def _atoms_of_residues(residue_of_atom: np.ndarray, candidates: np.ndarray, movi
     return candidates[keep]
 
 
+def rebuild_protein(pmap: ProteinMap, positions_nm: torch.Tensor, frame: CoarseFrame) -> torch.Tensor:
+    """Steps 1 and 2 of the module docstring in pure torch: positions ``[A, 3]`` float64 nm ->
+    ``[A, 3]`` float64 with the modelled and carried atoms moved to ``frame``; other atoms unchanged.
+
+    :func:`rebuild_positions` calls this; the C++ plugin runs a trace of it
+    (:mod:`openmm_starmd.plugin.propagator`), so both apply the same rules."""
+    old = positions_nm.to(torch.float64)
+    x_old = atom14_positions(pmap, old)  # [N, 14, 3]
+    geometry = residue_geometry_from_atom14(x_old, pmap.atom14_mask, pmap.aatype)
+    x_new, _ = atom14_from_frames_torsions(frame.rots.float(), frame.trans.float(), frame.torsions.float(), pmap.aatype,
+                                           geometry)  # [N, 14, 3]
+    new = old.clone()
+    present = torch.as_tensor(pmap.atom14_atoms >= 0)  # [N, 14]
+    new[torch.as_tensor(pmap.atom14_atoms)[present]] = x_new[present].double()
+    if pmap.carried_atoms.size:
+        carried = torch.as_tensor(pmap.carried_atoms)
+        r0, t0 = _group_frames(pmap, x_old, geometry.default_frames)
+        local = rigid_invert_apply(r0, t0, old[carried].float())  # [M, 3]
+        r1, t1 = _group_frames(pmap, x_new * pmap.atom14_mask[..., None], geometry.default_frames)
+        new[carried] = rigid_apply(r1, t1, local).double()
+    return new
+
+
 def rebuild_positions(pmap: ProteinMap, positions_nm: np.ndarray, frame: CoarseFrame,
                       residue_of_atom: Optional[np.ndarray] = None, box_nm: Optional[np.ndarray] = None) -> np.ndarray:
     """All-atom positions ``[A, 3]`` nm after moving the protein to ``frame``.
@@ -120,21 +143,10 @@ def rebuild_positions(pmap: ProteinMap, positions_nm: np.ndarray, frame: CoarseF
         box_nm: ``[3, 3]`` periodic box vectors (rows) or None.
     """
     old = np.asarray(positions_nm, dtype=np.float64)
-    x_old = atom14_positions(pmap, old)  # [N, 14, 3]
-    geometry = residue_geometry_from_atom14(x_old, pmap.atom14_mask, pmap.aatype)
-    x_new, _ = atom14_from_frames_torsions(frame.rots.float(), frame.trans.float(), frame.torsions.float(), pmap.aatype,
-                                           geometry)  # [N, 14, 3]
-    new = old.copy()
-    present = pmap.atom14_atoms >= 0
-    new[pmap.atom14_atoms[present]] = x_new[torch.as_tensor(present)].double().numpy()
-    if pmap.carried_atoms.size:
-        r0, t0 = _group_frames(pmap, x_old, geometry.default_frames)
-        local = rigid_invert_apply(r0, t0, torch.as_tensor(old[pmap.carried_atoms], dtype=torch.float32))  # [M, 3]
-        r1, t1 = _group_frames(pmap, x_new * pmap.atom14_mask[..., None], geometry.default_frames)
-        new[pmap.carried_atoms] = rigid_apply(r1, t1, local).double().numpy()
+    new = rebuild_protein(pmap, torch.as_tensor(old), frame).numpy()
     if residue_of_atom is not None:
         _carry_other_atoms(pmap, residue_of_atom, old, new, box_nm)
     return new
 
 
-__all__ = ["CoarseFrame", "coarse_grain", "rebuild_positions", "SHELL_INNER_NM", "SHELL_OUTER_NM"]
+__all__ = ["CoarseFrame", "coarse_grain", "rebuild_positions", "rebuild_protein", "SHELL_INNER_NM", "SHELL_OUTER_NM"]

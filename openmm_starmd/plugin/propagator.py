@@ -1,0 +1,227 @@
+"""The system-bound propagator: one TorchScript file that the C++ plugin runs for one OpenMM system.
+
+The C++ ``GeneratorIntegrator`` does not reimplement coarse-graining or the all-atom rebuild.
+:func:`export_propagator` binds the core exported by ``starmd export`` to one system's index
+tables (:class:`~openmm_starmd.openmm.coarse_grain.ProteinMap`) and saves a scripted module whose
+methods are, for ``A`` atoms and ``N`` residues::
+
+    start(capacity_frames)                                         reset the rollout (KV cache)
+    coarse(positions [A,3] f64)            -> rots [N,3,3], trans [N,3]      (coarse_grain)
+    append(rots, trans, log10_stride [1])                         context frame (Rollout._append)
+    sample(log10_stride [1], num_steps, ode, noise_scale) -> rots, trans, torsions [N,7,2]
+                                              (Rollout.sample: core.sample_frame + Kabsch align)
+    rebuild(positions [A,3] f64, rots, trans, torsions) -> positions [A,3] f64  (rebuild_protein)
+
+``coarse``, ``rebuild`` and the alignment are *traces* of the very functions the Python
+Generator calls (:func:`~openmm_starmd.openmm.rebuild.coarse_grain`,
+:func:`~openmm_starmd.openmm.rebuild.rebuild_protein`), so both paths apply the same rules.
+Randomness comes from torch's global generator: the caller seeds it before ``append`` and
+``sample`` with :func:`~openmm_starmd.model.rollout._derive_seed` of (seed, frame, stream), as
+:class:`~openmm_starmd.model.rollout.Rollout` does; the C++ kernel computes the same seeds.
+
+Atoms that are neither modelled nor carried (solvent, ions, ligands) stay where they are in the
+plugin: the Python Generator's solvent-shell carry (``rebuild_positions`` step 3) uses a k-d tree
+and is not part of the trace; :func:`export_propagator` records how many such atoms there are.
+"""
+
+import json
+import math
+import os
+import warnings
+import zipfile
+from typing import Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from openmm_starmd.geometry.superpose import kabsch
+from openmm_starmd.openmm.coarse_grain import ProteinMap, map_topology
+from openmm_starmd.openmm.rebuild import CoarseFrame, coarse_grain, rebuild_protein
+
+FORMAT = "openmm-starmd-propagator"
+FORMAT_VERSION = 1
+
+
+class _SystemGeometry(nn.Module):
+    """Coarse-grain, align and rebuild for one system (traced with :func:`torch.jit.trace_module`)."""
+
+    def __init__(self, pmap: ProteinMap):
+        super().__init__()
+        self.pmap = pmap
+
+    def coarse(self, positions_nm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """positions ``[A, 3]`` float64 nm -> backbone rots ``[N, 3, 3]``, trans ``[N, 3]`` (float32)."""
+        frame = coarse_grain(self.pmap, positions_nm)
+        return frame.rots, frame.trans
+
+    def align(self, rots: torch.Tensor, trans: torch.Tensor, target_trans: torch.Tensor
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Superpose a sampled frame (rots ``[1, N, 3, 3]``, trans ``[1, N, 3]``) on ``target_trans``
+        ``[1, N, 3]`` by its CA atoms, exactly as ``Rollout.sample(align=True)`` does."""
+        rot, t = kabsch(trans, target_trans)  # [1, 3, 3], [1, 3]
+        return rot[:, None] @ rots, torch.einsum("bij,bnj->bni", rot, trans) + t[:, None]
+
+    def rebuild(self, positions_nm: torch.Tensor, rots: torch.Tensor, trans: torch.Tensor, torsions: torch.Tensor
+                ) -> torch.Tensor:
+        """positions ``[A, 3]`` float64 + new frame (``[N, 3, 3]``, ``[N, 3]``, ``[N, 7, 2]``) -> ``[A, 3]`` float64."""
+        return rebuild_protein(self.pmap, positions_nm, CoarseFrame(rots, trans, torsions))
+
+
+def trace_geometry(pmap: ProteinMap, positions_nm: np.ndarray) -> torch.jit.ScriptModule:
+    """Trace :class:`_SystemGeometry`'s three methods on example inputs taken from ``positions_nm`` ``[A, 3]``."""
+    geom = _SystemGeometry(pmap)
+    pos = torch.as_tensor(np.asarray(positions_nm, dtype=np.float64))
+    frame = coarse_grain(pmap, positions_nm)
+    inputs = {
+        "coarse": (pos,),
+        "align": (frame.rots[None], frame.trans[None], frame.trans[None] + 0.01),
+        "rebuild": (pos, frame.rots, frame.trans, frame.torsions),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace_module(geom, inputs, check_trace=False)
+
+
+class SystemPropagator(nn.Module):
+    """The scripted module :func:`export_propagator` saves (see the module docstring for its methods).
+
+    Args:
+        core: a scripted :class:`~openmm_starmd.model.core.StarMDCore` (as ``starmd export`` writes it).
+        geometry: the traced system geometry (:func:`trace_geometry`).
+        pmap: the system's protein map; num_atoms: atoms ``A`` of the whole system.
+    """
+
+    num_atoms: int
+    num_residues: int
+    num_frames: int
+
+    def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int):
+        super().__init__()
+        self.core = core
+        self.geometry = geometry
+        self.aatype = pmap.aatype[None].clone()  # [1, N]
+        self.residue_index = pmap.residue_index[None].clone()  # [1, N]
+        self.chain_index = pmap.chain_index[None].clone()  # [1, N]
+        self.num_atoms = int(num_atoms)
+        self.num_residues = pmap.num_residues
+        self.context_noise_t = float(core.context_noise_t)
+        self.stride_min_ns = float(core.stride_min_ns)
+        self.stride_max_ns = float(core.stride_max_ns)
+        self.last_trans = torch.zeros(1, pmap.num_residues, 3)  # CA of the last context frame [1, N, 3]
+        self.num_frames = 0
+
+    def _check_positions(self, positions_nm: torch.Tensor) -> None:
+        if positions_nm.dim() != 2 or positions_nm.shape[1] != 3 or positions_nm.shape[0] != self.num_atoms:
+            raise ValueError("STAR-MD propagator: positions have shape " + str(positions_nm.shape)
+                             + "; this model file was exported for a system of " + str(self.num_atoms)
+                             + " atoms (shape [" + str(self.num_atoms) + ", 3])")
+
+    @torch.jit.export
+    def start(self, capacity_frames: int) -> None:
+        """Reset the rollout with a KV cache of ``capacity_frames`` frames."""
+        self.core.start(self.aatype, self.residue_index, self.chain_index, capacity_frames, None, None)
+        self.num_frames = 0
+
+    @torch.jit.export
+    def coarse(self, positions_nm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """positions ``[A, 3]`` float64 nm -> rots ``[N, 3, 3]``, trans ``[N, 3]``."""
+        self._check_positions(positions_nm)
+        return self.geometry.coarse(positions_nm.to(torch.float64))
+
+    @torch.jit.export
+    def append(self, rots: torch.Tensor, trans: torch.Tensor, log10_stride_ns: torch.Tensor) -> None:
+        """Add a context frame (rots ``[N, 3, 3]``, trans ``[N, 3]``), noised to the core's context level."""
+        self.core.append_frame(rots[None], trans[None], log10_stride_ns, self.context_noise_t)
+        self.last_trans = trans[None]
+        self.num_frames += 1
+
+    @torch.jit.export
+    def sample(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next frame, superposed on the last context frame: rots ``[N, 3, 3]``, trans ``[N, 3]``,
+        torsions ``[N, 7, 2]`` (not appended: the caller appends the structure it keeps)."""
+        rots, trans, tors = self.core.sample_frame(log10_stride_ns, num_steps, ode, noise_scale)
+        rots, trans = self.geometry.align(rots, trans, self.last_trans)
+        return rots[0], trans[0], tors[0]
+
+    @torch.jit.export
+    def rebuild(self, positions_nm: torch.Tensor, rots: torch.Tensor, trans: torch.Tensor, torsions: torch.Tensor
+                ) -> torch.Tensor:
+        """All-atom positions ``[A, 3]`` float64 after moving the protein to the given frame."""
+        self._check_positions(positions_nm)
+        return self.geometry.rebuild(positions_nm.to(torch.float64), rots.float(), trans.float(), torsions.float())
+
+    def forward(self, positions_nm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.coarse(positions_nm)
+
+
+def _is_torchscript_archive(path: str) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any(name.split("/", 1)[-1].startswith("code/") for name in z.namelist())
+
+
+def load_scripted_core(model) -> Tuple[torch.jit.ScriptModule, dict]:
+    """A scripted core and its config from ``model``: a file written by ``starmd export``, a
+    shipped name (``"default"``), a checkpoint path, a :class:`StarMDCore` or a scripted core."""
+    from openmm_starmd.model.core import StarMDCore
+    from openmm_starmd.model.export import script_core
+
+    if isinstance(model, torch.jit.ScriptModule):
+        return model, {}
+    if isinstance(model, StarMDCore):
+        return script_core(model), {}
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model: expected 'default', a checkpoint or exported-core path, or a StarMDCore; got {type(model).__name__}")
+    name = os.fspath(model)
+    if os.path.isfile(name) and _is_torchscript_archive(name):
+        extra = {"config.json": ""}
+        core = torch.jit.load(name, map_location="cpu", _extra_files=extra)
+        return core, json.loads(extra["config.json"] or "{}")
+    from openmm_starmd.model.checkpoint import load_model, read_checkpoint, resolve_model_path
+
+    core = load_model(name, device="cpu")
+    return script_core(core), read_checkpoint(resolve_model_path(name)[0])["config"]
+
+
+def export_propagator(topology, positions, path, model="default") -> str:
+    """Write the system-bound propagator file the C++ ``GeneratorIntegrator`` runs; returns the path.
+
+    Args:
+        topology: the ``openmm.app.Topology`` of the system the integrator will run.
+        positions: ``[A, 3]`` positions (``openmm.unit`` quantity or nm numbers) of a structure of
+            it; used to trace the geometry (and to find chain links when the topology has no bonds).
+        path: output file.
+        model: ``"default"``, a checkpoint path, a file written by ``starmd export``, or a core.
+    """
+    from openmm import unit
+
+    if unit.is_quantity(positions):
+        positions = positions.value_in_unit(unit.nanometer)
+    pos = np.asarray(positions, dtype=np.float64)
+    num_atoms = topology.getNumAtoms()
+    if pos.shape != (num_atoms, 3):
+        raise ValueError(f"positions: expected shape ({num_atoms}, 3) for a topology of {num_atoms} atoms, got {pos.shape}")
+    if not np.isfinite(pos).all():
+        raise ValueError("positions contain NaN or infinite values")
+    pmap = map_topology(topology, pos)
+    core, config = load_scripted_core(model)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TorchScript.*", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
+        scripted = torch.jit.script(SystemPropagator(core, trace_geometry(pmap, pos), pmap, num_atoms))
+    system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
+              "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels)}
+    scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),
+                                                 "system.json": json.dumps(system, indent=1)})
+    return os.fspath(path)
+
+
+def log10_stride_tensor(stride_ns: float) -> torch.Tensor:
+    """``[1]`` float32 log10 of the stride, as :class:`~openmm_starmd.model.rollout.Rollout` builds it."""
+    return torch.full([1], math.log10(stride_ns))
+
+
+__all__ = ["SystemPropagator", "export_propagator", "load_scripted_core", "trace_geometry", "log10_stride_tensor"]

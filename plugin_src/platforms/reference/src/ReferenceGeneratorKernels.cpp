@@ -1,0 +1,215 @@
+#include "ReferenceGeneratorKernels.h"
+#include "openmm/Context.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/System.h"
+#include "openmm/internal/ContextImpl.h"
+#include <ATen/CPUGeneratorImpl.h>
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+using namespace OpenMM;
+using namespace StarMD;
+using std::string;
+using std::vector;
+
+static const double PS_PER_NS = 1000.0;
+static const double BOLTZ_KJ_PER_MOL_K = 0.00831446261815324;  // R / 1000
+// seed streams, as in openmm_starmd.model.rollout: 0 context frame, 1 sample (attempt 0)
+static const uint64_t STREAM_CONTEXT = 0, STREAM_SAMPLE = 1, STREAM_VELOCITIES = 1001, STREAM_LANGEVIN = 1002;
+static const uint64_t SEED_MODULUS = 1ULL << 62;
+
+uint64_t StarMD::deriveSeed(uint64_t seed, uint64_t frame, uint64_t stream) {
+    uint64_t x = seed * 0x9E3779B97F4A7C15ULL + frame * 0xBF58476D1CE4E5B9ULL + stream * 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ULL;
+    x ^= x >> 27;
+    return x % SEED_MODULUS;
+}
+
+namespace {
+
+/** Runs a module method, turning TorchScript errors into OpenMMExceptions. */
+c10::IValue call(torch::jit::Module& module, const string& method, const vector<c10::IValue>& args) {
+    try {
+        return module.get_method(method)(args);
+    }
+    catch (const c10::Error& e) {
+        throw OpenMMException("GeneratorIntegrator: the STAR-MD model failed in " + method + "(): " + e.what_without_backtrace());
+    }
+}
+
+/** Restores torch's global CPU generator on scope exit (the jump seeds it, as the Python Rollout does inside fork_rng). */
+class KeepTorchRNG {
+public:
+    KeepTorchRNG() : generator(at::detail::getDefaultCPUGenerator()), state(generator.get_state()) {}
+    ~KeepTorchRNG() { generator.set_state(state); }
+private:
+    at::Generator generator;
+    at::Tensor state;
+};
+
+torch::Tensor toTensor(const vector<Vec3>& v) {
+    return torch::from_blob(const_cast<Vec3*>(v.data()), {(long) v.size(), 3}, torch::kFloat64).clone();
+}
+
+} // namespace
+
+void ReferenceIntegrateGeneratorStepKernel::initialize(const System& system, const GeneratorIntegrator& integrator) {
+    const string& file = integrator.getModelFile();
+    if (!std::ifstream(file).good())
+        throw OpenMMException("GeneratorIntegrator: model file '" + file + "' not found; write it with "
+                              "openmm_starmd.plugin.export_propagator(topology, positions, path, model)");
+    try {
+        torchDevice = torch::Device(integrator.getDevice());
+    }
+    catch (const c10::Error& e) {
+        throw OpenMMException("GeneratorIntegrator: unknown torch device '" + integrator.getDevice() + "' (expected e.g. 'cpu' or 'cuda:0')");
+    }
+    try {
+        module = torch::jit::load(file, torchDevice);
+    }
+    catch (const c10::Error& e) {
+        throw OpenMMException("GeneratorIntegrator: cannot load model file '" + file + "' as TorchScript: " + e.what_without_backtrace());
+    }
+    if (!module.hasattr("num_atoms") || !module.find_method("sample") || !module.find_method("rebuild"))
+        throw OpenMMException("GeneratorIntegrator: '" + file + "' is not a STAR-MD propagator; a core written by 'starmd export' "
+                              "must first be bound to the system with openmm_starmd.plugin.export_propagator");
+    int numAtoms = (int) module.attr("num_atoms").toInt();
+    if (numAtoms != system.getNumParticles())
+        throw OpenMMException("GeneratorIntegrator: model file '" + file + "' was exported for a system of " + std::to_string(numAtoms)
+                              + " atoms, but this System has " + std::to_string(system.getNumParticles())
+                              + " particles; export the propagator from this system's topology");
+    module.eval();
+    masses.resize(system.getNumParticles());
+    for (int i = 0; i < system.getNumParticles(); i++)
+        masses[i] = system.getParticleMass(i);
+    int s = integrator.getRandomNumberSeed();
+    seed = (s == 0 ? (uint64_t) std::random_device()() : (uint64_t) (int64_t) s);
+    started = false;
+    historyRots.clear();
+    historyTrans.clear();
+}
+
+void ReferenceIntegrateGeneratorStepKernel::start(int capacityFrames) {
+    call(module, "start", {c10::IValue((int64_t) capacityFrames)});
+    capacity = capacityFrames;
+    started = true;
+}
+
+void ReferenceIntegrateGeneratorStepKernel::appendContext(const torch::Tensor& rots, const torch::Tensor& trans) {
+    at::manual_seed(deriveSeed(seed, historyTrans.size(), STREAM_CONTEXT));
+    call(module, "append", {rots, trans, log10Stride});
+    historyRots.push_back(rots);
+    historyTrans.push_back(trans);
+}
+
+void ReferenceIntegrateGeneratorStepKernel::execute(ContextImpl& context, const GeneratorIntegrator& integrator) {
+    torch::NoGradGuard noGrad;
+    KeepTorchRNG keepRNG;
+    const System& system = context.getSystem();
+    double startTime = context.getTime();
+    vector<Vec3> positions;
+    context.getPositions(positions);
+    torch::Tensor x = toTensor(positions).to(torchDevice);
+    log10Stride = torch::full({1}, std::log10(integrator.getStepSize() / PS_PER_NS), torch::dtype(torch::kFloat32).device(torchDevice));
+
+    // the KV cache needs a slot for the context frame and a scratch slot for the frame being sampled
+    if (!started)
+        start(integrator.getCacheCapacity());
+    if ((int) historyTrans.size() + 2 > capacity) {
+        vector<torch::Tensor> rots = historyRots, trans = historyTrans;
+        historyRots.clear();
+        historyTrans.clear();
+        start(std::max((int) rots.size() + 2, 2 * capacity));
+        for (size_t k = 0; k < rots.size(); k++)
+            appendContext(rots[k], trans[k]);
+    }
+    // the structure the Context holds now joins the context (lazily: it may have been moved since the last jump)
+    auto frame = call(module, "coarse", {x}).toTuple();
+    appendContext(frame->elements()[0].toTensor(), frame->elements()[1].toTensor());
+
+    at::manual_seed(deriveSeed(seed, historyTrans.size(), STREAM_SAMPLE));
+    auto sample = call(module, "sample", {log10Stride, (int64_t) integrator.getNumDiffusionSteps(), integrator.getUseODE(),
+                                          integrator.getNoiseScale()}).toTuple();
+    torch::Tensor rebuilt = call(module, "rebuild", {x, sample->elements()[0], sample->elements()[1], sample->elements()[2]})
+                                .toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    if (!torch::isfinite(rebuilt).all().item<bool>())
+        throw OpenMMException("GeneratorIntegrator: the model produced non-finite coordinates at jump " + std::to_string(numJumps + 1));
+    const double* data = rebuilt.data_ptr<double>();
+    for (size_t i = 0; i < positions.size(); i++)
+        positions[i] = Vec3(data[3 * i], data[3 * i + 1], data[3 * i + 2]);
+    context.setPositions(positions);
+    if (system.getNumConstraints() > 0)
+        context.applyConstraints(integrator.getConstraintTolerance());
+    drawVelocities(context, integrator);
+    if (integrator.getRelaxationSteps() > 0)
+        relax(context, integrator);
+    context.setTime(startTime + integrator.getStepSize());
+    context.setStepCount(context.getStepCount() + 1);
+    numJumps++;
+}
+
+void ReferenceIntegrateGeneratorStepKernel::drawVelocities(ContextImpl& context, const GeneratorIntegrator& integrator) {
+    if (integrator.getTemperature() <= 0) {
+        context.setVelocities(vector<Vec3>(masses.size()));
+        return;
+    }
+    int velocitySeed = (int) (deriveSeed(seed, numJumps, STREAM_VELOCITIES) % 2147483646ULL) + 1;
+    context.getOwner().setVelocitiesToTemperature(integrator.getTemperature(), velocitySeed);
+}
+
+void ReferenceIntegrateGeneratorStepKernel::relax(ContextImpl& context, const GeneratorIntegrator& integrator) {
+    // LangevinMiddle (Zhang et al. 2019), as OpenMM's LangevinMiddleIntegrator, from the Context's forces
+    const double dt = integrator.getRelaxationStepSize(), tol = integrator.getConstraintTolerance();
+    const double kT = BOLTZ_KJ_PER_MOL_K * integrator.getTemperature();
+    const double a = std::exp(-integrator.getFriction() * dt), b = std::sqrt(1.0 - a * a);
+    const bool constrained = context.getSystem().getNumConstraints() > 0;
+    std::mt19937_64 rng(deriveSeed(seed, numJumps, STREAM_LANGEVIN));
+    std::normal_distribution<double> gauss(0.0, 1.0);
+    const size_t n = masses.size();
+    vector<Vec3> x, v, f, xNew(n);
+    for (int step = 0; step < integrator.getRelaxationSteps(); step++) {
+        context.calcForcesAndEnergy(true, false, integrator.getIntegrationForceGroups());
+        context.getForces(f);
+        context.getPositions(x);
+        context.getVelocities(v);
+        for (size_t i = 0; i < n; i++)
+            if (masses[i] > 0)
+                v[i] += f[i] * (dt / masses[i]);
+        if (constrained) {
+            context.setVelocities(v);
+            context.applyVelocityConstraints(tol);
+            context.getVelocities(v);
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (masses[i] == 0) {
+                xNew[i] = x[i];
+                continue;
+            }
+            Vec3 half = x[i] + v[i] * (0.5 * dt);
+            double sigma = b * std::sqrt(kT / masses[i]);
+            v[i] = v[i] * a + Vec3(gauss(rng), gauss(rng), gauss(rng)) * sigma;
+            xNew[i] = half + v[i] * (0.5 * dt);
+        }
+        context.setPositions(xNew);
+        if (constrained) {
+            context.applyConstraints(tol);
+            context.getPositions(xNew);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (masses[i] > 0)
+                v[i] = (xNew[i] - x[i]) * (1.0 / dt);
+        context.setVelocities(v);
+    }
+}
+
+double ReferenceIntegrateGeneratorStepKernel::computeKineticEnergy(ContextImpl& context, const GeneratorIntegrator& integrator) {
+    vector<Vec3> v;
+    context.getVelocities(v);
+    double energy = 0.0;
+    for (size_t i = 0; i < masses.size(); i++)
+        energy += 0.5 * masses[i] * v[i].dot(v[i]);
+    return energy;
+}
