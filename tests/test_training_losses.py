@@ -62,6 +62,32 @@ def test_fape_zero_for_identical_and_invariant_to_global_motion():
     assert (a > 0.01).all() and torch.allclose(a, b, atol=1e-5)
 
 
+def test_fape_matches_its_definition_point_by_point():
+    """The expanded matrix-product form equals expressing every point in every frame (AF2 Alg. 28),
+    values and gradients, with masks, partial clamping and slightly non-orthonormal rotations."""
+    g = torch.Generator().manual_seed(11)
+    M, P = 9, 13
+    rots = [uniform_random_rotmat([3, M], generator=g).float() + 1e-3 * torch.randn(3, M, 3, 3, generator=g) for _ in range(2)]
+    trans = [torch.randn(3, M, 3, generator=g) for _ in range(2)]
+    points = [torch.randn(3, P, 3, generator=g) * 0.6 for _ in range(2)]
+    fm = (torch.rand(3, M, generator=g) > 0.2).float()
+    pm = (torch.rand(3, P, generator=g) > 0.2).float()
+    pred = [x.clone().requires_grad_() for x in (rots[0], trans[0], points[0])]
+    value = fape(*pred, rots[1], trans[1], points[1], fm, pm, clamp_nm=1.0, length_scale_nm=0.7, eps_nm2=1e-6)
+    value.sum().backward()
+    ref_in = [x.detach().clone().requires_grad_() for x in pred]
+    local = [torch.einsum("bmji,bmpj->bmpi", r, x[:, None] - t[:, :, None]) for r, t, x in
+             ((ref_in[0], ref_in[1], ref_in[2]), (rots[1], trans[1], points[1]))]  # R^T (x - t)  [3, M, P, 3]
+    d = torch.clamp(torch.sqrt(((local[0] - local[1]) ** 2).sum(-1) + 1e-6), max=1.0) / 0.7
+    w = fm[:, :, None] * pm[:, None, :]
+    reference = (d * w).sum((1, 2)) / w.sum((1, 2))
+    reference.sum().backward()
+    assert 0.05 < float(reference.min()) and float(reference.max()) < 1.0 / 0.7  # some errors clamped, not all
+    assert torch.allclose(value, reference, atol=1e-6)
+    for a, b in zip(pred, ref_in):
+        assert torch.allclose(a.grad, b.grad, atol=1e-5)
+
+
 def test_fape_saturates_at_clamp_over_length_scale():
     aatype, rots, trans, torsions = _truth()
     far = trans + 50.0  # every local error far above the 1 nm clamp
