@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("openmm_starmd.evaluation.command", "compare generated and reference trajectories (paper metrics)"),
     "export": ("openmm_starmd.model.export", "export the STAR-MD core as a TorchScript file"),
     "info": ("openmm_starmd.model.checkpoint", "describe a model checkpoint (config, parameters, SHA-256)"),
+    "build-plugin": ("openmm_starmd.plugin.build", "compile and install the C++ OpenMM plugin (GeneratorIntegrator)"),
 }
 
 

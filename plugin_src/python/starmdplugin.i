@@ -31,6 +31,39 @@
 import openmm
 %}
 
+/* Units as OpenMM's own wrappers handle them: setters accept a Quantity or a bare number in the
+   default unit (ps, K, 1/ps); getters of dimensioned values return Quantities. */
+%pythonprepend StarMD::GeneratorIntegrator::GeneratorIntegrator %{
+    import os
+    modelFile = os.fspath(modelFile)
+    if openmm.unit.is_quantity(stride):
+        stride = stride.value_in_unit(openmm.unit.picosecond)
+%}
+%pythonprepend StarMD::GeneratorIntegrator::setTemperature %{
+    if openmm.unit.is_quantity(kelvin):
+        kelvin = kelvin.value_in_unit(openmm.unit.kelvin)
+%}
+%pythonprepend StarMD::GeneratorIntegrator::setFriction %{
+    if openmm.unit.is_quantity(perPs):
+        perPs = perPs.value_in_unit(openmm.unit.picosecond**-1)
+%}
+%pythonprepend StarMD::GeneratorIntegrator::setRelaxationStepSize %{
+    if openmm.unit.is_quantity(ps):
+        ps = ps.value_in_unit(openmm.unit.picosecond)
+%}
+%pythonappend StarMD::GeneratorIntegrator::getStride %{
+    val = openmm.unit.Quantity(val, openmm.unit.picosecond)
+%}
+%pythonappend StarMD::GeneratorIntegrator::getTemperature %{
+    val = openmm.unit.Quantity(val, openmm.unit.kelvin)
+%}
+%pythonappend StarMD::GeneratorIntegrator::getFriction %{
+    val = openmm.unit.Quantity(val, openmm.unit.picosecond**-1)
+%}
+%pythonappend StarMD::GeneratorIntegrator::getRelaxationStepSize %{
+    val = openmm.unit.Quantity(val, openmm.unit.picosecond)
+%}
+
 namespace StarMD {
 
 class GeneratorIntegrator : public OpenMM::Integrator {

@@ -1,0 +1,107 @@
+"""The system-bound propagator (what the C++ plugin runs) equals the Python StarMDGenerator.
+
+No compiler needed: the propagator file is driven from Python exactly as the C++ kernel drives it
+(same seeds, same call order). tests/test_plugin.py checks the compiled plugin against the same
+Python path. Helpers here are shared with it.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+import openmm
+import pytest
+import torch
+from openmm import app, unit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import randomize_  # noqa: E402
+from generator_helpers import villin_modeller  # noqa: E402
+from openmm_starmd.model import StarMDCore, tiny  # noqa: E402
+from openmm_starmd.model.export import export_core  # noqa: E402
+from openmm_starmd.model.rollout import _derive_seed  # noqa: E402
+from openmm_starmd.openmm.gate import GateConfig  # noqa: E402
+from openmm_starmd.openmm.generator import GeneratorOptions, StarMDGenerator  # noqa: E402
+from openmm_starmd.plugin.propagator import export_propagator, log10_stride_tensor  # noqa: E402
+
+SEED = 11
+STRIDE_NS = 1.25
+NUM_STEPS = 3  # reverse-diffusion steps per jump (small: a random tiny model)
+NUM_JUMPS = 2  # the second jump runs with two frames in the KV cache
+TOL_NM = 1e-5
+
+
+def villin_system(constraints=None):
+    """Villin HP35 (582 atoms with hydrogens) in vacuum, amber14."""
+    mod = villin_modeller()
+    system = app.ForceField("amber14-all.xml").createSystem(mod.topology, nonbondedMethod=app.NoCutoff, constraints=constraints)
+    return mod, system
+
+
+def write_model_files(folder: Path, topology, positions) -> tuple[Path, Path]:
+    """A random-weights tiny core exported as by `starmd export`, and its propagator for the topology."""
+    torch.manual_seed(0)
+    core = randomize_(StarMDCore(tiny()), seed=0, std=0.05).eval()
+    core_path = export_core(core, folder / "core.pt", {"preset": "tiny"})
+    prop_path = export_propagator(topology, positions, folder / "propagator.pt", model=core_path)
+    return Path(core_path), Path(prop_path)
+
+
+def python_generator_frames(mod, system, core_path, num_jumps=NUM_JUMPS, seed=SEED) -> list[np.ndarray]:
+    """Positions ``[A, 3]`` nm after each jump of the Python StarMDGenerator: no relaxation, every frame accepted."""
+    sim = app.Simulation(mod.topology, system, openmm.VerletIntegrator(0.002), openmm.Platform.getPlatformByName("CPU"),
+                         {"Threads": "1"})
+    sim.context.setPositions(mod.positions)
+    options = GeneratorOptions(num_steps=NUM_STEPS, reassign_velocities=False, progress=False,
+                               gate=GateConfig(max_attempts=1, max_clash_rate=1.0, max_break_rate=1.0))
+    gen = StarMDGenerator(sim, model=torch.jit.load(str(core_path)), stride=STRIDE_NS, relax=None, seed=seed, options=options)
+    frames = []
+    for _ in range(num_jumps):
+        gen.step(1)
+        frames.append(sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def villin_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("plugin_model")
+    mod, system = villin_system()
+    core_path, prop_path = write_model_files(folder, mod.topology, mod.positions)
+    return mod, system, core_path, prop_path
+
+
+def test_propagator_driven_like_the_kernel_equals_generator(villin_files):
+    mod, system, core_path, prop_path = villin_files
+    prop = torch.jit.load(str(prop_path))
+    assert prop.num_atoms == system.getNumParticles() == 582 and prop.num_residues == 35
+    x = torch.as_tensor(np.asarray(mod.positions.value_in_unit(unit.nanometer)), dtype=torch.float64)
+    start = x.clone()
+    stride = log10_stride_tensor(STRIDE_NS)
+    prop.start(8)
+    ours = []
+    for j in range(NUM_JUMPS):  # the C++ kernel's call sequence (ReferenceGeneratorKernels.cpp, execute)
+        rots, trans = prop.coarse(x)
+        torch.manual_seed(_derive_seed(SEED, j, 0))
+        prop.append(rots, trans, stride)
+        torch.manual_seed(_derive_seed(SEED, j + 1, 1))
+        x = prop.rebuild(x, *prop.sample(stride, NUM_STEPS, False, 1.0))
+        ours.append(x.numpy())
+    reference = python_generator_frames(mod, system, core_path)
+    for j in range(NUM_JUMPS):
+        assert np.abs(ours[j] - reference[j]).max() < TOL_NM
+    assert np.abs(ours[-1] - start.numpy()).max() > 0.1  # the jumps moved the protein
+
+
+def test_propagator_rejects_wrong_atom_count(villin_files):
+    _, _, _, prop_path = villin_files
+    prop = torch.jit.load(str(prop_path))
+    with pytest.raises(Exception, match="exported for a system of 582 atoms"):
+        prop.coarse(torch.zeros(581, 3, dtype=torch.float64))
+
+
+def test_export_propagator_bad_input(villin_files, tmp_path):
+    mod, _, core_path, _ = villin_files
+    positions = np.asarray(mod.positions.value_in_unit(unit.nanometer))
+    with pytest.raises(ValueError, match=r"positions: expected shape \(582, 3\)"):
+        export_propagator(mod.topology, positions[:-1], tmp_path / "p.pt", model=core_path)
+    with pytest.raises(TypeError, match="model"):
+        export_propagator(mod.topology, positions, tmp_path / "p.pt", model=3.5)
