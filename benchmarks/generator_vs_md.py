@@ -1,119 +1,210 @@
-"""ns/day of plain MD vs the STAR-MD Generator (without and with relaxation), same protein, one run.
+"""ns/day of plain MD vs the STAR-MD Generator, same machine, same protein, same process, for
+offline proteins of increasing size.
 
-    python benchmarks/generator_vs_md.py [--model default|PATH] [--pdb PDB] [--md-steps 2000] [--jumps 4]
-                                         [--stride-ns 1.25] [--threads N]
+    python benchmarks/generator_vs_md.py [--structures trpzip2 trp_cage villin 1ap4 t4_lysozyme src_kinase]
+                                         [--model default] [--stride-ns 1.25] [--jumps 2] [--threads 1]
 
 Plain MD is the fastest set-up a user would pick on a CPU: Amber ff14SB with OpenMM's native
 GBSAOBCForce (OBC2), hydrogen mass repartitioning (4 amu), HBond constraints and a 4 fs
-LangevinMiddle step. The Generator runs on a copy of the same Simulation. When the shipped
-weights are missing, a randomly initialised ``small`` model is used (say so in the results): its
-frames are not physical, so the validity gate is opened (thresholds 1.0) to time the jump itself,
-and relaxation of its frames is a pessimistic stand-in for relaxation of trained frames.
-Writes benchmarks/results/generator_vs_md.md.
+LangevinMiddle step, built exactly as ``starmd simulate`` builds it (PDBFixer preparation of the
+offline structure, :mod:`openmm_starmd.openmm.md_setup`). The Generator runs on a second
+Simulation of the same system. Per structure it measures
+
+* eager core (what ``StarMDGenerator(sim, model="default")`` loads), 50 reverse-diffusion steps, no relaxation;
+* TorchScript core (``load_model(..., scripted=True)``), 50 steps, restrained minimisation
+  (the per-phase timers separate sampling from minimisation, so "no relaxation" and
+  "+ minimisation" come from the same jumps);
+* TorchScript core, 200 steps, no relaxation.
+
+The validity gate is opened (Cα clash/break thresholds 1.0): the shipped model fails the real
+gate, whose fallback would replace the jump by MD; what is timed here is the jump itself. How many
+of the timed frames the real gate would have accepted is reported beside. One warm-up jump per
+core precedes the timed jumps. Writes benchmarks/results/generator_vs_md.{md,json} and .png.
 """
 from __future__ import annotations
 
 import argparse
-import os
+import json
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
 
-from openmm_starmd.openmm.command import build_implicit_simulation  # noqa: E402
-from openmm_starmd.openmm.gate import GateConfig  # noqa: E402
-from openmm_starmd.openmm.generator import GeneratorOptions, StarMDGenerator  # noqa: E402
-from openmm_starmd.units import PS_PER_NS  # noqa: E402
-
 RESULTS = Path(__file__).resolve().parent / "results"
 SECONDS_PER_DAY = 86400.0
+PHASES = ("sample", "rebuild", "relax", "report", "context")
 
 
-def md_ns_per_day(pdb: str, steps: int, threads: int) -> float:
-    sim = build_implicit_simulation(pdb, "CPU", threads)
-    sim.step(100)  # warm-up
-    t0 = time.perf_counter()
-    sim.step(steps)
+def ns_per_day(simulated_ns: float, wall_s: float) -> float:
+    """Simulated nanoseconds per day of wall time."""
+    if not wall_s > 0:
+        raise ValueError(f"wall_s: expected > 0, got {wall_s}")
+    return simulated_ns / wall_s * SECONDS_PER_DAY
+
+
+def phase_seconds_per_jump(before: dict, after: dict, jumps: int) -> dict:
+    """Mean seconds per jump of each phase between two ``GeneratorStatistics.as_dict()['wall_s']``."""
+    if jumps < 1:
+        raise ValueError(f"jumps: expected >= 1, got {jumps}")
+    return {k: (after.get(k, 0.0) - before.get(k, 0.0)) / jumps for k in after}
+
+
+def build_simulation(name: str, threads: int, seed: int = 1):
+    """Minimised implicit-solvent Simulation of an offline structure, as ``starmd simulate`` builds it."""
+    from openmm_starmd.data.structures import get_structure
+    from openmm_starmd.openmm.md_setup import MDConfig, create_implicit_system, create_simulation, prepare_structure
+
+    topology, positions = prepare_structure(get_structure(name))
+    config = MDConfig(threads=threads)
+    simulation = create_simulation(topology, create_implicit_system(topology, config), config, seed)
+    simulation.context.setPositions(positions)
+    simulation.minimizeEnergy(maxIterations=200)
+    return simulation
+
+
+def time_md(simulation, min_seconds: float) -> tuple[float, int, float]:
+    """(ns/day, steps, seconds): MD in blocks of 100 steps until ``min_seconds`` have passed (after 100 warm-up steps)."""
+    simulation.step(100)
+    dt_ps = simulation.integrator.getStepSize()._value
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min_seconds:
+        simulation.step(100)
+        steps += 100
     wall = time.perf_counter() - t0
-    dt_ps = sim.integrator.getStepSize()._value
-    return steps * dt_ps / PS_PER_NS / wall * SECONDS_PER_DAY
+    return ns_per_day(steps * dt_ps / 1000.0, wall), steps, wall
 
 
-def generator_ns_per_day(pdb: str, model, relax, jumps: int, stride_ns: float, threads: int, open_gate: bool,
-                         num_steps: int) -> tuple[float, dict]:
-    sim = build_implicit_simulation(pdb, "CPU", threads)
-    gate = GateConfig(max_clash_rate=1.0, max_break_rate=1.0) if open_gate else GateConfig()
-    gen = StarMDGenerator(sim, model=model, stride=stride_ns, relax=relax, seed=1,
-                          options=GeneratorOptions(num_steps=num_steps, progress=False, gate=gate))
-    gen.step(1)  # warm-up (first-call allocations, minimiser context)
+def time_generator(simulation, core, stride_ns: float, num_steps: int, relax, jumps: int, warmup: bool) -> dict:
+    """Per-jump phase seconds and real-gate acceptance of ``jumps`` timed jumps (gate opened)."""
+    from openmm_starmd.evaluation.validity import ca_valid
+    from openmm_starmd.openmm.gate import GateConfig
+    from openmm_starmd.openmm.generator import GeneratorOptions, StarMDGenerator
+
+    gate = GateConfig(max_clash_rate=1.0, max_break_rate=1.0)
+    gen = StarMDGenerator(simulation, model=core, stride=stride_ns, relax=relax, seed=1,
+                          options=GeneratorOptions(num_steps=num_steps, progress=False, gate=gate, history="protein"))
+    if warmup:
+        gen.step(1)
+    before = dict(gen.statistics.wall_s)
     t0 = time.perf_counter()
     gen.step(jumps)
     wall = time.perf_counter() - t0
-    return jumps * stride_ns / wall * SECONDS_PER_DAY, gen.statistics.as_dict()
+    phases = phase_seconds_per_jump(before, gen.statistics.wall_s, jumps)
+    history = gen.history
+    ca_index = [a.index for a in history.topology.atoms if a.name == "CA"]
+    valid = ca_valid(history.xyz[-jumps:, ca_index], gen.pmap.neighbours)
+    return {"per_jump_s": wall / jumps, "phases_s": phases, "real_gate_valid": int(valid.sum()), "jumps": jumps,
+            "resamples": gen.statistics.resamples, "fallbacks": gen.statistics.fallbacks}
 
 
-def main() -> int:
-    import openmm.app
+def bench_structure(name: str, model: str, stride_ns: float, jumps: int, threads: int, md_seconds: float) -> dict:
+    """Every measurement of one structure (see the module docstring)."""
+    from openmm_starmd.model.checkpoint import load_model
 
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    t0 = time.perf_counter()
+    sim_md = build_simulation(name, threads)
+    n_res = sim_md.topology.getNumResidues()
+    md, steps, md_wall = time_md(sim_md, md_seconds)
+    print(f"{name}: {n_res} residues, {sim_md.topology.getNumAtoms()} atoms; MD {md:.1f} ns/day", flush=True)
+    out = {"structure": name, "residues": n_res, "atoms": sim_md.topology.getNumAtoms(),
+           "md": {"ns_per_day": md, "steps": steps, "wall_s": md_wall}, "uptime_before": load}
+    sim = build_simulation(name, threads, seed=2)
+    out["eager_50"] = time_generator(sim, load_model(model), stride_ns, 50, None, jumps, warmup=True)
+    print(f"  eager 50 steps: {out['eager_50']['per_jump_s']:.2f} s/jump", flush=True)
+    scripted = load_model(model, scripted=True)
+    out["script_50_min"] = time_generator(sim, scripted, stride_ns, 50, "minimize", jumps, warmup=True)
+    print(f"  script 50 steps + min: {out['script_50_min']['per_jump_s']:.2f} s/jump "
+          f"(relax {out['script_50_min']['phases_s']['relax']:.2f})", flush=True)
+    out["script_200"] = time_generator(sim, scripted, stride_ns, 200, None, jumps, warmup=False)
+    print(f"  script 200 steps: {out['script_200']['per_jump_s']:.2f} s/jump", flush=True)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def rows_for(result: dict, stride_ns: float) -> list[tuple[str, float, dict | None]]:
+    """(label, seconds per jump, measurement) rows of one structure; MD first with its own rate."""
+    s_min = result["script_50_min"]
+    no_relax = s_min["per_jump_s"] - s_min["phases_s"]["relax"]
+    return [("eager, 50 steps, no relaxation", result["eager_50"]["per_jump_s"], result["eager_50"]),
+            ("TorchScript, 50 steps, no relaxation", no_relax, s_min),
+            ("TorchScript, 50 steps + restrained minimisation", s_min["per_jump_s"], s_min),
+            ("TorchScript, 200 steps, no relaxation", result["script_200"]["per_jump_s"], result["script_200"])]
+
+
+def markdown(results: list[dict], stride_ns: float) -> list[str]:
+    lines = ["| protein (residues, atoms) | propagator | s per jump | sample s | relax s | ns/day | × plain MD | real gate: valid / timed |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        md = r["md"]["ns_per_day"]
+        head = f"{r['structure']} ({r['residues']}, {r['atoms']})"
+        lines.append(f"| {head} | plain MD (native OBC2, HMR, 4 fs) | | | | {md:,.1f} | 1 | |")
+        for label, per_jump, m in rows_for(r, stride_ns):
+            rate = ns_per_day(stride_ns, per_jump)
+            relax = m["phases_s"]["relax"] if "minimisation" in label else 0.0
+            derived = label.startswith("TorchScript, 50 steps, no")  # same jumps as the minimisation row
+            gate = "–" if derived else f"{m['real_gate_valid']} / {m['jumps']}"
+            lines.append(f"| {head} | {label} | {per_jump:.2f} | {m['phases_s']['sample']:.2f} | {relax:.2f} | "
+                         f"{rate:,.0f} | {rate / md:,.0f} | {gate} |")
+    return lines
+
+
+def plot(results: list[dict], stride_ns: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = np.array([r["residues"] for r in results])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(n, [r["md"]["ns_per_day"] for r in results], "ks--", label="plain MD (OBC2, HMR, 4 fs)")
+    for k, (label, *_rest) in enumerate(rows_for(results[0], stride_ns)):
+        ax.plot(n, [ns_per_day(stride_ns, rows_for(r, stride_ns)[k][1]) for r in results], "o-", label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("residues")
+    ax.set_ylabel(f"ns/day (generator at {stride_ns:g} ns per jump)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--structures", nargs="+", default=["trpzip2", "trp_cage", "villin", "1ap4", "t4_lysozyme", "src_kinase"])
     parser.add_argument("--model", default="default")
-    parser.add_argument("--pdb", default=os.path.join(os.path.dirname(openmm.app.__file__), "data", "test.pdb"))
-    parser.add_argument("--md-steps", type=int, default=2000)
-    parser.add_argument("--jumps", type=int, default=4)
     parser.add_argument("--stride-ns", type=float, default=1.25)
-    parser.add_argument("--num-steps", type=int, default=50, help="reverse-diffusion steps per frame")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    args = parser.parse_args()
+    parser.add_argument("--jumps", type=int, default=2, help="timed jumps per configuration (default 2)")
+    parser.add_argument("--md-seconds", type=float, default=10.0, help="wall seconds of timed MD (default 10)")
+    parser.add_argument("--threads", type=int, default=1, help="torch and OpenMM CPU threads (default 1)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
+    parser.add_argument("--merge", action="store_true", help="add to the structures already in generator_vs_md.json")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    note = f"model: {args.model}"
-    model = args.model
-    open_gate = False
-    if args.model == "default":
-        from openmm_starmd.model.checkpoint import WEIGHTS_DIR
-
-        if not (WEIGHTS_DIR / "default.pt").is_file():
-            from openmm_starmd.model.checkpoint import save_checkpoint
-            from openmm_starmd.model.config import small
-            from openmm_starmd.model.core import StarMDCore
-
-            torch.manual_seed(0)
-            model = os.path.join(tempfile.mkdtemp(), "small_random.pt")
-            save_checkpoint(model, small(), StarMDCore(small()).net.state_dict())
-            open_gate = True
-            note = ("model: **randomly initialised `small`** (the shipped default weights are not installed yet); "
-                    "validity gate opened to time the jump itself; its frames are unphysical, so minimisation "
-                    "times are pessimistic")
-
-    md = md_ns_per_day(args.pdb, args.md_steps, args.threads)
-    print(f"plain MD: {md:.1f} ns/day")
-    rows = [("plain MD (native OBC2, HMR, 4 fs)", md, None)]
-    for label, relax in (("generator, no relaxation", None), ("generator + restrained minimisation", "minimize")):
-        rate, stats = generator_ns_per_day(args.pdb, model, relax, args.jumps, args.stride_ns, args.threads, open_gate,
-                                           args.num_steps)
-        print(f"{label}: {rate:.1f} ns/day ({rate / md:.0f}x MD)  {stats['wall_s']}")
-        rows.append((label, rate, stats))
-
-    RESULTS.mkdir(exist_ok=True)
-    lines = [f"# Generator vs plain MD: villin HP35, stride {args.stride_ns} ns, {args.num_steps} diffusion steps per frame",
-             "", machine_info(), "", note, "",
-             f"Command: `python benchmarks/generator_vs_md.py --md-steps {args.md_steps} --jumps {args.jumps} "
-             f"--threads {args.threads}` (timed after one warm-up jump / 100 warm-up steps; the machine is shared, "
-             "so absolute numbers are noisy).", "",
-             "| propagator | ns/day | × plain MD | jumps / resamples / MD fallbacks | wall s per phase (warm-up jump + timed jumps) |",
-             "|---|---:|---:|---|---|"]
-    for label, rate, stats in rows:
-        phases = "" if stats is None else ", ".join(f"{k} {v:.1f}" for k, v in stats["wall_s"].items() if v > 0)
-        counts = "" if stats is None else f"{stats['jumps']} / {stats['resamples']} / {stats['fallbacks']}"
-        lines.append(f"| {label} | {rate:,.1f} | {rate / md:,.1f} | {counts} | {phases} |")
-    lines += ["", "Goal on this CPU with the shipped model: ≥ 1000× MD without relaxation, ≥ 100× with minimisation."]
-    (RESULTS / "generator_vs_md.md").write_text("\n".join(lines) + "\n")
+    json_path = args.out / "generator_vs_md.json"
+    old = json.loads(json_path.read_text())["results"] if args.merge and json_path.is_file() else []
+    t0 = time.perf_counter()
+    new = [bench_structure(s, args.model, args.stride_ns, args.jumps, args.threads, args.md_seconds) for s in args.structures]
+    results = sorted({r["structure"]: r for r in old + new}.values(), key=lambda r: r["residues"])
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"machine": machine_info(), "stride_ns": args.stride_ns, "model": args.model,
+                                     "threads": args.threads, "results": results}, indent=1))
+    plot(results, args.stride_ns, out / "generator_vs_md.png")
+    lines = [f"# Generator vs plain MD by protein size: stride {args.stride_ns:g} ns per jump", "",
+             machine_info(), "", f"Model `{args.model}`; torch threads {args.threads}, OpenMM CPU threads {args.threads}; "
+             "no GPU is lent to this task (all numbers are CPU).", ""] + markdown(results, args.stride_ns)
+    lines += ["", "Load (`uptime`) before each structure's run: " + "; ".join(f"{r['structure']}: `{r['uptime_before']}` ({r['seconds']:.0f} s)" for r in results)]
+    (out / "generator_vs_md.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    print(f"generator_vs_md.py took {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -1,0 +1,76 @@
+"""Pure helpers of paper_protocol.py: mean ± std over seeds, the paper-style Markdown table, curve plots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# (key, column header, scale for display, decimals); percentages are stored as fractions.
+METRICS = (
+    ("jsd", "JSD ↓", 1.0, 2), ("recall", "Rec ↑", 1.0, 2), ("tica", "tICA ↑", 1.0, 2),
+    ("rmsd", "RMSD (nm) ↓", 1.0, 2), ("autocorr", "AutoCor ↓", 1.0, 2), ("vamp2", "VAMP-2 ↓", 1.0, 2),
+    ("ca", "CA% ↑", 100.0, 2), ("aa", "AA% ↑", 100.0, 2), ("ca_aa", "CA+AA% ↑", 100.0, 2),
+)
+
+
+def aggregate(rows: list[dict]) -> dict:
+    """Per metric: (mean, std, n) over the seeds whose value is not None; (None, None, 0) if none.
+
+    ``std`` is the sample standard deviation (ddof 1) when n >= 2, else None."""
+    out = {}
+    for key, *_ in METRICS:
+        values = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
+        if values.size == 0:
+            out[key] = (None, None, 0)
+        else:
+            std = float(values.std(ddof=1)) if values.size >= 2 else None
+            out[key] = (float(values.mean()), std, int(values.size))
+    return out
+
+
+def format_cell(mean, std, scale: float, decimals: int) -> str:
+    """``0.43 ± 0.01``, ``0.43`` (one value) or ``–`` (not computed)."""
+    if mean is None:
+        return "–"
+    text = f"{mean * scale:.{decimals}f}"
+    return text if std is None else f"{text} ± {std * scale:.{decimals}f}"
+
+
+def markdown_table(rows: list[tuple[str, dict]]) -> str:
+    """The paper's table layout: Cov Valid (JSD, Rec) | Dynamic fidelity | Validity, one row per model."""
+    head = "| Model | " + " | ".join(h for _, h, _, _ in METRICS) + " | seeds |"
+    sep = "|---|" + "---:|" * len(METRICS) + "---:|"
+    lines = [head, sep]
+    for label, agg in rows:
+        n = max((agg[k][2] for k, *_ in METRICS), default=0)
+        cells = [format_cell(agg[k][0], agg[k][1], scale, dec) for k, _, scale, dec in METRICS]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {n} |")
+    return "\n".join(lines)
+
+
+def plot_curves(curves: dict[str, dict], path: Path, interval_ns: float) -> None:
+    """RMSD, autocorrelation and VAMP-2 vs lag: the reference dashed, every other curve solid.
+
+    ``curves`` maps a label to an :func:`evaluate` ``dynamics`` dict; the label containing
+    "reference" draws the dict's reference curve, the others its generated curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = (("rmsd_lag", "_nm", "Cα RMSD (nm)"), ("autocorr", "", "autocorrelation (top PCs)"), ("vamp2", "", "VAMP-2"))
+    for label, dyn in curves.items():
+        lag_ns = np.array(dyn["lags"], dtype=float) * interval_ns
+        is_ref = "reference" in label
+        for ax, (key, suffix, title) in zip(axes, panels):
+            y = dyn[key][("reference" if is_ref else "generated") + suffix]
+            ax.plot(lag_ns, y, "k--" if is_ref else "-", marker=None if is_ref else ".", label=label)
+            ax.set_xscale("log")
+            ax.set_xlabel("lag (ns)")
+            ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
