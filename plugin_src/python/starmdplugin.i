@@ -63,6 +63,10 @@ import openmm
 %pythonappend StarMD::GeneratorIntegrator::getRelaxationStepSize %{
     val = openmm.unit.Quantity(val, openmm.unit.picosecond)
 %}
+%pythonappend StarMD::GeneratorIntegrator::cast %{
+    if val is not None:
+        val._owner = integrator  # the cast proxy does not own the C++ object: keep its owner alive
+%}
 
 namespace StarMD {
 

@@ -1,7 +1,9 @@
 #include "ReferenceGeneratorKernels.h"
 #include "openmm/Context.h"
 #include "openmm/OpenMMException.h"
+#include "openmm/Platform.h"
 #include "openmm/System.h"
+#include "openmm/internal/windowsExport.h"
 #include "openmm/internal/ContextImpl.h"
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
@@ -212,4 +214,23 @@ double ReferenceIntegrateGeneratorStepKernel::computeKineticEnergy(ContextImpl& 
     for (size_t i = 0; i < masses.size(); i++)
         energy += 0.5 * masses[i] * v[i].dot(v[i]);
     return energy;
+}
+
+// Called by Platform::loadPluginLibrary: register the kernel on the Reference and CPU platforms
+// (the CPU platform runs Reference kernels for what it does not implement itself).
+extern "C" OPENMM_EXPORT void registerPlatforms() {
+}
+
+extern "C" OPENMM_EXPORT void registerKernelFactories() {
+    for (int i = 0; i < Platform::getNumPlatforms(); i++) {
+        Platform& platform = Platform::getPlatform(i);
+        if (platform.getName() == "Reference" || platform.getName() == "CPU")
+            platform.registerKernelFactory(IntegrateGeneratorStepKernel::Name(), new ReferenceGeneratorKernelFactory());
+    }
+}
+
+KernelImpl* ReferenceGeneratorKernelFactory::createKernelImpl(std::string name, const Platform& platform, ContextImpl& context) const {
+    if (name == IntegrateGeneratorStepKernel::Name())
+        return new ReferenceIntegrateGeneratorStepKernel(name, platform);
+    throw OpenMMException("ReferenceGeneratorKernelFactory: unknown kernel '" + name + "'");
 }
