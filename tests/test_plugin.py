@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import openmm
@@ -190,3 +191,33 @@ def test_cli_reuses_build_and_import_error_without_one(plugin, tmp_path, capsys)
     assert "installed in" in capsys.readouterr().out
     with pytest.raises(ImportError, match="starmd build-plugin"):
         load_plugin(tmp_path / "empty")
+
+
+def test_explicit_solvent_jump_equals_python_generator(plugin, villin):
+    """Solvated villin in a periodic box: the kernel takes the minimum-image solvent-shell path."""
+    from test_plugin_propagator import solvated_villin
+
+    from openmm_starmd.plugin import export_propagator
+
+    module, _ = plugin
+    _, _, core_path, _, _ = villin
+    topology, positions = solvated_villin()
+    # a jump computes no forces: masses and one periodic force (all charges and epsilons zero) suffice
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
+    periodic = openmm.NonbondedForce()
+    periodic.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    for atom in topology.atoms():
+        system.addParticle(atom.element.mass)
+        periodic.addParticle(0.0, 0.1, 0.0)
+    system.addForce(periodic)
+    assert system.usesPeriodicBoundaryConditions()
+    solvated = SimpleNamespace(topology=topology, positions=positions)
+    reference = python_generator_frames(solvated, system, core_path, num_jumps=1)[0]
+    prop_path = export_propagator(topology, positions, Path(core_path).parent / "solvated_propagator.pt", model=core_path)
+    sim = _simulation(module, solvated, system, prop_path)
+    sim.step(1)
+    ours = sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    assert np.abs(ours - reference).max() < TOL_NM
+    water = np.array([a.index for a in topology.atoms() if a.residue.name == "HOH"])
+    assert np.abs(ours - np.asarray(positions.value_in_unit(unit.nanometer)))[water].max() > 0.1  # water moved with the protein

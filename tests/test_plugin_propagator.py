@@ -105,3 +105,34 @@ def test_export_propagator_bad_input(villin_files, tmp_path):
         export_propagator(mod.topology, positions[:-1], tmp_path / "p.pt", model=core_path)
     with pytest.raises(TypeError, match="model"):
         export_propagator(mod.topology, positions, tmp_path / "p.pt", model=3.5)
+
+
+def solvated_villin():
+    """Villin in its crystal water and ions (test.pdb: 8867 atoms, rectangular 4.9 x 4.6 x 3.9 nm box)."""
+    from generator_helpers import VILLIN
+
+    pdb = app.PDBFile(VILLIN)
+    return pdb.topology, pdb.positions
+
+
+def test_propagator_rebuild_carries_solvent_like_rebuild_positions(villin_files, tmp_path):
+    from generator_helpers import rigid_turn, shift_chi1
+    from openmm_starmd.openmm.coarse_grain import map_topology
+    from openmm_starmd.openmm.rebuild import coarse_grain, rebuild_positions
+
+    _, _, core_path, _ = villin_files
+    topology, positions = solvated_villin()
+    x = np.asarray(positions.value_in_unit(unit.nanometer))
+    prop = torch.jit.load(export_propagator(topology, positions, tmp_path / "solvated.pt", model=core_path))
+    pmap = map_topology(topology, x)
+    assert prop.num_other_atoms == pmap.other_atoms.size > 8000
+    frame = rigid_turn(shift_chi1(coarse_grain(pmap, x), 0.7), 0.9)
+    residue_of_atom = np.array([a.residue.index for a in topology.atoms()])
+    box = np.asarray(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer))
+    xt = torch.as_tensor(x)
+    periodic = prop.rebuild_periodic(xt, torch.as_tensor(box), *frame).numpy()
+    plain = prop.rebuild(xt, *frame).numpy()
+    assert np.abs(periodic - rebuild_positions(pmap, x, frame, residue_of_atom, box)).max() < 1e-9
+    assert np.abs(plain - rebuild_positions(pmap, x, frame, residue_of_atom, None)).max() < 1e-9
+    water_moved = np.abs(periodic - x).max(axis=1)[pmap.other_atoms] > 1e-6
+    assert 0 < water_moved.sum() < pmap.other_atoms.size  # a shell moves, bulk solvent stays

@@ -57,54 +57,63 @@ def _group_frames(pmap: ProteinMap, atom14: torch.Tensor, default_frames: torch.
     return rots[res, grp], trans[res, grp]  # [M, 3, 3], [M, 3]
 
 
-def _residue_groups(topology_residue_of_atom: np.ndarray, atoms: np.ndarray) -> list[np.ndarray]:
-    order = np.argsort(topology_residue_of_atom[atoms], kind="stable")
-    sorted_atoms = atoms[order]
-    keys = topology_residue_of_atom[sorted_atoms]
-    cuts = np.flatnonzero(np.diff(keys)) + 1
-    return np.split(sorted_atoms, cuts)
+_SHELL_CHUNK = 2048  # other atoms per block of the distance matrix ([chunk, H] doubles)
 
 
-def _shell_weight(distance_nm: np.ndarray) -> np.ndarray:
-    return np.clip((SHELL_OUTER_NM - distance_nm) / (SHELL_OUTER_NM - SHELL_INNER_NM), 0.0, 1.0)
+def other_atom_groups(pmap: ProteinMap, residue_of_atom: np.ndarray) -> torch.Tensor:
+    """``[K]`` int64: for each of ``pmap.other_atoms``, the index (0..G-1) of its topology residue
+    among the residues of the other atoms (water molecules, ions and ligands move as wholes)."""
+    _, group = np.unique(np.asarray(residue_of_atom)[pmap.other_atoms], return_inverse=True)
+    return torch.as_tensor(group.reshape(-1), dtype=torch.int64)
 
 
-def _carry_other_atoms(pmap: ProteinMap, residue_of_atom: np.ndarray, old: np.ndarray, new: np.ndarray,
-                       box_nm: Optional[np.ndarray]) -> None:
-    """Move solvent/ions/ligands near the protein with it (in place on ``new``)."""
+def rectangular_box_lengths(box_nm: Optional[np.ndarray]) -> Optional[torch.Tensor]:
+    """``[3]`` edge lengths of a rectangular periodic box (rows ``[3, 3]``); None when there is no
+    box or it is triclinic (then plain distances are used: documented)."""
+    if box_nm is None or not np.allclose(box_nm - np.diag(np.diag(box_nm)), 0.0):
+        return None
+    return torch.as_tensor(np.diag(box_nm).copy(), dtype=torch.float64)
+
+
+def _nearest_protein_atom(other: torch.Tensor, heavy: torch.Tensor, box_lengths: Optional[torch.Tensor]
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance ``[K]`` to, and index ``[K]`` of, the nearest of ``heavy`` ``[H, 3]`` for each of
+    ``other`` ``[K, 3]`` (minimum image in a rectangular box), in blocks of rows."""
+    dists, nearest = [], []
+    for first in range(0, other.shape[0], _SHELL_CHUNK):
+        diff = other[first:first + _SHELL_CHUNK, None, :] - heavy[None]  # [k, H, 3]
+        if box_lengths is not None:
+            diff = diff - box_lengths * torch.round(diff / box_lengths)
+        d, i = torch.linalg.vector_norm(diff, dim=-1).min(dim=-1)  # [k]
+        dists.append(d)
+        nearest.append(i)
+    return torch.cat(dists), torch.cat(nearest)
+
+
+def carry_other_atoms(pmap: ProteinMap, group: torch.Tensor, old: torch.Tensor, new: torch.Tensor,
+                      box_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Step 3 of the module docstring, pure torch: ``new`` ``[A, 3]`` float64 with the other atoms moved.
+
+    Each other-atom group (``group`` ``[K]``, :func:`other_atom_groups`) moves rigidly by the
+    displacement of the protein heavy atom nearest to its closest atom, weighted by
+    a weight of that distance: 1 within ``SHELL_INNER_NM``, falling linearly to 0 at ``SHELL_OUTER_NM``.
+    ``old`` are the positions before the jump; ``box_lengths`` ``[3]`` or None (plain distances)."""
     if pmap.other_atoms.size == 0:
-        return
-    from scipy.spatial import cKDTree
-
-    heavy = pmap.protein_heavy_atoms
+        return new
+    heavy = torch.as_tensor(pmap.protein_heavy_atoms)
+    other = torch.as_tensor(pmap.other_atoms)
     shift = new[heavy] - old[heavy]  # [H, 3]
-    rectangular = box_nm is not None and np.allclose(box_nm - np.diag(np.diag(box_nm)), 0.0)
-    if rectangular:
-        lengths = np.diag(box_nm)
-        tree = cKDTree(np.mod(old[heavy], lengths), boxsize=lengths)
-        query = lambda x: tree.query(np.mod(x, lengths), distance_upper_bound=SHELL_OUTER_NM)  # noqa: E731
-    else:  # non-periodic, or triclinic: plain distances (documented)
-        tree = cKDTree(old[heavy])
-        query = lambda x: tree.query(x, distance_upper_bound=SHELL_OUTER_NM)  # noqa: E731
-    dist, nearest = query(old[pmap.other_atoms])
-    near = np.isfinite(dist)
-    if not near.any():
-        return
-    by_atom_d = np.full(old.shape[0], np.inf)
-    by_atom_n = np.zeros(old.shape[0], dtype=np.int64)
-    by_atom_d[pmap.other_atoms] = dist
-    by_atom_n[pmap.other_atoms] = np.where(near, nearest, 0)
-    moving = pmap.other_atoms[near]
-    for group in _residue_groups(residue_of_atom, _atoms_of_residues(residue_of_atom, pmap.other_atoms, moving)):
-        k = group[np.argmin(by_atom_d[group])]
-        w = _shell_weight(by_atom_d[k])
-        new[group] = old[group] + w * shift[by_atom_n[k]]
-
-
-def _atoms_of_residues(residue_of_atom: np.ndarray, candidates: np.ndarray, moving: np.ndarray) -> np.ndarray:
-    """All atoms of ``candidates`` whose residue holds at least one atom of ``moving``."""
-    keep = np.isin(residue_of_atom[candidates], np.unique(residue_of_atom[moving]))
-    return candidates[keep]
+    dist, nearest = _nearest_protein_atom(old[other], old[heavy], box_lengths)  # [K], [K]
+    num_groups = int(group.max()) + 1
+    inf = torch.full([num_groups], float("inf"), dtype=dist.dtype)
+    group_dist = inf.scatter_reduce(0, group, dist, "amin")  # [G] distance of each group's closest atom
+    rank = torch.arange(dist.shape[0])
+    closest = torch.where(dist == group_dist[group], rank, dist.shape[0])  # the first atom at that distance
+    closest = torch.full([num_groups], dist.shape[0], dtype=torch.int64).scatter_reduce(0, group, closest, "amin")
+    weight = torch.clamp((SHELL_OUTER_NM - group_dist) / (SHELL_OUTER_NM - SHELL_INNER_NM), 0.0, 1.0)  # [G]
+    moved = new.clone()
+    moved[other] = old[other] + (weight[:, None] * shift[nearest[closest]])[group]
+    return moved
 
 
 def rebuild_protein(pmap: ProteinMap, positions_nm: torch.Tensor, frame: CoarseFrame) -> torch.Tensor:
@@ -142,11 +151,12 @@ def rebuild_positions(pmap: ProteinMap, positions_nm: np.ndarray, frame: CoarseF
             molecules as wholes; None leaves other atoms where they are).
         box_nm: ``[3, 3]`` periodic box vectors (rows) or None.
     """
-    old = np.asarray(positions_nm, dtype=np.float64)
-    new = rebuild_protein(pmap, torch.as_tensor(old), frame).numpy()
+    old = torch.as_tensor(np.asarray(positions_nm, dtype=np.float64))
+    new = rebuild_protein(pmap, old, frame)
     if residue_of_atom is not None:
-        _carry_other_atoms(pmap, residue_of_atom, old, new, box_nm)
-    return new
+        new = carry_other_atoms(pmap, other_atom_groups(pmap, residue_of_atom), old, new, rectangular_box_lengths(box_nm))
+    return new.numpy()
 
 
-__all__ = ["CoarseFrame", "coarse_grain", "rebuild_positions", "rebuild_protein", "SHELL_INNER_NM", "SHELL_OUTER_NM"]
+__all__ = ["CoarseFrame", "coarse_grain", "rebuild_positions", "rebuild_protein", "carry_other_atoms",
+           "other_atom_groups", "rectangular_box_lengths", "SHELL_INNER_NM", "SHELL_OUTER_NM"]

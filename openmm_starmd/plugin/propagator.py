@@ -10,18 +10,19 @@ methods are, for ``A`` atoms and ``N`` residues::
     append(rots, trans, log10_stride [1])                         context frame (Rollout._append)
     sample(log10_stride [1], num_steps, ode, noise_scale) -> rots, trans, torsions [N,7,2]
                                               (Rollout.sample: core.sample_frame + Kabsch align)
-    rebuild(positions [A,3] f64, rots, trans, torsions) -> positions [A,3] f64  (rebuild_protein)
+    rebuild(positions [A,3] f64, rots, trans, torsions) -> positions [A,3] f64     (rebuild_positions,
+    rebuild_periodic(positions, box [3,3], rots, trans, torsions) -> positions        no / rectangular box)
 
 ``coarse``, ``rebuild`` and the alignment are *traces* of the very functions the Python
 Generator calls (:func:`~openmm_starmd.openmm.rebuild.coarse_grain`,
-:func:`~openmm_starmd.openmm.rebuild.rebuild_protein`), so both paths apply the same rules.
+:func:`~openmm_starmd.openmm.rebuild.rebuild_protein`,
+:func:`~openmm_starmd.openmm.rebuild.carry_other_atoms`), so both paths apply the same rules:
+own-geometry heavy atoms, carried atoms in their group frames, and solvent/ions/ligands near the
+protein moved with it (``rebuild_periodic`` with minimum-image distances in a rectangular box,
+``rebuild`` with plain distances for no box or a triclinic one, as the Generator does).
 Randomness comes from torch's global generator: the caller seeds it before ``append`` and
 ``sample`` with :func:`~openmm_starmd.model.rollout._derive_seed` of (seed, frame, stream), as
 :class:`~openmm_starmd.model.rollout.Rollout` does; the C++ kernel computes the same seeds.
-
-Atoms that are neither modelled nor carried (solvent, ions, ligands) stay where they are in the
-plugin: the Python Generator's solvent-shell carry (``rebuild_positions`` step 3) uses a k-d tree
-and is not part of the trace; :func:`export_propagator` records how many such atoms there are.
 """
 
 import json
@@ -37,7 +38,13 @@ from torch import nn
 
 from openmm_starmd.geometry.superpose import kabsch
 from openmm_starmd.openmm.coarse_grain import ProteinMap, map_topology
-from openmm_starmd.openmm.rebuild import CoarseFrame, coarse_grain, rebuild_protein
+from openmm_starmd.openmm.rebuild import (
+    CoarseFrame,
+    carry_other_atoms,
+    coarse_grain,
+    other_atom_groups,
+    rebuild_protein,
+)
 
 FORMAT = "openmm-starmd-propagator"
 FORMAT_VERSION = 1
@@ -46,9 +53,10 @@ FORMAT_VERSION = 1
 class _SystemGeometry(nn.Module):
     """Coarse-grain, align and rebuild for one system (traced with :func:`torch.jit.trace_module`)."""
 
-    def __init__(self, pmap: ProteinMap):
+    def __init__(self, pmap: ProteinMap, residue_of_atom: np.ndarray):
         super().__init__()
         self.pmap = pmap
+        self.group = other_atom_groups(pmap, residue_of_atom)  # [K] residue group of each other atom
 
     def coarse(self, positions_nm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """positions ``[A, 3]`` float64 nm -> backbone rots ``[N, 3, 3]``, trans ``[N, 3]`` (float32)."""
@@ -65,18 +73,29 @@ class _SystemGeometry(nn.Module):
     def rebuild(self, positions_nm: torch.Tensor, rots: torch.Tensor, trans: torch.Tensor, torsions: torch.Tensor
                 ) -> torch.Tensor:
         """positions ``[A, 3]`` float64 + new frame (``[N, 3, 3]``, ``[N, 3]``, ``[N, 7, 2]``) -> ``[A, 3]`` float64."""
-        return rebuild_protein(self.pmap, positions_nm, CoarseFrame(rots, trans, torsions))
+        new = rebuild_protein(self.pmap, positions_nm, CoarseFrame(rots, trans, torsions))
+        return carry_other_atoms(self.pmap, self.group, positions_nm, new, None)
+
+    def rebuild_periodic(self, positions_nm: torch.Tensor, box_nm: torch.Tensor, rots: torch.Tensor, trans: torch.Tensor,
+                         torsions: torch.Tensor) -> torch.Tensor:
+        """As :meth:`rebuild`, other atoms by minimum-image distances in the rectangular box ``[3, 3]`` (rows)."""
+        new = rebuild_protein(self.pmap, positions_nm, CoarseFrame(rots, trans, torsions))
+        return carry_other_atoms(self.pmap, self.group, positions_nm, new, torch.diagonal(box_nm))
 
 
-def trace_geometry(pmap: ProteinMap, positions_nm: np.ndarray) -> torch.jit.ScriptModule:
-    """Trace :class:`_SystemGeometry`'s three methods on example inputs taken from ``positions_nm`` ``[A, 3]``."""
-    geom = _SystemGeometry(pmap)
+def trace_geometry(pmap: ProteinMap, positions_nm: np.ndarray, residue_of_atom: np.ndarray) -> torch.jit.ScriptModule:
+    """Trace :class:`_SystemGeometry`'s methods on example inputs taken from ``positions_nm`` ``[A, 3]``
+    (``residue_of_atom`` ``[A]``: topology residue index of every atom)."""
+    geom = _SystemGeometry(pmap, residue_of_atom)
     pos = torch.as_tensor(np.asarray(positions_nm, dtype=np.float64))
     frame = coarse_grain(pmap, positions_nm)
+    extent = (pos.max(0).values - pos.min(0).values).max().item() + 1.0  # any box: the trace is generic in it
+    box = torch.eye(3, dtype=torch.float64) * extent
     inputs = {
         "coarse": (pos,),
         "align": (frame.rots[None], frame.trans[None], frame.trans[None] + 0.01),
         "rebuild": (pos, frame.rots, frame.trans, frame.torsions),
+        "rebuild_periodic": (pos, box, frame.rots, frame.trans, frame.torsions),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -94,6 +113,7 @@ class SystemPropagator(nn.Module):
 
     num_atoms: int
     num_residues: int
+    num_other_atoms: int
     num_frames: int
 
     def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int):
@@ -105,6 +125,7 @@ class SystemPropagator(nn.Module):
         self.chain_index = pmap.chain_index[None].clone()  # [1, N]
         self.num_atoms = int(num_atoms)
         self.num_residues = pmap.num_residues
+        self.num_other_atoms = int(pmap.other_atoms.size)
         self.context_noise_t = float(core.context_noise_t)
         self.stride_min_ns = float(core.stride_min_ns)
         self.stride_max_ns = float(core.stride_max_ns)
@@ -151,6 +172,14 @@ class SystemPropagator(nn.Module):
         """All-atom positions ``[A, 3]`` float64 after moving the protein to the given frame."""
         self._check_positions(positions_nm)
         return self.geometry.rebuild(positions_nm.to(torch.float64), rots.float(), trans.float(), torsions.float())
+
+    @torch.jit.export
+    def rebuild_periodic(self, positions_nm: torch.Tensor, box_nm: torch.Tensor, rots: torch.Tensor, trans: torch.Tensor,
+                         torsions: torch.Tensor) -> torch.Tensor:
+        """:meth:`rebuild` for a system in a rectangular periodic box ``[3, 3]`` (rows, nm)."""
+        self._check_positions(positions_nm)
+        return self.geometry.rebuild_periodic(positions_nm.to(torch.float64), box_nm.to(torch.float64), rots.float(),
+                                              trans.float(), torsions.float())
 
     def forward(self, positions_nm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.coarse(positions_nm)
@@ -211,7 +240,8 @@ def export_propagator(topology, positions, path, model="default") -> str:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TorchScript.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
-        scripted = torch.jit.script(SystemPropagator(core, trace_geometry(pmap, pos), pmap, num_atoms))
+        residue_of_atom = np.array([a.residue.index for a in topology.atoms()], dtype=np.int64)
+        scripted = torch.jit.script(SystemPropagator(core, trace_geometry(pmap, pos, residue_of_atom), pmap, num_atoms))
     system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
               "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels)}
     scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),

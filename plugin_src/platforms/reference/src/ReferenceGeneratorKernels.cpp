@@ -21,6 +21,7 @@ static const double BOLTZ_KJ_PER_MOL_K = 0.00831446261815324;  // R / 1000
 // seed streams, as in openmm_starmd.model.rollout: 0 context frame, 1 sample (attempt 0)
 static const uint64_t STREAM_CONTEXT = 0, STREAM_SAMPLE = 1, STREAM_VELOCITIES = 1001, STREAM_LANGEVIN = 1002;
 static const uint64_t SEED_MODULUS = 1ULL << 62;
+static const double RECTANGULAR_TOL = 1e-8;  // nm; numpy.allclose(box - diag, 0) in rebuild_positions
 
 uint64_t StarMD::deriveSeed(uint64_t seed, uint64_t frame, uint64_t stream) {
     uint64_t x = seed * 0x9E3779B97F4A7C15ULL + frame * 0xBF58476D1CE4E5B9ULL + stream * 0x94D049BB133111EBULL;
@@ -75,7 +76,8 @@ void ReferenceIntegrateGeneratorStepKernel::initialize(const System& system, con
     catch (const c10::Error& e) {
         throw OpenMMException("GeneratorIntegrator: cannot load model file '" + file + "' as TorchScript: " + e.what_without_backtrace());
     }
-    if (!module.hasattr("num_atoms") || !module.find_method("sample") || !module.find_method("rebuild"))
+    if (!module.hasattr("num_atoms") || !module.find_method("sample") || !module.find_method("rebuild")
+        || !module.find_method("rebuild_periodic"))
         throw OpenMMException("GeneratorIntegrator: '" + file + "' is not a STAR-MD propagator; a core written by 'starmd export' "
                               "must first be bound to the system with openmm_starmd.plugin.export_propagator");
     int numAtoms = (int) module.attr("num_atoms").toInt();
@@ -135,8 +137,24 @@ void ReferenceIntegrateGeneratorStepKernel::execute(ContextImpl& context, const 
     at::manual_seed(deriveSeed(seed, historyTrans.size(), STREAM_SAMPLE));
     auto sample = call(module, "sample", {log10Stride, (int64_t) integrator.getNumDiffusionSteps(), integrator.getUseODE(),
                                           integrator.getNoiseScale()}).toTuple();
-    torch::Tensor rebuilt = call(module, "rebuild", {x, sample->elements()[0], sample->elements()[1], sample->elements()[2]})
-                                .toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
+    // solvent, ions and ligands near the protein move with it: minimum-image distances in a
+    // rectangular periodic box, plain distances otherwise (as StarMDGenerator does)
+    const auto& f = sample->elements();
+    Vec3 box[3];
+    bool rectangular = false;
+    if (system.usesPeriodicBoundaryConditions()) {
+        context.getPeriodicBoxVectors(box[0], box[1], box[2]);
+        rectangular = std::fabs(box[0][1]) <= RECTANGULAR_TOL && std::fabs(box[0][2]) <= RECTANGULAR_TOL && std::fabs(box[1][0]) <= RECTANGULAR_TOL
+                      && std::fabs(box[1][2]) <= RECTANGULAR_TOL && std::fabs(box[2][0]) <= RECTANGULAR_TOL && std::fabs(box[2][1]) <= RECTANGULAR_TOL;
+    }
+    c10::IValue result;
+    if (rectangular) {
+        vector<Vec3> rows(box, box + 3);
+        result = call(module, "rebuild_periodic", {x, toTensor(rows).to(torchDevice), f[0], f[1], f[2]});
+    }
+    else
+        result = call(module, "rebuild", {x, f[0], f[1], f[2]});
+    torch::Tensor rebuilt = result.toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
     if (!torch::isfinite(rebuilt).all().item<bool>())
         throw OpenMMException("GeneratorIntegrator: the model produced non-finite coordinates at jump " + std::to_string(numJumps + 1));
     const double* data = rebuilt.data_ptr<double>();
