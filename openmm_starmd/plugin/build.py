@@ -80,6 +80,8 @@ def missing_tools() -> list[str]:
     missing = [name for name in ("cmake", "swig") if _tool(name) is None]
     if _tool(os.environ.get("CXX", "c++")) is None and _tool("g++") is None and _tool("clang++") is None:
         missing.append("a C++ compiler (g++ or clang++)")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        missing.append(f"the Python headers (Python.h in {sysconfig.get_paths()['include']}; e.g. apt install python3-dev)")
     if not source_dir().is_dir():
         missing.append(f"the plugin sources ({source_dir()}; build from a source checkout or set {SOURCE_ENV})")
     return missing
@@ -119,7 +121,7 @@ def build_plugin(prefix: Optional[os.PathLike] = None, build_dir: Optional[os.Pa
     import torch.utils
 
     prefix = Path(prefix) if prefix is not None else default_prefix()
-    if not force and find_plugin(prefix) is not None:
+    if not force and find_plugin(prefix) is not None and (prefix / "build-info.json").is_file():
         return prefix
     build = Path(build_dir) if build_dir is not None else prefix / "build"
     build.mkdir(parents=True, exist_ok=True)
