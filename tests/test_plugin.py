@@ -1,4 +1,5 @@
 """The compiled C++ plugin: GeneratorIntegrator as a Simulation's integrator, the ctest, XML, bad input.
+(tests/test_plugin_systems.py: explicit solvent and the Langevin relaxation.)
 
 The session fixture builds the plugin (``build_plugin``: cmake + swig + the C++ compiler) into the
 cache folder keyed by the sources and the torch/OpenMM versions, reusing a finished build; the
@@ -10,7 +11,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import openmm
@@ -157,31 +157,6 @@ def test_bad_input_raises_openmm_exception(plugin, villin, tmp_path):
     # the platform without kernels is covered by the ctest (a platform registered after the plugin)
 
 
-def test_relaxation_is_langevin_middle(plugin, villin):
-    """With friction 0, the kernel's relaxation steps equal OpenMM's LangevinMiddleIntegrator (velocity Verlet)
-    started from the jump's positions and velocities."""
-    module, _ = plugin
-    mod, system, _, prop_path, _ = villin
-    step_ps, steps = 1e-8, 4  # a random model's frames clash: tiny steps keep the forces' moves small
-    jumped = _simulation(module, mod, system, prop_path)
-    jumped.step(1)
-    start = jumped.context.getState(getPositions=True, getVelocities=True)
-    relaxed = _simulation(module, mod, system, prop_path, setRelaxationSteps=steps, setRelaxationStepSize=step_ps,
-                          setFriction=0.0)
-    relaxed.step(1)
-    ours = relaxed.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-    assert relaxed.context.getState().getTime().value_in_unit(unit.picosecond) == STRIDE_NS * PS_PER_NS
-    verlet = openmm.LangevinMiddleIntegrator(300.0, 0.0, step_ps)
-    context = openmm.Context(system, verlet, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
-    context.setState(start)
-    verlet.step(steps)
-    theirs = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-    x0 = start.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-    moved = np.abs(theirs - x0).max()
-    assert moved > 1e-7  # the relaxation did move atoms
-    assert np.abs(ours - theirs).max() < 1e-3 * moved + 1e-9
-
-
 def test_cli_reuses_build_and_import_error_without_one(plugin, tmp_path, capsys):
     from openmm_starmd import cli
     from openmm_starmd.plugin import load_plugin
@@ -191,33 +166,3 @@ def test_cli_reuses_build_and_import_error_without_one(plugin, tmp_path, capsys)
     assert "installed in" in capsys.readouterr().out
     with pytest.raises(ImportError, match="starmd build-plugin"):
         load_plugin(tmp_path / "empty")
-
-
-def test_explicit_solvent_jump_equals_python_generator(plugin, villin):
-    """Solvated villin in a periodic box: the kernel takes the minimum-image solvent-shell path."""
-    from test_plugin_propagator import solvated_villin
-
-    from openmm_starmd.plugin import export_propagator
-
-    module, _ = plugin
-    _, _, core_path, _, _ = villin
-    topology, positions = solvated_villin()
-    # a jump computes no forces: masses and one periodic force (all charges and epsilons zero) suffice
-    system = openmm.System()
-    system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
-    periodic = openmm.NonbondedForce()
-    periodic.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
-    for atom in topology.atoms():
-        system.addParticle(atom.element.mass)
-        periodic.addParticle(0.0, 0.1, 0.0)
-    system.addForce(periodic)
-    assert system.usesPeriodicBoundaryConditions()
-    solvated = SimpleNamespace(topology=topology, positions=positions)
-    reference = python_generator_frames(solvated, system, core_path, num_jumps=1)[0]
-    prop_path = export_propagator(topology, positions, Path(core_path).parent / "solvated_propagator.pt", model=core_path)
-    sim = _simulation(module, solvated, system, prop_path)
-    sim.step(1)
-    ours = sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-    assert np.abs(ours - reference).max() < TOL_NM
-    water = np.array([a.index for a in topology.atoms() if a.residue.name == "HOH"])
-    assert np.abs(ours - np.asarray(positions.value_in_unit(unit.nanometer)))[water].max() > 0.1  # water moved with the protein

@@ -11,8 +11,10 @@
 namespace StarMD {
 
 /**
- * The jump on the Reference and CPU platforms. It talks to the Context only through ContextImpl's
- * public API (positions, velocities, forces, constraints), so it needs no platform internals.
+ * The jump on the Reference and CPU platforms. The jump talks to the Context only through
+ * ContextImpl's public API (positions, velocities, constraints); the Langevin relaxation also uses
+ * the constraint algorithm of the Reference platform data (shared by the CPU platform), so that it
+ * constrains exactly as OpenMM's LangevinMiddleIntegrator does.
  * Rollout state (the core's KV cache) lives in the loaded TorchScript module; the frame history
  * is kept here to replay it into a larger cache when the cache is full.
  */

@@ -4,6 +4,8 @@
 #include "openmm/Platform.h"
 #include "openmm/System.h"
 #include "openmm/internal/windowsExport.h"
+#include "ReferenceConstraints.h"
+#include "ReferencePlatform.h"
 #include "openmm/internal/ContextImpl.h"
 #include <ATen/CPUGeneratorImpl.h>
 #include <algorithm>
@@ -181,46 +183,49 @@ void ReferenceIntegrateGeneratorStepKernel::drawVelocities(ContextImpl& context,
 }
 
 void ReferenceIntegrateGeneratorStepKernel::relax(ContextImpl& context, const GeneratorIntegrator& integrator) {
-    // LangevinMiddle (Zhang et al. 2019), as OpenMM's LangevinMiddleIntegrator, from the Context's forces
+    // LangevinMiddle (Zhang et al. 2019) exactly as OpenMM's Reference/CPU LangevinMiddleIntegrator, with the
+    // Context's forces and its constraint algorithm (the Reference platform data, as openmm-torch uses it)
     const double dt = integrator.getRelaxationStepSize(), tol = integrator.getConstraintTolerance();
     const double kT = BOLTZ_KJ_PER_MOL_K * integrator.getTemperature();
     const double a = std::exp(-integrator.getFriction() * dt), b = std::sqrt(1.0 - a * a);
-    const bool constrained = context.getSystem().getNumConstraints() > 0;
+    ReferencePlatform::PlatformData* data = static_cast<ReferencePlatform::PlatformData*>(context.getPlatformData());
+    ReferenceConstraints* constraints = (context.getSystem().getNumConstraints() > 0 ? data->constraints : NULL);
     std::mt19937_64 rng(deriveSeed(seed, numJumps, STREAM_LANGEVIN));
     std::normal_distribution<double> gauss(0.0, 1.0);
     const size_t n = masses.size();
+    vector<double> inverseMasses(n);
+    for (size_t i = 0; i < n; i++)
+        inverseMasses[i] = (masses[i] > 0 ? 1.0 / masses[i] : 0.0);
     vector<Vec3> x, v, f, xNew(n);
     for (int step = 0; step < integrator.getRelaxationSteps(); step++) {
-        context.calcForcesAndEnergy(true, false, integrator.getIntegrationForceGroups());
-        context.getForces(f);
+        context.updateContextState();  // CMMotionRemover, barostats: may change positions and velocities
         context.getPositions(x);
         context.getVelocities(v);
+        context.calcForcesAndEnergy(true, false, integrator.getIntegrationForceGroups());
+        context.getForces(f);
         for (size_t i = 0; i < n; i++)
-            if (masses[i] > 0)
-                v[i] += f[i] * (dt / masses[i]);
-        if (constrained) {
-            context.setVelocities(v);
-            context.applyVelocityConstraints(tol);
-            context.getVelocities(v);
-        }
+            v[i] += f[i] * (dt * inverseMasses[i]);
+        if (constraints != NULL)
+            constraints->applyToVelocities(x, v, inverseMasses, tol);
         for (size_t i = 0; i < n; i++) {
             if (masses[i] == 0) {
                 xNew[i] = x[i];
                 continue;
             }
-            Vec3 half = x[i] + v[i] * (0.5 * dt);
-            double sigma = b * std::sqrt(kT / masses[i]);
-            v[i] = v[i] * a + Vec3(gauss(rng), gauss(rng), gauss(rng)) * sigma;
-            xNew[i] = half + v[i] * (0.5 * dt);
+            xNew[i] = x[i] + v[i] * (0.5 * dt);
+            v[i] = v[i] * a + Vec3(gauss(rng), gauss(rng), gauss(rng)) * (b * std::sqrt(kT * inverseMasses[i]));
+            xNew[i] += v[i] * (0.5 * dt);
+        }
+        if (constraints != NULL) {
+            // the constraint displacement corrects the velocities too
+            vector<Vec3> unconstrained = xNew;
+            constraints->apply(x, xNew, inverseMasses, tol);
+            for (size_t i = 0; i < n; i++)
+                if (masses[i] > 0)
+                    v[i] += (xNew[i] - unconstrained[i]) * (1.0 / dt);
         }
         context.setPositions(xNew);
-        if (constrained) {
-            context.applyConstraints(tol);
-            context.getPositions(xNew);
-        }
-        for (size_t i = 0; i < n; i++)
-            if (masses[i] > 0)
-                v[i] = (xNew[i] - x[i]) * (1.0 / dt);
+        context.computeVirtualSites();
         context.setVelocities(v);
     }
 }
