@@ -12,6 +12,7 @@ methods are, for ``A`` atoms and ``N`` residues::
                                               (Rollout.sample: core.sample_frame + Kabsch align)
     rebuild(positions [A,3] f64, rots, trans, torsions) -> positions [A,3] f64     (rebuild_positions,
     rebuild_periodic(positions, box [3,3], rots, trans, torsions) -> positions        no / rectangular box)
+    set_core_device(device)              the caller moved the core submodule there (the rest stays on CPU)
 
 ``coarse``, ``rebuild`` and the alignment are *traces* of the very functions the Python
 Generator calls (:func:`~openmm_starmd.openmm.rebuild.coarse_grain`,
@@ -115,6 +116,7 @@ class SystemPropagator(nn.Module):
     num_residues: int
     num_other_atoms: int
     num_frames: int
+    core_device: str
 
     def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int):
         super().__init__()
@@ -131,6 +133,7 @@ class SystemPropagator(nn.Module):
         self.stride_max_ns = float(core.stride_max_ns)
         self.last_trans = torch.zeros(1, pmap.num_residues, 3)  # CA of the last context frame [1, N, 3]
         self.num_frames = 0
+        self.core_device = "cpu"  # the geometry always runs on the CPU; only the core moves (set_core_device)
 
     def _check_positions(self, positions_nm: torch.Tensor) -> None:
         if positions_nm.dim() != 2 or positions_nm.shape[1] != 3 or positions_nm.shape[0] != self.num_atoms:
@@ -139,9 +142,15 @@ class SystemPropagator(nn.Module):
                              + " atoms (shape [" + str(self.num_atoms) + ", 3])")
 
     @torch.jit.export
+    def set_core_device(self, device: str) -> None:
+        """Tell the module where the caller moved ``self.core`` (e.g. ``"cuda:0"``); inputs follow it."""
+        self.core_device = device
+
+    @torch.jit.export
     def start(self, capacity_frames: int) -> None:
         """Reset the rollout with a KV cache of ``capacity_frames`` frames."""
-        self.core.start(self.aatype, self.residue_index, self.chain_index, capacity_frames, None, None)
+        dev = torch.device(self.core_device)
+        self.core.start(self.aatype.to(dev), self.residue_index.to(dev), self.chain_index.to(dev), capacity_frames, None, None)
         self.num_frames = 0
 
     @torch.jit.export
@@ -153,8 +162,9 @@ class SystemPropagator(nn.Module):
     @torch.jit.export
     def append(self, rots: torch.Tensor, trans: torch.Tensor, log10_stride_ns: torch.Tensor) -> None:
         """Add a context frame (rots ``[N, 3, 3]``, trans ``[N, 3]``), noised to the core's context level."""
-        self.core.append_frame(rots[None], trans[None], log10_stride_ns, self.context_noise_t)
-        self.last_trans = trans[None]
+        dev = torch.device(self.core_device)
+        self.core.append_frame(rots[None].to(dev), trans[None].to(dev), log10_stride_ns.to(dev), self.context_noise_t)
+        self.last_trans = trans[None].cpu()
         self.num_frames += 1
 
     @torch.jit.export
@@ -162,9 +172,9 @@ class SystemPropagator(nn.Module):
                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The next frame, superposed on the last context frame: rots ``[N, 3, 3]``, trans ``[N, 3]``,
         torsions ``[N, 7, 2]`` (not appended: the caller appends the structure it keeps)."""
-        rots, trans, tors = self.core.sample_frame(log10_stride_ns, num_steps, ode, noise_scale)
-        rots, trans = self.geometry.align(rots, trans, self.last_trans)
-        return rots[0], trans[0], tors[0]
+        rots, trans, tors = self.core.sample_frame(log10_stride_ns.to(torch.device(self.core_device)), num_steps, ode, noise_scale)
+        rots, trans = self.geometry.align(rots.cpu(), trans.cpu(), self.last_trans)
+        return rots[0], trans[0], tors[0].cpu()
 
     @torch.jit.export
     def rebuild(self, positions_nm: torch.Tensor, rots: torch.Tensor, trans: torch.Tensor, torsions: torch.Tensor

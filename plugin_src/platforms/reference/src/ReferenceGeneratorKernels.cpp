@@ -73,7 +73,7 @@ void ReferenceIntegrateGeneratorStepKernel::initialize(const System& system, con
         throw OpenMMException("GeneratorIntegrator: unknown torch device '" + integrator.getDevice() + "' (expected e.g. 'cpu' or 'cuda:0')");
     }
     try {
-        module = torch::jit::load(file, torchDevice);
+        module = torch::jit::load(file, torch::kCPU);  // the system geometry runs on the CPU, next to the Context
     }
     catch (const c10::Error& e) {
         throw OpenMMException("GeneratorIntegrator: cannot load model file '" + file + "' as TorchScript: " + e.what_without_backtrace());
@@ -88,6 +88,15 @@ void ReferenceIntegrateGeneratorStepKernel::initialize(const System& system, con
                               + " atoms, but this System has " + std::to_string(system.getNumParticles())
                               + " particles; export the propagator from this system's topology");
     module.eval();
+    if (!torchDevice.is_cpu()) {  // the network moves to the device (untested here: no GPU)
+        try {
+            module.attr("core").toModule().to(torchDevice);
+            call(module, "set_core_device", {c10::IValue(integrator.getDevice())});
+        }
+        catch (const c10::Error& e) {
+            throw OpenMMException("GeneratorIntegrator: cannot move the model to '" + integrator.getDevice() + "': " + e.what_without_backtrace());
+        }
+    }
     masses.resize(system.getNumParticles());
     for (int i = 0; i < system.getNumParticles(); i++)
         masses[i] = system.getParticleMass(i);
@@ -118,8 +127,8 @@ void ReferenceIntegrateGeneratorStepKernel::execute(ContextImpl& context, const 
     double startTime = context.getTime();
     vector<Vec3> positions;
     context.getPositions(positions);
-    torch::Tensor x = toTensor(positions).to(torchDevice);
-    log10Stride = torch::full({1}, std::log10(integrator.getStepSize() / PS_PER_NS), torch::dtype(torch::kFloat32).device(torchDevice));
+    torch::Tensor x = toTensor(positions);
+    log10Stride = torch::full({1}, std::log10(integrator.getStepSize() / PS_PER_NS), torch::dtype(torch::kFloat32));
 
     // the KV cache needs a slot for the context frame and a scratch slot for the frame being sampled
     if (!started)
@@ -152,7 +161,7 @@ void ReferenceIntegrateGeneratorStepKernel::execute(ContextImpl& context, const 
     c10::IValue result;
     if (rectangular) {
         vector<Vec3> rows(box, box + 3);
-        result = call(module, "rebuild_periodic", {x, toTensor(rows).to(torchDevice), f[0], f[1], f[2]});
+        result = call(module, "rebuild_periodic", {x, toTensor(rows), f[0], f[1], f[2]});
     }
     else
         result = call(module, "rebuild", {x, f[0], f[1], f[2]});
