@@ -158,12 +158,20 @@ def test_bad_input_raises_openmm_exception(plugin, villin, tmp_path):
     # the platform without kernels is covered by the ctest (a platform registered after the plugin)
 
 
-def test_cli_reuses_build_and_import_error_without_one(plugin, tmp_path, capsys):
+def test_cli_reuses_build_exports_and_import_error_without_one(plugin, villin, tmp_path, capsys):
+    import torch
+
     from openmm_starmd import cli
     from openmm_starmd.plugin import load_plugin
 
     _, prefix = plugin
-    assert cli.main(["build-plugin", "--prefix", str(prefix)]) == 0
+    mod, _, core_path, _, _ = villin
+    with open(tmp_path / "villin.pdb", "w") as f:
+        app.PDBFile.writeFile(mod.topology, mod.positions, f)
+    out = tmp_path / "villin_propagator.pt"
+    assert cli.main(["build-plugin", "--prefix", str(prefix), "--export", str(tmp_path / "villin.pdb"), str(out),
+                     "--model", str(core_path)]) == 0
     assert "installed in" in capsys.readouterr().out
+    assert torch.jit.load(str(out)).num_atoms == mod.topology.getNumAtoms()
     with pytest.raises(ImportError, match="starmd build-plugin"):
         load_plugin(tmp_path / "empty")

@@ -149,6 +149,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if a complete build is installed")
     parser.add_argument("--test", action="store_true", help="run the C++ tests (ctest) after building")
     parser.add_argument("--verbose", action="store_true", help="show the compiler output")
+    parser.add_argument("--export", nargs=2, metavar=("PDB", "OUT"), default=None,
+                        help="also write the propagator file for the system in PDB (its exact atoms: what a C++ "
+                             "program's System holds) to OUT, for GeneratorIntegrator")
+    parser.add_argument("--model", default="default",
+                        help="with --export: 'default', a checkpoint, or a file written by 'starmd export'")
 
 
 def run(args) -> int:
@@ -157,6 +162,17 @@ def run(args) -> int:
     print(f"STAR-MD plugin installed in {prefix} ({time.perf_counter() - t0:.0f} s)")
     if args.prefix is not None and os.path.abspath(args.prefix) != os.path.abspath(default_prefix()):
         print(f"set {PLUGIN_ENV}={prefix} so that 'from openmm_starmd.plugin import GeneratorIntegrator' finds it")
+    if args.export is not None:
+        from openmm import app
+
+        from openmm_starmd.plugin.propagator import export_propagator
+
+        pdb_path, out = args.export
+        if not os.path.isfile(pdb_path):
+            raise FileNotFoundError(f"--export: PDB file not found: {pdb_path}")
+        pdb = app.PDBFile(pdb_path)
+        export_propagator(pdb.topology, pdb.positions, out, model=args.model)
+        print(f"wrote {out} (propagator for {pdb.topology.getNumAtoms()} atoms of {pdb_path}, model {args.model})")
     if args.test:
         build = json.loads((prefix / "build-info.json").read_text())["build_dir"]
         return subprocess.run([_tool("ctest"), "--output-on-failure"], cwd=build).returncode
