@@ -1,0 +1,85 @@
+"""Pure helpers of the benchmark scripts (benchmarks/*.py): known answers, no timing assertions."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import generator_vs_md  # noqa: E402
+import paper_protocol  # noqa: E402
+import paper_protocol_table as table  # noqa: E402
+import scaling  # noqa: E402
+
+TRP_CAGE = ROOT / "md_data" / "trp_cage"
+
+
+def test_loglog_slope_recovers_power_law_exponent():
+    x = np.array([7.0, 13.0, 29.0, 61.0, 250.0])
+    assert scaling.loglog_slope(x, 3.0 * x**1.7) == pytest.approx(1.7, abs=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        scaling.loglog_slope([1.0, 2.0], [0.0, 1.0])
+
+
+def test_context_slope_is_one_for_constant_plus_linear_cost():
+    L = np.array([1, 11, 33, 101, 1001])
+    assert scaling.context_slope(L, 0.37 + 0.0021 * L) == pytest.approx(1.0, abs=1e-9)
+    assert scaling.context_slope(L[::-1], (0.37 + 0.0021 * (L - 1) ** 2)[::-1]) == pytest.approx(2.0, abs=1e-9)
+
+
+def test_ns_per_day_and_phase_means():
+    assert generator_vs_md.ns_per_day(1.25, 86400.0) == pytest.approx(1.25)
+    assert generator_vs_md.ns_per_day(0.5, 3.0) == pytest.approx(14400.0)
+    with pytest.raises(ValueError, match="wall_s"):
+        generator_vs_md.ns_per_day(1.0, 0.0)
+    before = {"sample": 1.0, "relax": 0.5}
+    after = {"sample": 4.0, "relax": 0.5 + 9.0}
+    assert generator_vs_md.phase_seconds_per_jump(before, after, 3) == pytest.approx({"sample": 1.0, "relax": 3.0})
+
+
+def test_parse_run():
+    spec = paper_protocol.parse_run("0.01:100:0,1,2")
+    assert (spec.stride_ns, spec.jumps, spec.seeds) == (0.01, 100, (0, 1, 2))
+    for bad in ("0.01:100", "x:100:0", "0:100:0", "0.01:1:0"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            paper_protocol.parse_run(bad)
+
+
+def test_aggregate_mean_and_sample_std_skip_missing():
+    rows = [{"jsd": 0.3, "ca": 0.5, "tica": None}, {"jsd": 0.5, "ca": 0.7, "tica": 0.2}, {"jsd": 0.7, "ca": 0.9}]
+    agg = table.aggregate(rows)
+    assert agg["jsd"][0] == pytest.approx(0.5) and agg["jsd"][1] == pytest.approx(0.2) and agg["jsd"][2] == 3
+    assert agg["tica"] == (0.2, None, 1)
+    assert agg["vamp2"] == (None, None, 0)
+    text = table.markdown_table([("model A", agg)])
+    assert "| model A | 0.50 ± 0.20 |" in text and "70.00 ± 20.00" in text and "| – |" in text
+
+
+@pytest.mark.skipif(not (TRP_CAGE / "trp_cage.pdb").is_file(), reason="Trp-cage MD not in this checkout")
+def test_heavy_atom_rebuild_reproduces_md_frames():
+    """Frames + torsions taken from MD frames and rebuilt give back those frames' heavy atoms."""
+    import mdtraj
+
+    from openmm_starmd.openmm.coarse_grain import map_topology
+    from openmm_starmd.openmm.rebuild import coarse_grain
+
+    first = sorted(TRP_CAGE.glob("trp_cage_R1_c*.xtc"))[0]
+    reference = mdtraj.load(str(first), top=str(TRP_CAGE / "trp_cage.pdb"))[:5]
+    pmap = map_topology(reference.topology.to_openmm(), reference.xyz[0])
+    frames = [coarse_grain(pmap, reference.xyz[k]) for k in range(reference.n_frames)]
+    rollout = {key: np.stack([getattr(f, key).numpy() for f in frames]) for key in ("rots", "trans", "torsions")}
+    rebuilt = paper_protocol.heavy_atom_trajectory(reference, rollout, 10.0)
+    assert rebuilt.n_atoms == reference.n_atoms and rebuilt.n_frames == 5
+    assert np.allclose(rebuilt.time, [10.0, 20.0, 30.0, 40.0, 50.0])
+    err = np.linalg.norm(rebuilt.xyz - reference.xyz, axis=-1)  # [F, A] nm
+    assert err[0].max() < 2e-3  # the geometry source itself: exact up to float32
+    ca = [a.index for a in reference.topology.atoms if a.name == "CA"]
+    assert err[:, ca].max() < 1e-3  # CA is the frame origin
+    backbone = [a.index for a in reference.topology.atoms if a.name in ("N", "CA", "C")]
+    assert err[:, backbone].max() < 0.05  # N and C: frame 0 bond geometry placed in each frame own backbone frame
+    assert err.mean() < 0.03  # side chains: frame 0's bond lengths/angles with each frame's own torsions
