@@ -33,37 +33,43 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
-from paper_protocol_table import METRICS, aggregate, markdown_table, plot_curves  # noqa: E402
+from paper_protocol_table import UNFILTERED, aggregate, markdown_table, plot_curves  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# 1000 jumps at 20 steps: 50 steps costs ~45 CPU-min on this machine (the context grows to 1000 frames).
+DEFAULT_RUNS = ("0.01:100:0,1,2", "0.01:100:0:20", "0.01:1000:0:20", "1.25:100:0")
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One generated condition: stride (ns), number of jumps, seeds."""
+    """One generated condition: stride (ns), number of jumps, seeds, reverse-diffusion steps (None: --num-steps)."""
 
     stride_ns: float
     jumps: int
     seeds: tuple[int, ...]
+    num_steps: int | None = None
 
-    @property
-    def label(self) -> str:
-        return f"STAR-MD, {self.jumps} jumps × {self.stride_ns:g} ns"
+    def steps(self, default: int) -> int:
+        return default if self.num_steps is None else self.num_steps
+
+    def label(self, default_steps: int) -> str:
+        return f"STAR-MD, {self.jumps} jumps × {self.stride_ns:g} ns, {self.steps(default_steps)} steps"
 
 
 def parse_run(text: str) -> RunSpec:
-    """``STRIDE_NS:JUMPS:SEED[,SEED...]`` -> :class:`RunSpec` (e.g. ``0.01:100:0,1,2``)."""
+    """``STRIDE_NS:JUMPS:SEED[,SEED...][:STEPS]`` -> :class:`RunSpec` (e.g. ``0.01:100:0,1,2`` or ``0.01:1000:0:20``)."""
     parts = text.split(":")
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"--runs: expected STRIDE_NS:JUMPS:SEEDS like 0.01:100:0,1,2, got {text!r}")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError(f"--runs: expected STRIDE_NS:JUMPS:SEEDS[:STEPS] like 0.01:100:0,1,2, got {text!r}")
     try:
         stride, jumps, seeds = float(parts[0]), int(parts[1]), tuple(int(s) for s in parts[2].split(","))
+        steps = int(parts[3]) if len(parts) == 4 else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--runs: expected numbers in STRIDE_NS:JUMPS:SEEDS, got {text!r}") from None
-    if not stride > 0 or jumps < 2 or not seeds:
-        raise argparse.ArgumentTypeError(f"--runs: need stride > 0, jumps >= 2 and one seed or more, got {text!r}")
-    return RunSpec(stride, jumps, seeds)
+        raise argparse.ArgumentTypeError(f"--runs: expected numbers in STRIDE_NS:JUMPS:SEEDS[:STEPS], got {text!r}") from None
+    if not stride > 0 or jumps < 2 or not seeds or (steps is not None and steps < 1):
+        raise argparse.ArgumentTypeError(f"--runs: need stride > 0, jumps >= 2, one seed or more, steps >= 1; got {text!r}")
+    return RunSpec(stride, jumps, seeds, steps)
 
 
 def model_digest(model: str) -> str:
@@ -107,12 +113,23 @@ def roll_out(model: str, first, stride_ns: float, jumps: int, seed: int, num_ste
 
 
 def cached_rollout(cache: Path, digest: str, model: str, first, spec: RunSpec, seed: int, num_steps: int) -> dict:
-    """Load the rollout from ``cache`` or generate and store it; adds ``cached`` (bool)."""
+    """Load the rollout from ``cache`` or generate and store it; adds ``cached`` (bool).
+
+    A longer cached rollout of the same weights, stride, seed and steps serves a shorter one: frame k
+    depends only on the seed, k and the frames before it, so its first ``jumps`` frames are the
+    shorter rollout (its wall time is then prorated and marked ``prefix_of``)."""
     path = cache / f"{digest}_s{spec.stride_ns:g}_j{spec.jumps}_seed{seed}_n{num_steps}.npz"
     if path.is_file():
         data = dict(np.load(path))
         data["cached"] = True
         return data
+    for longer in sorted(cache.glob(f"{digest}_s{spec.stride_ns:g}_j*_seed{seed}_n{num_steps}.npz")):
+        n = int(longer.name.split("_j")[1].split("_")[0])
+        if n > spec.jumps:
+            data = {k: v[: spec.jumps] for k, v in np.load(longer).items() if k != "wall_s"}
+            data["wall_s"] = np.array(float(np.load(longer)["wall_s"]) * spec.jumps / n)
+            data["cached"], data["prefix_of"] = True, n
+            return data
     print(f"rolling out {spec.jumps} jumps × {spec.stride_ns:g} ns, seed {seed} ...", flush=True)
     data = roll_out(model, first, spec.stride_ns, spec.jumps, seed, num_steps)
     cache.mkdir(parents=True, exist_ok=True)
@@ -153,6 +170,7 @@ def row_metrics(metrics: dict, with_dynamics: bool) -> dict:
     """The table's columns from an :func:`evaluate` dict (None where not computed)."""
     v, c, d = metrics["validity"], metrics["coverage"], metrics["dynamics"]
     row = {"jsd": c["jsd"], "recall": c["recall"], "ca": v["ca"], "aa": v["aa"], "ca_aa": v["ca_aa"],
+           "jsd_all": c["all_frames"]["jsd"], "recall_all": c["all_frames"]["recall"],
            "tica": None, "rmsd": None, "autocorr": None, "vamp2": None}
     if with_dynamics:
         row["tica"] = d["tica"]["mean"]
@@ -167,8 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="default", help="'default' or a checkpoint path")
     parser.add_argument("--data", type=Path, default=ROOT / "md_data" / "trp_cage")
     parser.add_argument("--runs", type=parse_run, nargs="+",
-                        default=[parse_run("0.01:100:0,1,2"), parse_run("0.01:1000:0"), parse_run("1.25:100:0")],
-                        help="STRIDE_NS:JUMPS:SEEDS conditions (default 0.01:100:0,1,2 0.01:1000:0 1.25:100:0)")
+                        default=[parse_run(r) for r in DEFAULT_RUNS],
+                        help=f"STRIDE_NS:JUMPS:SEEDS[:STEPS] conditions (default {' '.join(DEFAULT_RUNS)})")
     parser.add_argument("--num-steps", type=int, default=50, help="reverse-diffusion steps per jump (default 50)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--cache", type=Path, default=RESULTS / "paper_protocol" / "rollouts")
@@ -183,7 +201,7 @@ def main(argv=None) -> int:
     first = load_or_convert(r1, None)
     interval_ns = first.frame_interval_ps / 1000.0
     digest = model_digest(args.model)
-    rollouts = {spec: {seed: cached_rollout(args.cache, digest, args.model, first, spec, seed, args.num_steps)
+    rollouts = {spec: {seed: cached_rollout(args.cache, digest, args.model, first, spec, seed, spec.steps(args.num_steps))
                        for seed in spec.seeds} for spec in args.runs}
     if args.rollouts_only:
         print(f"rollouts done in {time.perf_counter() - t_start:.0f} s")
@@ -210,25 +228,36 @@ def main(argv=None) -> int:
         for seed, data in by_seed.items():
             t0 = time.perf_counter()
             gen = heavy_atom_trajectory(reference, data, spec.stride_ns * 1000.0)
-            m = evaluate(reference, gen, config, reference_name="R1", generated_name=f"{spec.label} seed {seed}")
+            label = spec.label(args.num_steps)
+            m = evaluate(reference, gen, config, reference_name="R1", generated_name=f"{label} seed {seed}")
             seed_rows.append(row_metrics(m, same_clock))
-            key = f"s{spec.stride_ns:g}_j{spec.jumps}_seed{seed}"
+            key = f"s{spec.stride_ns:g}_j{spec.jumps}_seed{seed}_n{spec.steps(args.num_steps)}"
             per_run[key] = {"rollout_wall_s": float(data["wall_s"]), "s_per_jump": float(data["wall_s"]) / spec.jumps,
+                            "prefix_of": int(data["prefix_of"]) if "prefix_of" in data else None,
                             "seconds_to_evaluate": time.perf_counter() - t0, "row": seed_rows[-1],
                             "ca_validity_first_100": float(np.mean(m["validity"]["generated"]["ca_valid"][:100]))}
             if same_clock and seed == spec.seeds[0]:
-                curves[f"{spec.jumps} jumps, seed {seed}"] = m["dynamics"]
+                curves[f"{spec.jumps} jumps, {spec.steps(args.num_steps)} steps, seed {seed}"] = m["dynamics"]
                 validity_curve = np.array(m["validity"]["generated"]["ca_valid"], dtype=float)
                 per_run[key]["ca_valid_by_frame"] = validity_curve.tolist()
-        rows.append((spec.label, seed_rows, spec))
+        rows.append((spec.label(args.num_steps), seed_rows, spec))
     plot_curves(curves, plots / "dynamics_vs_lag.png", interval_ns)
     elapsed = time.perf_counter() - t_start
     table = markdown_table([(label, aggregate(r)) for label, r, _ in rows])
+    table += "\n\nCoverage on all frames (valid or not), as the paper's 'Unfiltered':\n\n" + markdown_table(
+        [(label, aggregate(r, UNFILTERED)) for label, r, _ in rows], UNFILTERED)
     write_outputs(args, rows, per_run, table, elapsed, reference.n_frames, oracle.n_frames, lags, interval_ns, digest)
     print(table)
     print(f"paper_protocol.py took {elapsed:.0f} s (rollouts: "
           f"{sum(float(d['wall_s']) for s in rollouts.values() for d in s.values() if not d['cached']):.0f} s generated now)")
     return 0
+
+
+def timing_row(key: str, run: dict) -> str:
+    """One Markdown row of the wall-time table (the oracle has no rollout)."""
+    rollout = f"{run['rollout_wall_s']:.0f} | {run['s_per_jump']:.2f}" if "rollout_wall_s" in run else "– | –"
+    note = f"first frames of the {run['prefix_of']}-jump rollout (time prorated)" if run.get("prefix_of") else ""
+    return f"| {key} | {rollout} | {run['seconds_to_evaluate']:.0f} | {note} |"
 
 
 def write_outputs(args, rows, per_run, table, elapsed, n_ref, n_oracle, lags, interval_ns, digest) -> None:
@@ -243,11 +272,11 @@ def write_outputs(args, rows, per_run, table, elapsed, n_ref, n_oracle, lags, in
                     for label, r, spec in rows],
            "runs": per_run}
     (args.out / "paper_protocol.json").write_text(json.dumps(doc, indent=1))
-    timing = [f"| {k} | {v.get('rollout_wall_s', float('nan')):.0f} | {v.get('s_per_jump', float('nan')):.2f} | "
-              f"{v['seconds_to_evaluate']:.0f} |" for k, v in per_run.items()]
+    timing = [timing_row(k, v) for k, v in per_run.items()]
     lines = [
         "# The paper's protocol (tables 1-2) on held-out Trp-cage", "",
-        f"Model: `{args.model}` (weights SHA-256 {digest}…), {args.num_steps} reverse-diffusion steps per jump (SDE), "
+        f"Model: `{args.model}` (weights SHA-256 {digest}…), reverse-diffusion steps per jump (SDE) as each row says "
+        f"(default {args.num_steps}), "
         f"KV-cached `Rollout` of the TorchScript core, {args.threads} torch thread(s), from the first R1 frame. "
         f"Reference: R1 ({n_ref} frames, {n_ref * interval_ns:.2f} ns); MD oracle: R2 ({n_oracle} frames, "
         f"{n_oracle * interval_ns:.2f} ns), an independent replica of the same MD protocol (Trp-cage was never trained on). "
@@ -264,7 +293,7 @@ def write_outputs(args, rows, per_run, table, elapsed, n_ref, n_oracle, lags, in
          "generated frames and torsions; thresholds from the reference's own outlier rates."
          if aa_reason is None else f"AA% not computed: {aa_reason}"), "",
         "## Wall time", "",
-        "| run | rollout s | s per jump | evaluation s |", "|---|---:|---:|---:|", *timing, "",
+        "| run | rollout s | s per jump | evaluation s | note |", "|---|---:|---:|---:|---|", *timing, "",
         f"Whole script: {elapsed:.0f} s (cached rollouts are not regenerated; their time is the stored one). "
         "Rollout times were measured on a shared 2-core machine (other jobs running), so they are indicative.", "",
         "![RMSD, autocorrelation and VAMP-2 vs lag](paper_protocol/dynamics_vs_lag.png)", "",

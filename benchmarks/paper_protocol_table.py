@@ -13,12 +13,15 @@ METRICS = (
 )
 
 
-def aggregate(rows: list[dict]) -> dict:
+UNFILTERED = (("jsd_all", "JSD (all frames) ↓", 1.0, 2), ("recall_all", "Rec (all frames) ↑", 1.0, 2))
+
+
+def aggregate(rows: list[dict], metrics=METRICS) -> dict:
     """Per metric: (mean, std, n) over the seeds whose value is not None; (None, None, 0) if none.
 
     ``std`` is the sample standard deviation (ddof 1) when n >= 2, else None."""
     out = {}
-    for key, *_ in METRICS:
+    for key, *_ in metrics:
         values = np.array([r[key] for r in rows if r.get(key) is not None], dtype=float)
         if values.size == 0:
             out[key] = (None, None, 0)
@@ -36,14 +39,14 @@ def format_cell(mean, std, scale: float, decimals: int) -> str:
     return text if std is None else f"{text} ± {std * scale:.{decimals}f}"
 
 
-def markdown_table(rows: list[tuple[str, dict]]) -> str:
+def markdown_table(rows: list[tuple[str, dict]], metrics=METRICS) -> str:
     """The paper's table layout: Cov Valid (JSD, Rec) | Dynamic fidelity | Validity, one row per model."""
-    head = "| Model | " + " | ".join(h for _, h, _, _ in METRICS) + " | seeds |"
-    sep = "|---|" + "---:|" * len(METRICS) + "---:|"
+    head = "| Model | " + " | ".join(h for _, h, _, _ in metrics) + " | seeds |"
+    sep = "|---|" + "---:|" * len(metrics) + "---:|"
     lines = [head, sep]
     for label, agg in rows:
-        n = max((agg[k][2] for k, *_ in METRICS), default=0)
-        cells = [format_cell(agg[k][0], agg[k][1], scale, dec) for k, _, scale, dec in METRICS]
+        n = max((agg[k][2] for k, *_ in metrics), default=0)
+        cells = [format_cell(agg[k][0], agg[k][1], scale, dec) for k, _, scale, dec in metrics]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {n} |")
     return "\n".join(lines)
 
