@@ -123,3 +123,26 @@ def test_ion_is_carried_along(tiny_path):
     gen.relax_mode = "minimize"
     gen.step(1)
     assert np.isfinite(positions_nm(sim)).all() and sim.topology.getNumAtoms() == before.shape[0]
+
+
+def test_solvent_shell_kdtree_equals_the_traceable_torch_version(tiny_path):
+    """The Python Generator finds nearest protein atoms with a k-d tree, the plugin's trace with
+    brute-force torch blocks: the carried solvent must land in the same place (minimum image)."""
+    from openmm_starmd.openmm.coarse_grain import map_topology
+    from openmm_starmd.openmm.rebuild import carry_other_atoms, other_atom_groups, rectangular_box_lengths
+
+    sim = _explicit_peptide()
+    old = torch.as_tensor(positions_nm(sim))
+    pmap = map_topology(sim.topology)
+    residue_of_atom = np.array([a.residue.index for a in sim.topology.atoms()])
+    box = sim.context.getState().getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+    new = old.clone()
+    heavy = torch.as_tensor(pmap.protein_heavy_atoms)
+    new[heavy] += torch.as_tensor([0.3, -0.2, 0.1], dtype=torch.float64)  # the protein moves 0.37 nm
+    group = other_atom_groups(pmap, residue_of_atom)
+    lengths = rectangular_box_lengths(box)
+    fast = carry_other_atoms(pmap, group, old, new, lengths, kdtree=True)
+    traced = carry_other_atoms(pmap, group, old, new, lengths, kdtree=False)
+    moved = (fast - old).norm(dim=-1)[torch.as_tensor(pmap.other_atoms)]
+    assert 0 < int((moved > 0).sum()) < len(pmap.other_atoms)  # a shell moves, bulk water does not
+    assert torch.allclose(fast, traced, atol=1e-12, rtol=0)

@@ -90,20 +90,40 @@ def _nearest_protein_atom(other: torch.Tensor, heavy: torch.Tensor, box_lengths:
     return torch.cat(dists), torch.cat(nearest)
 
 
+def _nearest_protein_atom_kdtree(other: torch.Tensor, heavy: torch.Tensor, box_lengths: Optional[torch.Tensor]
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """As :func:`_nearest_protein_atom` through a k-d tree, for the Python path: atoms farther than
+    ``SHELL_OUTER_NM`` get distance inf (weight 0 either way). Measured 0.05 s against 0.23-0.39 s
+    per jump for the brute-force blocks on 8,285 solvent atoms."""
+    from scipy.spatial import cKDTree
+
+    o, h = other.numpy(), heavy.numpy()
+    if box_lengths is not None:
+        lengths = box_lengths.numpy()
+        tree = cKDTree(np.mod(h, lengths), boxsize=lengths)
+        dist, index = tree.query(np.mod(o, lengths), distance_upper_bound=SHELL_OUTER_NM)
+    else:
+        dist, index = cKDTree(h).query(o, distance_upper_bound=SHELL_OUTER_NM)
+    index = np.where(np.isfinite(dist), index, 0)
+    return torch.as_tensor(dist, dtype=torch.float64), torch.as_tensor(index, dtype=torch.int64)
+
+
 def carry_other_atoms(pmap: ProteinMap, group: torch.Tensor, old: torch.Tensor, new: torch.Tensor,
-                      box_lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+                      box_lengths: Optional[torch.Tensor] = None, kdtree: bool = False) -> torch.Tensor:
     """Step 3 of the module docstring, pure torch: ``new`` ``[A, 3]`` float64 with the other atoms moved.
 
     Each other-atom group (``group`` ``[K]``, :func:`other_atom_groups`) moves rigidly by the
     displacement of the protein heavy atom nearest to its closest atom, weighted by
     a weight of that distance: 1 within ``SHELL_INNER_NM``, falling linearly to 0 at ``SHELL_OUTER_NM``.
-    ``old`` are the positions before the jump; ``box_lengths`` ``[3]`` or None (plain distances)."""
+    ``old`` are the positions before the jump; ``box_lengths`` ``[3]`` or None (plain distances).
+    ``kdtree`` finds nearest atoms with scipy (fast, Python only); False keeps it pure torch (traceable)."""
     if pmap.other_atoms.size == 0:
         return new
     heavy = torch.as_tensor(pmap.protein_heavy_atoms)
     other = torch.as_tensor(pmap.other_atoms)
     shift = new[heavy] - old[heavy]  # [H, 3]
-    dist, nearest = _nearest_protein_atom(old[other], old[heavy], box_lengths)  # [K], [K]
+    nearest_fn = _nearest_protein_atom_kdtree if kdtree else _nearest_protein_atom
+    dist, nearest = nearest_fn(old[other], old[heavy], box_lengths)  # [K], [K]
     num_groups = int(group.max()) + 1
     inf = torch.full([num_groups], float("inf"), dtype=dist.dtype)
     group_dist = inf.scatter_reduce(0, group, dist, "amin")  # [G] distance of each group's closest atom
@@ -154,7 +174,8 @@ def rebuild_positions(pmap: ProteinMap, positions_nm: np.ndarray, frame: CoarseF
     old = torch.as_tensor(np.asarray(positions_nm, dtype=np.float64))
     new = rebuild_protein(pmap, old, frame)
     if residue_of_atom is not None:
-        new = carry_other_atoms(pmap, other_atom_groups(pmap, residue_of_atom), old, new, rectangular_box_lengths(box_nm))
+        new = carry_other_atoms(pmap, other_atom_groups(pmap, residue_of_atom), old, new, rectangular_box_lengths(box_nm),
+                                kdtree=True)
     return new.numpy()
 
 
