@@ -292,6 +292,17 @@ def write_outputs(args, rows, per_run, table, elapsed, n_ref, n_oracle, lags, in
         ("AA% / CA+AA%: MolProbity Ramachandran + rotamer outliers (cctbx-base) on heavy atoms rebuilt from the "
          "generated frames and torsions; thresholds from the reference's own outlier rates."
          if aa_reason is None else f"AA% not computed: {aa_reason}"), "",
+        "## Reading the table", "",
+        "- The reference is short and not at equilibrium: Trp-cage MD starts from an extended chain, so R1 and "
+        "R2 are two different collapse trajectories of 0.8 ns. That is why the MD oracle itself covers little "
+        "of R1 (high JSD, low recall); the paper's oracle compares 100 ns-1 µs replicas of folded proteins.",
+        "- AutoCor and VAMP-2 use the top 32 reference PCs (paper) estimated from the reference's frames; "
+        "with ~80 frames the 32-dimensional VAMP-2 estimate is inflated by the finite sample, and more so at "
+        "large lags (fewer lagged pairs): compare rows with each other, not with the paper's numbers.",
+        "- tICA is computed on valid transitions only (paper): '–' where a row has fewer than 30 valid "
+        "lagged pairs at every lag (e.g. no Cα-valid frame).",
+        "- AA thresholds come from the reference's own outlier rates, so AA% of the MD rows is ~100% by construction.",
+        "",
         "## Wall time", "",
         "| run | rollout s | s per jump | evaluation s | note |", "|---|---:|---:|---:|---|", *timing, "",
         f"Whole script: {elapsed:.0f} s (cached rollouts are not regenerated; their time is the stored one). "
