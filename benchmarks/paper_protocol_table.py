@@ -77,3 +77,27 @@ def plot_curves(curves: dict[str, dict], path: Path, interval_ns: float) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_rates(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, interval_ns: float) -> None:
+    """Cα clash and break rates per generated frame over time (paper figure 3, right), one line per run.
+
+    ``series`` maps a label to (clash_rate ``[F]``, break_rate ``[F]``) fractions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    for label, (clash, brk) in series.items():
+        t = interval_ns * np.arange(1, len(clash) + 1)
+        axes[0].plot(t, 100 * np.asarray(clash), lw=0.8, label=label)
+        axes[1].plot(t, 100 * np.asarray(brk), lw=0.8, label=label)
+    for ax, name in zip(axes, ("Cα clash rate (%)", "Cα break rate (%)")):
+        ax.set_xlabel("generated time (ns)")
+        ax.set_title(name)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -83,3 +83,17 @@ def test_heavy_atom_rebuild_reproduces_md_frames():
     backbone = [a.index for a in reference.topology.atoms if a.name in ("N", "CA", "C")]
     assert err[:, backbone].max() < 0.05  # N and C: frame 0 bond geometry placed in each frame own backbone frame
     assert err.mean() < 0.03  # side chains: frame 0's bond lengths/angles with each frame's own torsions
+
+
+def test_plots_write_pngs(tmp_path):
+    """The lag-curve and rate plots write readable PNG files."""
+    import matplotlib.image
+
+    lags = [1, 2, 5]
+    dyn = {"lags": lags, "rmsd_lag": {"reference_nm": [0.1, 0.2, 0.3], "generated_nm": [0.2, 0.2, 0.2]},
+           "autocorr": {"reference": [0.9, 0.7, 0.3], "generated": [0.1, 0.0, 0.0]},
+           "vamp2": {"reference": [3.0, 2.0, 1.0], "generated": [1.0, 1.0, 0.5]}}
+    table.plot_curves({"reference (R1)": dyn, "model": dyn}, tmp_path / "a.png", 0.01)
+    table.plot_rates({"model": (np.zeros(7), np.full(7, 0.1))}, tmp_path / "b.png", 0.01)
+    for name in ("a.png", "b.png"):
+        assert matplotlib.image.imread(tmp_path / name).ndim == 3
