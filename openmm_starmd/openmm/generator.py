@@ -73,6 +73,9 @@ class GeneratorOptions:
         history: atoms kept in :attr:`StarMDGenerator.history`: "all", "protein" or "none".
         reassign_velocities: draw Maxwell-Boltzmann velocities after each jump.
         gate: validity gate settings; relax_config: restrained minimisation settings.
+        scripted: compile the core with TorchScript when the model is given by name or path (about
+            2x faster per frame on a CPU after a few seconds of compilation and warm-up; measured
+            0.8-0.95 s against 1.5-1.6 s CPU time per 50-step villin-size frame).
     """
 
     num_steps: int = 50
@@ -84,6 +87,7 @@ class GeneratorOptions:
     reassign_velocities: bool = True
     gate: GateConfig = field(default_factory=GateConfig)
     relax_config: RelaxConfig = field(default_factory=RelaxConfig)
+    scripted: bool = False
 
     def validate(self) -> "GeneratorOptions":
         for name, low in (("num_steps", 2), ("capacity_frames", 2), ("max_residues", 1)):
@@ -151,14 +155,14 @@ def _check_count(value, name: str) -> int:
     return int(value)
 
 
-def _resolve_model(model, device: Optional[str]):
+def _resolve_model(model, device: Optional[str], scripted: bool = False):
     from openmm_starmd.model.core import StarMDCore
 
     if isinstance(model, (str, os.PathLike)):
         from openmm_starmd.model.checkpoint import load_model
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return load_model(model, device=dev)
+        return load_model(model, device=dev, scripted=scripted)
     if isinstance(model, StarMDCore) or isinstance(model, torch.jit.ScriptModule):
         return model
     raise TypeError(f"model: expected 'default', a checkpoint path or a loaded StarMDCore, got {type(model).__name__}")
@@ -216,7 +220,7 @@ class StarMDGenerator:
         self.simulation = simulation
         positions = self._positions()
         self.pmap: ProteinMap = map_topology(simulation.topology, positions)
-        self.core = _resolve_model(model, self.options.device)
+        self.core = _resolve_model(model, self.options.device, self.options.scripted)
         self._check_size()
         self._residue_of_atom = np.array([a.residue.index for a in simulation.topology.atoms()], dtype=np.int64)
         dt_ps = simulation.integrator.getStepSize().value_in_unit(unit.picoseconds)
