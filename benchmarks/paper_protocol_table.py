@@ -90,9 +90,12 @@ def plot_rates(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, int
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
     for label, (clash, brk) in series.items():
-        t = interval_ns * np.arange(1, len(clash) + 1)
-        axes[0].plot(t, 100 * np.asarray(clash), lw=0.8, label=label)
-        axes[1].plot(t, 100 * np.asarray(brk), lw=0.8, label=label)
+        w = max(1, len(clash) // 50)  # running mean over w frames, so long runs do not hide short ones
+        kernel = np.ones(w) / w
+        t = interval_ns * (np.arange(len(clash) - w + 1) + (w + 1) / 2)
+        for ax, y in zip(axes, (clash, brk)):
+            ax.plot(t, 100 * np.convolve(np.asarray(y, dtype=float), kernel, mode="valid"), lw=1.0,
+                    label=f"{label} (mean of {w})" if w > 1 else label)
     for ax, name in zip(axes, ("Cα clash rate (%)", "Cα break rate (%)")):
         ax.set_xlabel("generated time (ns)")
         ax.set_title(name)
