@@ -126,6 +126,37 @@ def test_gate_policy_raise_restores_the_simulation(tiny_path):
     assert gen.statistics.jumps == 0 and gen.rollout.num_frames == 1
 
 
+def test_frame_whose_minimisation_fails_is_rejected_and_resampled(tiny_path):
+    """A generated frame the restrained minimiser cannot handle (OpenMM's 'coordinate is NaN') counts
+    as a rejected sample: the next attempt is used; when all fail, the Simulation is restored."""
+    sim = vacuum_simulation(villin_modeller())
+    sim.step(3)
+    gen = BypassGenerator(sim, tiny_path, stride=0.1, relax="minimize", seed=4,
+                          options=GeneratorOptions(gate=GateConfig(max_attempts=2, policy="raise"), **FAST))
+    real_minimize = gen._minimizer.minimize
+    calls = []
+
+    def flaky(positions_nm, box_vectors=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise openmm.OpenMMException("Particle coordinate is NaN.  For more information, see https://...")
+        return real_minimize(positions_nm, box_vectors)
+
+    gen._minimizer.minimize = flaky
+    gen.step(1)
+    stats = gen.statistics.as_dict()
+    assert (stats["jumps"], stats["invalid_frames"], stats["resamples"], stats["fallbacks"]) == (1, 1, 1, 0)
+    assert np.isfinite(positions_nm(sim)).all()
+
+    gen._minimizer.minimize = lambda positions_nm, box_vectors=None: positions_nm * np.nan  # finite check too
+    state = sim.context.getState(getPositions=True, getVelocities=True)
+    with pytest.raises(InvalidFrameError, match="non-finite"):
+        gen.step(1)
+    after = sim.context.getState(getPositions=True, getVelocities=True)
+    assert np.array_equal(after.getPositions(asNumpy=True), state.getPositions(asNumpy=True))
+    assert after.getTime() == state.getTime() and gen.statistics.jumps == 1
+
+
 def test_checkpoint_resume_equals_uninterrupted_run(tiny_path, tmp_path):
     def opts():  # the random model's frames are unphysical: accept every finite frame
         return GeneratorOptions(gate=GateConfig(max_clash_rate=1.0, max_break_rate=1.0), **FAST)

@@ -121,6 +121,10 @@ class GeneratorStatistics:
                 "simulated_ns": self.simulated_ns, "wall_s": dict(self.wall_s)}
 
 
+class _RelaxFailed(RuntimeError):
+    """A generated frame could not be relaxed (treated like a frame that fails the validity gate)."""
+
+
 def stride_to_ns(stride) -> float:
     """An ``openmm.unit`` time or a bare number of nanoseconds -> float ns (> 0, finite)."""
     if unit.is_quantity(stride):
@@ -338,15 +342,25 @@ class StarMDGenerator:
         frame = self.rollout.sample(attempt=attempt)
         return CoarseFrame(frame.rots[0].cpu().float(), frame.trans[0].cpu().float(), frame.torsions[0].cpu().float())
 
-    def _gated_sample(self) -> Optional[CoarseFrame]:
+    def _gated_sample(self, finish=None):
+        """Sample until a frame passes the gate: Cα validity, then ``finish(frame)`` (rebuild and
+        minimise; returns the result or raises :class:`_RelaxFailed`). Returns ``(frame, result)``,
+        or None when every attempt failed and the policy is ``"md"``."""
         gate = self.options.gate
         reasons = []
         for attempt in range(gate.max_attempts):
+            t0 = time.perf_counter()
             frame = self._sample(attempt)
+            self.statistics.wall_s["sample"] += time.perf_counter() - t0
             ok, reason = check_frame(frame.trans.numpy(), self.pmap.neighbours, frame.rots.numpy(), frame.torsions.numpy(),
                                      config=gate.validity)
             if ok:
-                return frame
+                if finish is None:
+                    return frame, None
+                try:
+                    return frame, finish(frame)
+                except _RelaxFailed as exc:
+                    ok, reason = False, str(exc)
             reasons.append(reason)
             self.statistics.invalid_frames += 1
             if attempt + 1 < gate.max_attempts:
@@ -356,28 +370,45 @@ class StarMDGenerator:
                                     f"gate ({'; '.join(reasons)}); the Simulation is restored")
         return None
 
+    def _rebuild_and_minimize(self, frame: CoarseFrame, positions_nm: np.ndarray, box: Optional[np.ndarray]) -> np.ndarray:
+        """All-atom positions for ``frame``, minimised when relax is on. A minimisation that fails or
+        ends with non-finite coordinates raises :class:`_RelaxFailed` (the frame is then rejected);
+        it runs in a private Context, so the user's Simulation is untouched either way."""
+        t1 = time.perf_counter()
+        new = rebuild_positions(self.pmap, positions_nm, frame, self._residue_of_atom, box)
+        t2 = time.perf_counter()
+        self.statistics.wall_s["rebuild"] += t2 - t1
+        if self.relax_mode is not None:
+            box_vectors = None if box is None else [openmm.Vec3(*row) for row in box] * unit.nanometer
+            try:
+                new = self._minimizer.minimize(new, box_vectors)
+            except openmm.OpenMMException as exc:
+                raise _RelaxFailed(f"restrained minimisation failed ({str(exc).strip()})") from None
+            finally:
+                self.statistics.wall_s["relax"] += time.perf_counter() - t2
+            if not np.isfinite(new).all():
+                raise _RelaxFailed("restrained minimisation gave non-finite coordinates")
+        return new
+
     def _jump(self) -> None:
         sim, stats = self.simulation, self.statistics
         context = sim.context
         t_start = context.getState().getTime().value_in_unit(unit.picoseconds)
         step_start = sim.currentStep
-        t0 = time.perf_counter()
-        frame = self._gated_sample()
-        t1 = time.perf_counter()
-        stats.wall_s["sample"] += t1 - t0
-        if frame is None:  # policy "md": physical MD stands in for this interval
+        state = context.getState(getPositions=True)
+        box = self._box(state)
+        before = self._positions(state)
+        accepted = self._gated_sample(lambda frame: self._rebuild_and_minimize(frame, before, box))
+        if accepted is None:  # policy "md": physical MD stands in for this interval
+            t1 = time.perf_counter()
             steps = min(self.steps_per_jump, self.options.gate.fallback_md_steps)
             sim.integrator.step(steps)
             stats.fallbacks += 1
             stats.fallback_md_steps += steps
             stats.wall_s["fallback_md"] += time.perf_counter() - t1
         else:
-            state = context.getState(getPositions=True)
-            box = self._box(state)
-            new = rebuild_positions(self.pmap, self._positions(state), frame, self._residue_of_atom, box)
             t2 = time.perf_counter()
-            stats.wall_s["rebuild"] += t2 - t1
-            self._hand_back(new, box, stats.jumps)
+            self._hand_back(accepted[1], stats.jumps)
             stats.wall_s["relax"] += time.perf_counter() - t2
         context.setTime((t_start + self.stride_ns * PS_PER_NS) * unit.picoseconds)
         sim.currentStep = step_start + self.steps_per_jump
@@ -392,12 +423,9 @@ class StarMDGenerator:
         self._report()
         stats.wall_s["report"] += time.perf_counter() - t3
 
-    def _hand_back(self, positions_nm: np.ndarray, box: Optional[np.ndarray], jump: int) -> None:
-        """Write rebuilt positions, relax them and draw velocities."""
+    def _hand_back(self, positions_nm: np.ndarray, jump: int) -> None:
+        """Write the rebuilt (and minimised) positions, apply constraints, draw velocities, run MD steps."""
         context = self.simulation.context
-        if self.relax_mode is not None:
-            box_vectors = None if box is None else [openmm.Vec3(*row) for row in box] * unit.nanometer
-            positions_nm = self._minimizer.minimize(positions_nm, box_vectors)
         context.setPositions(positions_nm * unit.nanometer)
         if self.simulation.system.getNumConstraints() > 0:
             context.applyConstraints(1e-6)
