@@ -127,7 +127,7 @@ def test_aa_validity_with_molprobity(base):
     )
     m = evaluate(reference, generated, config)
     v = m["validity"]
-    assert v["reference"]["aa"] == 1.0 and v["aa_checks"] == ["ramachandran", "rotamer"]
+    assert v["reference"]["aa"] == 1.0 and v["aa_checks"] == ["ramachandran", "rotamer"] and v["aa_partial_reason"] is None
     assert v["aa"] == pytest.approx(8 / 11) and v["ca_aa"] == pytest.approx(8 / 11) and v["ca"] == 1.0
     assert v["thresholds"]["max_rotamer_outlier_rate"] == 0.0
     assert "rota8000-lys.data" in v["not_evaluated"]["LYS7:0"]

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     v, c = metrics["validity"], metrics["coverage"]
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     print(f"validity CA {fmt(v['ca'])}  AA {fmt(v['aa'])}  CA+AA {fmt(v['ca_aa'])}"
-          + (f"  (AA: {v['aa_missing_reason']})" if v["aa_missing_reason"] else ""))
+          + (f"  (AA: {v['aa_missing_reason']})" if v["aa_missing_reason"] else "")
+          + (f"  ({v['aa_partial_reason']})" if v.get("aa_partial_reason") else ""))
     print(f"coverage JSD {fmt(c['jsd'])}  recall {fmt(c['recall'])}  (on {c['valid_frames']}-valid frames)")
     print(f"report: {written['html']}")
     return 0

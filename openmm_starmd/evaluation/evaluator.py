@@ -22,7 +22,7 @@ import numpy as np
 from openmm_starmd.evaluation import dynamics as dyn
 from openmm_starmd.evaluation.coverage import CoverageConfig, CoverageResult, coverage
 from openmm_starmd.evaluation.molprobity import (
-    MolProbityConfig, aa_thresholds, aa_valid, molprobity_scores, unavailable_reason,
+    ROTARAMA_DIR_ENV, MolProbityConfig, aa_thresholds, aa_valid, molprobity_scores, unavailable_reason,
 )
 from openmm_starmd.evaluation.pca import ReferencePCA, superposed_ca
 from openmm_starmd.evaluation.structure import check_frames, check_same_protein, protein_residues
@@ -75,7 +75,7 @@ def _validity(trajectories, residue_sets, names, config: EvaluationConfig) -> tu
     for trajectory, residues in zip(trajectories, residue_sets):
         clash, brk = ca_clash_break_rates(trajectory.xyz[:, residues.ca_indices], residues.neighbours, config.ca)
         per.append({"clash_rate": clash, "break_rate": brk, "ca_valid": valid_from_rates(clash, brk, config.ca)})
-    reason, thresholds, not_evaluated, checks = None, (None, None), {}, []
+    reason, thresholds, not_evaluated, checks, partial = None, (None, None), {}, [], None
     if not config.molprobity.enabled:
         reason = "MolProbity checks disabled by the caller"
     else:
@@ -86,6 +86,9 @@ def _validity(trajectories, residue_sets, names, config: EvaluationConfig) -> tu
         ]
         not_evaluated = scores[1].not_evaluated
         checks = [c for c, s in (("ramachandran", scores[1].rama_labels), ("rotamer", scores[1].rotamer_labels)) if s]
+        if "rotamer" not in checks and not scores[1].rotarama_dir:
+            partial = (f"AA covers Ramachandran outliers only: no rotamer grids (rota8000-*.data) were found; "
+                       f"set ${ROTARAMA_DIR_ENV} or MolProbityConfig.rotarama_dir")
         if not checks:
             reason = f"{names[1]}: no residue could be scored by MolProbity (backbone or side-chain atoms missing)"
         else:
@@ -108,6 +111,7 @@ def _validity(trajectories, residue_sets, names, config: EvaluationConfig) -> tu
         "ca": gen["ca"], "aa": gen["aa"], "ca_aa": gen["ca_aa"],
         "aa_missing_reason": reason,
         "aa_checks": checks,
+        "aa_partial_reason": partial,
         "thresholds": {
             **asdict(config.ca),
             "max_rama_outlier_rate": thresholds[0], "max_rotamer_outlier_rate": thresholds[1],
