@@ -51,6 +51,17 @@ def markdown_table(rows: list[tuple[str, dict]], metrics=METRICS) -> str:
     return "\n".join(lines)
 
 
+def _save(fig, axes, path: Path) -> None:
+    """Legend on the first panel, tight layout, write ``path`` (folders made), close the figure."""
+    import matplotlib.pyplot as plt
+
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_curves(curves: dict[str, dict], path: Path, interval_ns: float) -> None:
     """RMSD, autocorrelation and VAMP-2 vs lag: the reference dashed, every other curve solid.
 
@@ -72,11 +83,7 @@ def plot_curves(curves: dict[str, dict], path: Path, interval_ns: float) -> None
             ax.set_xscale("log")
             ax.set_xlabel("lag (ns)")
             ax.set_title(title)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, axes, path)
 
 
 def plot_rates(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, interval_ns: float) -> None:
@@ -99,8 +106,4 @@ def plot_rates(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, int
     for ax, name in zip(axes, ("Cα clash rate (%)", "Cα break rate (%)")):
         ax.set_xlabel("generated time (ns)")
         ax.set_title(name)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, axes, path)
