@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 
-import torch
-
 from openmm_starmd.openmm.command import JumpRunConfig, parse_stride_ns, print_summary, run_jumps
 
 
@@ -31,7 +29,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     try:
         summary = run_jumps(JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames,
                                           stride_ns=parse_stride_ns(args.stride), model=args.model, seed=args.seed,
