@@ -130,3 +130,41 @@ def test_bad_relax_and_seed(tiny_path):
     _expect(ValueError, "relax", lambda: StarMDGenerator(sim, tiny_path, relax=-5))
     _expect(TypeError, "seed", lambda: StarMDGenerator(sim, tiny_path, seed=1.5))
     assert np.isfinite(positions_nm(sim)).all()
+
+
+def test_trained_stride_range_from_checkpoint_meta():
+    from openmm_starmd.model.checkpoint import trained_stride_range
+
+    meta = {"trajectories": [{"frame_interval_ps": 10.0, "stride_frames": [1, 18]},
+                             {"frame_interval_ps": 2.0, "stride_frames": [3, 40]}]}
+    assert trained_stride_range(meta) == pytest.approx((0.006, 0.18))
+    assert trained_stride_range({"trained_stride_ns": [0.01, 2.0], **meta}) == (0.01, 2.0)
+    assert trained_stride_range({}) is None
+
+
+def test_stride_outside_the_trained_range_warns(tmp_path):
+    from openmm_starmd.model.checkpoint import save_checkpoint
+    from openmm_starmd.model.config import tiny
+    from openmm_starmd.model.core import StarMDCore
+    from openmm_starmd.openmm.generator import StrideOutsideTrainingWarning
+
+    torch.manual_seed(0)
+    path = tmp_path / "meta.pt"
+    save_checkpoint(path, tiny(), StarMDCore(tiny()).net.state_dict(),
+                    meta={"trajectories": [{"frame_interval_ps": 10.0, "stride_frames": [1, 12]}]})
+    sim = vacuum_simulation(villin_modeller())
+    with pytest.warns(StrideOutsideTrainingWarning, match=r"1.25 ns lies outside .*0.01-0.12 ns"):
+        gen = StarMDGenerator(sim, str(path), stride=1.25)
+    assert gen.trained_stride_ns == pytest.approx((0.01, 0.12))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StrideOutsideTrainingWarning)
+        StarMDGenerator(sim, str(path), stride=0.05)
+
+
+@pytest.mark.parametrize("value", [-0.1, float("nan"), True, "1"])
+def test_bad_noise_scale(tiny_path, value):
+    sim = vacuum_simulation(villin_modeller())
+    _untouched(sim, lambda: _expect(ValueError, "noise_scale", lambda: StarMDGenerator(
+        sim, tiny_path, options=GeneratorOptions(noise_scale=value))))

@@ -81,6 +81,31 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> tuple[Path, Optional[
     return Path(name), None
 
 
+def checkpoint_meta(name_or_path: str | os.PathLike = "default") -> dict:
+    """The training meta stored in a checkpoint (``{}`` when it has none)."""
+    path, _ = resolve_model_path(name_or_path)
+    return dict(read_checkpoint(path).get("meta", {}))
+
+
+def trained_stride_range(meta: dict) -> Optional[tuple[float, float]]:
+    """(shortest, longest) stride in ns that the training examples could draw, from a checkpoint's
+    meta: ``meta["trained_stride_ns"]`` when set, else the union over ``meta["trajectories"]`` of
+    ``stride_frames x frame_interval_ps``. None when the meta does not say."""
+    if "trained_stride_ns" in meta:
+        lo, hi = meta["trained_stride_ns"]
+        return float(lo), float(hi)
+    ranges = []
+    for traj in meta.get("trajectories", []):
+        try:
+            k_lo, k_hi = traj["stride_frames"]
+            ranges.append((k_lo * traj["frame_interval_ps"] / 1000.0, k_hi * traj["frame_interval_ps"] / 1000.0))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not ranges:
+        return None
+    return min(r[0] for r in ranges), max(r[1] for r in ranges)
+
+
 def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str | torch.device] = None,
                use_ema: bool = True, scripted: bool = False):
     """A ready :class:`StarMDCore` (eval mode) from a shipped name (``"default"``) or a checkpoint path.

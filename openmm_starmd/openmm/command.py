@@ -56,6 +56,7 @@ class JumpRunConfig:
     relax: Optional[str] = "minimize"
     seed: Optional[int] = None
     num_steps: int = 50
+    noise_scale: float = 1.0
     fallback_md_steps: int = 500
     platform: str = "CPU"
     threads: int = 1
@@ -99,7 +100,8 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     simulation = build_implicit_simulation(cfg.pdb, cfg.platform, cfg.threads)
     relax = parse_relax(cfg.relax)
     gen = StarMDGenerator(simulation, model=cfg.model, stride=cfg.stride_ns * unit.nanoseconds, relax=relax, seed=cfg.seed,
-                          options=GeneratorOptions(num_steps=cfg.num_steps, progress=cfg.progress, scripted=cfg.scripted,
+                          options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale, progress=cfg.progress,
+                                                   scripted=cfg.scripted,
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps)))
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,6 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relax", default="minimize", help="'minimize', 'none', or a number of MD steps after minimising")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--num-steps", type=int, default=50, help="reverse-diffusion steps per frame")
+    parser.add_argument("--noise-scale", type=float, default=1.0,
+                        help="multiplier of the reverse SDE's noise (1: exact SDE; lower: smoother chains, less diversity)")
     parser.add_argument("--fallback-md-steps", type=int, default=500,
                         help="MD steps run for an interval whose frames all fail the validity gate")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform")
@@ -167,7 +171,8 @@ def run(args) -> int:
     try:
         cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=parse_stride_ns(args.stride),
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
-                            fallback_md_steps=args.fallback_md_steps, platform=args.platform, threads=args.threads,
+                            noise_scale=args.noise_scale, fallback_md_steps=args.fallback_md_steps,
+                            platform=args.platform, threads=args.threads,
                             progress=False if args.no_progress else None)
         summary = run_jumps(cfg)
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -39,6 +39,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -66,6 +67,8 @@ class GeneratorOptions:
 
     Attributes:
         num_steps: reverse-diffusion steps per frame.
+        noise_scale: multiplier of the reverse SDE's stochastic term (1: the exact SDE; lower values
+            trade sample diversity for chain geometry, see docs/model_card.md).
         capacity_frames: initial KV-cache capacity (grown by replaying the history when needed).
         max_residues: refuse larger proteins (the error gives the memory estimate).
         device: torch device of the model (None: CUDA if available, else CPU; a loaded core keeps its own).
@@ -79,6 +82,7 @@ class GeneratorOptions:
     """
 
     num_steps: int = 50
+    noise_scale: float = 1.0
     capacity_frames: int = 64
     max_residues: int = 1500
     device: Optional[str] = None
@@ -96,6 +100,8 @@ class GeneratorOptions:
                 raise ValueError(f"GeneratorOptions.{name}: expected an int >= {low}, got {value!r}")
         if self.history not in ("all", "protein", "none"):
             raise ValueError(f"GeneratorOptions.history: expected 'all', 'protein' or 'none', got {self.history!r}")
+        if isinstance(self.noise_scale, bool) or not isinstance(self.noise_scale, (int, float)) or not self.noise_scale >= 0:
+            raise ValueError(f"GeneratorOptions.noise_scale: expected a number >= 0, got {self.noise_scale!r}")
         self.gate.validate()
         self.relax_config.validate()
         return self
@@ -172,6 +178,19 @@ def _resolve_model(model, device: Optional[str], scripted: bool = False):
     raise TypeError(f"model: expected 'default', a checkpoint path or a loaded StarMDCore, got {type(model).__name__}")
 
 
+class StrideOutsideTrainingWarning(UserWarning):
+    """The stride lies outside the strides the model's training examples were drawn at."""
+
+
+def _trained_strides(model) -> Optional[tuple[float, float]]:
+    """The model's trained stride range (ns) when its checkpoint records it, else None."""
+    if not isinstance(model, (str, os.PathLike)):
+        return None
+    from openmm_starmd.model.checkpoint import checkpoint_meta, trained_stride_range
+
+    return trained_stride_range(checkpoint_meta(model))
+
+
 def memory_estimate_bytes(core, num_residues: int, num_frames: int) -> tuple[int, int]:
     """(KV cache, pair activations) bytes: layers x 2 x L x N x c_s x 4 and N^2 x c_z x 4."""
     c_s = int(core.st_heads) * int(core.st_head_dim)
@@ -225,6 +244,7 @@ class StarMDGenerator:
         positions = self._positions()
         self.pmap: ProteinMap = map_topology(simulation.topology, positions)
         self.core = _resolve_model(model, self.options.device, self.options.scripted)
+        self.trained_stride_ns = _trained_strides(model)
         self._check_size()
         self._residue_of_atom = np.array([a.residue.index for a in simulation.topology.atoms()], dtype=np.int64)
         dt_ps = simulation.integrator.getStepSize().value_in_unit(unit.picoseconds)
@@ -238,9 +258,21 @@ class StarMDGenerator:
         self._history_box: list[Optional[np.ndarray]] = []
         current = coarse_grain(self.pmap, positions)
         self.rollout = Rollout(self.core, self.pmap.aatype, self.pmap.residue_index, self.stride_ns, seed=self.seed,
-                               num_steps=self.options.num_steps, chain_index=self.pmap.chain_index,
+                               num_steps=self.options.num_steps, noise_scale=self.options.noise_scale,
+                               chain_index=self.pmap.chain_index,
                                capacity_frames=self.options.capacity_frames)
         self.rollout.add_context(current.rots, current.trans)
+        self._warn_untrained_stride()
+
+    def _warn_untrained_stride(self) -> None:
+        if self.trained_stride_ns is None:
+            return
+        lo, hi = self.trained_stride_ns
+        if not lo * (1 - 1e-6) <= self.stride_ns <= hi * (1 + 1e-6):
+            warnings.warn(
+                f"stride {self.stride_ns:g} ns lies outside the strides this model was trained at "
+                f"({lo:g}-{hi:g} ns): its frames are extrapolation and may mostly fail the validity gate "
+                "(see statistics and docs/model_card.md)", StrideOutsideTrainingWarning, stacklevel=3)
 
     # --- public API ------------------------------------------------------------------------
     @property
