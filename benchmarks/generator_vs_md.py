@@ -79,7 +79,8 @@ def time_md(simulation, min_seconds: float) -> tuple[float, int, float]:
     return ns_per_day(steps * dt_ps / 1000.0, wall), steps, wall
 
 
-def time_generator(simulation, core, stride_ns: float, num_steps: int, relax, jumps: int, warmup: bool) -> dict:
+def time_generator(simulation, core, stride_ns: float, num_steps: int, relax, jumps: int, warmup: bool,
+                   noise_scale: float = 1.0) -> dict:
     """Per-jump phase seconds and real-gate acceptance of ``jumps`` timed jumps (gate opened)."""
     from openmm_starmd.evaluation.validity import ca_valid
     from openmm_starmd.openmm.gate import GateConfig
@@ -87,7 +88,8 @@ def time_generator(simulation, core, stride_ns: float, num_steps: int, relax, ju
 
     gate = GateConfig(max_clash_rate=1.0, max_break_rate=1.0)
     gen = StarMDGenerator(simulation, model=core, stride=stride_ns, relax=relax, seed=1,
-                          options=GeneratorOptions(num_steps=num_steps, progress=False, gate=gate, history="protein"))
+                          options=GeneratorOptions(num_steps=num_steps, noise_scale=noise_scale, progress=False, gate=gate,
+                                                   history="protein"))
     if warmup:
         gen.step(1)
     before = dict(gen.statistics.wall_s)
@@ -103,7 +105,7 @@ def time_generator(simulation, core, stride_ns: float, num_steps: int, relax, ju
 
 
 def bench_structure(name: str, model: str, stride_ns: float, jumps: int, threads: int, md_seconds: float,
-                    minimize: bool = True) -> dict:
+                    minimize: bool = True, noise_scale: float = 1.0) -> dict:
     """Every measurement of one structure (see the module docstring)."""
     from openmm_starmd.model.checkpoint import load_model
 
@@ -114,7 +116,7 @@ def bench_structure(name: str, model: str, stride_ns: float, jumps: int, threads
     md, steps, md_wall = time_md(sim_md, md_seconds)
     print(f"{name}: {n_res} residues, {sim_md.topology.getNumAtoms()} atoms; MD {md:.1f} ns/day", flush=True)
     out = {"structure": name, "residues": n_res, "atoms": sim_md.topology.getNumAtoms(),
-           "md": {"ns_per_day": md, "steps": steps, "wall_s": md_wall}, "uptime_before": load}
+           "md": {"ns_per_day": md, "steps": steps, "wall_s": md_wall}, "uptime_before": load, "noise_scale": noise_scale}
     sim = build_simulation(name, threads, seed=2)
     runs = (("eager_50", False, 50, None, True), ("script_50", True, 50, None, True),
             ("script_50_min", True, 50, "minimize", False), ("script_200", True, 200, None, False))
@@ -123,7 +125,7 @@ def bench_structure(name: str, model: str, stride_ns: float, jumps: int, threads
         if relax and not minimize:
             continue
         try:
-            out[key] = time_generator(sim, cores[scripted], stride_ns, steps, relax, jumps, warmup)
+            out[key] = time_generator(sim, cores[scripted], stride_ns, steps, relax, jumps, warmup, noise_scale)
         except Exception as exc:  # e.g. the minimiser meets NaN on a badly clashing frame: report it, go on
             out[key] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]}"}
             print(f"  {key}: failed: {out[key]['error']}", flush=True)
@@ -195,22 +197,23 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenMM CPU threads (default 1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     parser.add_argument("--no-minimize", action="store_true", help="skip the minimisation row (slow for large proteins)")
+    parser.add_argument("--noise-scale", type=float, default=1.0, help="GeneratorOptions.noise_scale (default 1)")
     parser.add_argument("--merge", action="store_true", help="add to the structures already in generator_vs_md.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     json_path = args.out / "generator_vs_md.json"
     old = json.loads(json_path.read_text())["results"] if args.merge and json_path.is_file() else []
     t0 = time.perf_counter()
-    new = [bench_structure(s, args.model, args.stride_ns, args.jumps, args.threads, args.md_seconds, not args.no_minimize)
-           for s in args.structures]
+    new = [bench_structure(s, args.model, args.stride_ns, args.jumps, args.threads, args.md_seconds, not args.no_minimize,
+                           args.noise_scale) for s in args.structures]
     results = sorted({r["structure"]: r for r in old + new}.values(), key=lambda r: r["residues"])
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps({"machine": machine_info(), "stride_ns": args.stride_ns, "model": args.model,
-                                     "threads": args.threads, "results": results}, indent=1))
+                                     "noise_scale": args.noise_scale, "threads": args.threads, "results": results}, indent=1))
     plot(results, args.stride_ns, out / "generator_vs_md.png")
     lines = [f"# Generator vs plain MD by protein size: stride {args.stride_ns:g} ns per jump", "",
-             machine_info(), "", f"Model `{args.model}`; torch threads {args.threads}, OpenMM CPU threads {args.threads}; "
+             machine_info(), "", f"Model `{args.model}`, noise scale {args.noise_scale:g}; torch threads {args.threads}, OpenMM CPU threads {args.threads}; "
              "no GPU is lent to this task (all numbers are CPU).", ""] + markdown(results, args.stride_ns)
     lines += ["", "Load (`uptime`) before each structure's run: " + "; ".join(f"{r['structure']}: `{r['uptime_before']}` ({r['seconds']:.0f} s)" for r in results)]
     (out / "generator_vs_md.md").write_text("\n".join(lines) + "\n")

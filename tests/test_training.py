@@ -122,3 +122,22 @@ def test_ddp_two_processes_keep_identical_parameters(data_dir, tmp_path):
     single = Trainer(_config(data_dir, tmp_path / "single.pt", steps=3))
     init = torch.cat([p.detach().flatten() for p in single.net.parameters()])
     assert not torch.equal(init, r0["params"])  # the ranks did train
+
+
+def test_heldout_report_measures_the_rollout_against_its_md(data_dir, tmp_path):
+    """The held-out report of the model card: lag RMSD of the MD, validity in [0, 1], start frame."""
+    from generator_helpers import tiny_checkpoint
+    from openmm_starmd.geometry.superpose import rmsd
+    from openmm_starmd.training.heldout import evaluate
+
+    torch.set_num_threads(1)
+    path = tiny_checkpoint(tmp_path / "tiny.pt")
+    report = evaluate(path, str(data_dir), stride_ns=0.02, jumps=3, num_steps=4, seed=0, noise_scale=0.5, start_frame=-1)
+    traj = mdtraj.load(str(data_dir / "villin.dcd"), top=str(data_dir / "villin.pdb"))
+    ca = torch.from_numpy(traj.xyz[:, traj.topology.select("name CA")]).double()
+    expected = float(rmsd(ca[2:], ca[:-2]).mean()) * 10.0
+    assert report["md_ca_rmsd_at_same_lag_angstrom"] == pytest.approx(expected, rel=1e-3)
+    assert report["start_frame"] == NUM_FRAMES - 1 and report["jumps"] == 3 and report["noise_scale"] == 0.5
+    assert 0.0 <= report["ca_validity"] <= 1.0 and report["model_per_jump_ca_rmsd_angstrom"] > 0.0
+    with pytest.raises(ValueError, match="start_frame 31 is outside"):
+        evaluate(path, str(data_dir), 0.02, 1, 2, 0, start_frame=NUM_FRAMES)

@@ -40,8 +40,9 @@ def md_lag_rmsd_nm(ca_nm: torch.Tensor, lag_frames: int) -> float:
 
 
 def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int, seed: int, ode: bool = False,
-             noise_scale: float = 1.0) -> dict:
-    """Roll out ``jumps`` frames of the (single) system under ``data`` and measure them against its MD."""
+             noise_scale: float = 1.0, start_frame: int = 0) -> dict:
+    """Roll out ``jumps`` frames of the (single) system under ``data`` and measure them against its MD,
+    starting from frame ``start_frame`` of its first trajectory (negative: counted from the end)."""
     sources = find_sources(data)
     frames = [load_or_convert(s, None) for s in sources]
     first = frames[0]
@@ -50,12 +51,16 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     residue_index = torch.from_numpy(first.residue_index)
     rollout = Rollout(core, aatype, residue_index, stride_ns, seed=seed, num_steps=num_steps, ode=ode, noise_scale=noise_scale,
                       capacity_frames=jumps + 2)
-    rollout.add_context(quat_to_rotmat(torch.from_numpy(first.quats[0])), torch.from_numpy(first.trans[0]))
+    num_first = first.trans.shape[0]
+    if not -num_first <= start_frame < num_first:
+        raise ValueError(f"start_frame {start_frame} is outside the first trajectory's {num_first} frames")
+    start_frame = start_frame % num_first
+    rollout.add_context(quat_to_rotmat(torch.from_numpy(first.quats[start_frame])), torch.from_numpy(first.trans[start_frame]))
     start = time.monotonic()
     out = rollout.run(jumps)
     wall_s = time.monotonic() - start
     ca = out.trans[0].double()  # [J, N, 3] generated Cα (the frame origin is Cα)
-    ca_all = torch.cat([torch.from_numpy(first.trans[:1]).double(), ca])  # with the starting frame
+    ca_all = torch.cat([torch.from_numpy(first.trans[start_frame:start_frame + 1]).double(), ca])  # with the starting frame
     valid = ca_valid(ca.numpy())
     clash_rate, break_rate = ca_clash_break_rates(ca.numpy())
     consecutive = torch.linalg.norm(ca[:, 1:] - ca[:, :-1], dim=-1)  # [J, N-1]
@@ -71,7 +76,7 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     md_jump_a = float(np.mean(md_rmsd)) * ANGSTROM_PER_NM if md_rmsd else None
     return {
         "model": str(model), "system": sources[0].name, "residues": int(aatype.numel()), "stride_ns": stride_ns,
-        "jumps": jumps, "num_steps": num_steps, "sampler": "ode" if ode else "sde", "noise_scale": noise_scale, "seed": seed, "wall_s": round(wall_s, 1),
+        "jumps": jumps, "num_steps": num_steps, "sampler": "ode" if ode else "sde", "noise_scale": noise_scale, "start_frame": start_frame, "seed": seed, "wall_s": round(wall_s, 1),
         "ca_validity": float(valid.mean()), "ca_validity_first_100": float(valid[:100].mean()),
         "mean_ca_clash_rate": float(np.mean(clash_rate)), "mean_ca_break_rate": float(np.mean(break_rate)),
         "max_consecutive_ca_angstrom": float(consecutive.max()) * ANGSTROM_PER_NM,
@@ -96,12 +101,15 @@ def main(argv=None) -> int:
     parser.add_argument("--ode", action="store_true", help="probability-flow ODE sampler instead of the SDE")
     parser.add_argument("--noise-scale", type=float, default=1.0,
                         help="multiplier of the reverse SDE's stochastic term (1: the exact SDE)")
+    parser.add_argument("--start-frame", type=int, default=0,
+                        help="start from this frame of the first trajectory (negative: from the end; default 0)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = evaluate(args.model, args.data, args.stride_ns, args.jumps, args.num_steps, args.seed, args.ode, args.noise_scale)
+    report = evaluate(args.model, args.data, args.stride_ns, args.jumps, args.num_steps, args.seed, args.ode, args.noise_scale,
+                      args.start_frame)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
