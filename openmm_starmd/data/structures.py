@@ -75,6 +75,8 @@ STRUCTURES: dict[str, StructureSource] = {
                         description="T4 lysozyme L99A (openmmtools implicit-solvent receptor)"),
         StructureSource("src_kinase", "pdb", "openmmtools", ("data/src-implicit/1yi6-pdbfixer.pdb",), n_residues=276,
                         description="Src kinase domain (PDB 1YI6, openmmtools)"),
+        StructureSource("er1", "pdb", "iotbx", ("regression/data/2ERL.pdb",), n_residues=40,
+                        description="pheromone Er-1 (PDB 2ERL, 1.0 A X-ray, 3 disulfides; first altloc, ethanol and water removed; cctbx-base)"),
         StructureSource("chignolin", "sequence", sequence="GYDPETGTWG", n_residues=10,
                         description="chignolin, built extended from sequence"),
         StructureSource("trpzip2", "sequence", sequence="SWTWENGKWTWK", n_residues=12,
