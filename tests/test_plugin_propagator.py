@@ -83,7 +83,7 @@ def test_propagator_driven_like_the_kernel_equals_generator(villin_files):
         torch.manual_seed(_derive_seed(SEED, j, 0))
         prop.append(rots, trans, stride)
         torch.manual_seed(_derive_seed(SEED, j + 1, 1))
-        x = prop.rebuild(x, *prop.sample(stride, NUM_STEPS, False, 1.0))
+        x = prop.rebuild(x, *prop.sample(stride, NUM_STEPS, False, GeneratorOptions().noise_scale))
         ours.append(x.numpy())
     reference = python_generator_frames(mod, system, core_path)
     for j in range(NUM_JUMPS):

@@ -56,7 +56,7 @@ class JumpRunConfig:
     relax: Optional[str] = "minimize"
     seed: Optional[int] = None
     num_steps: int = 50
-    noise_scale: float = 1.0
+    noise_scale: float = 0.5
     fallback_md_steps: int = 500
     platform: str = "CPU"
     threads: int = 1
@@ -155,8 +155,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relax", default="minimize", help="'minimize', 'none', or a number of MD steps after minimising")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--num-steps", type=int, default=50, help="reverse-diffusion steps per frame")
-    parser.add_argument("--noise-scale", type=float, default=1.0,
-                        help="multiplier of the reverse SDE's noise (1: exact SDE; lower: smoother chains, less diversity)")
+    parser.add_argument("--noise-scale", type=float, default=0.5,
+                        help="multiplier of the reverse SDE's noise (default 0.5; 1: the exact SDE; lower: more "
+                             "Cα-valid frames, smaller per-jump motion; see docs/model_card.md)")
     parser.add_argument("--fallback-md-steps", type=int, default=500,
                         help="MD steps run for an interval whose frames all fail the validity gate")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform")

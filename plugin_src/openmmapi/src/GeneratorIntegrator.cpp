@@ -20,7 +20,7 @@ static void require(bool ok, const string& what, const string& expected, double 
 
 GeneratorIntegrator::GeneratorIntegrator(const string& modelFile, double stride, int numDiffusionSteps, int randomSeed)
         : modelFile(modelFile), device("cpu"), numDiffusionSteps(50), randomSeed(randomSeed), relaxationSteps(0),
-          cacheCapacity(64), useODE(false), noiseScale(1.0), temperature(300.0), friction(1.0), relaxationStepSize(0.002) {
+          cacheCapacity(64), useODE(false), noiseScale(0.5), temperature(300.0), friction(1.0), relaxationStepSize(0.002) {
     if (modelFile.empty())
         throw OpenMMException("GeneratorIntegrator: modelFile is empty; pass the file written by openmm_starmd.plugin.export_propagator");
     require(std::isfinite(stride) && stride > 0, "the stride", "a positive number of ps", stride);
