@@ -1,6 +1,6 @@
 """Jump villin HP35 forward with STAR-MD inside an OpenMM Simulation, relaxing after each jump.
 
-    python examples/jump_then_relax.py                       # villin, shipped model, 8 x 0.1 ns
+    python examples/jump_then_relax.py                       # villin, shipped model, 6 x 0.1 ns
     python examples/jump_then_relax.py my.pdb --model run/model.pt --frames 20 --stride 1.25ns
 
 The default stride, 0.1 ns, lies inside the strides the shipped weights were trained at (up to
@@ -28,16 +28,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("pdb", nargs="?", default=villin, help="structure (default: villin HP35 from openmm/app/data/test.pdb)")
     parser.add_argument("--model", default="default", help="'default' (shipped weights) or a checkpoint path")
-    parser.add_argument("--frames", type=int, default=8, help="number of jumps")
+    parser.add_argument("--frames", type=int, default=6, help="number of jumps")
     parser.add_argument("--stride", default="0.1ns", help="time per jump (default 0.1ns, inside the shipped model's trained strides)")
     parser.add_argument("--out", default="jump_then_relax/villin.dcd", help="trajectory (.dcd or .xtc); last frame as .pdb")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--noise-scale", type=float, default=0.5, help="reverse-SDE noise multiplier (1: exact SDE)")
+    parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="relaxed",
+                        help="Cα validity checked after the restrained minimisation (default here) or on the raw "
+                             "generated frame ('sample', the Generator's own default and the paper's metric)")
     args = parser.parse_args()
     try:
         summary = run_jumps(JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames,
                                           stride_ns=parse_stride_ns(args.stride), model=args.model, seed=args.seed,
-                                          threads=args.threads))
+                                          threads=args.threads, noise_scale=args.noise_scale,
+                                          gate_judge=args.gate_judge))
     except FileNotFoundError as exc:  # e.g. the shipped weights are not installed yet
         print(f"jump_then_relax: {exc}")
         return 2

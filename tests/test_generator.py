@@ -157,6 +157,35 @@ def test_frame_whose_minimisation_fails_is_rejected_and_resampled(tiny_path):
     assert after.getTime() == state.getTime() and gen.statistics.jumps == 1
 
 
+class BrokenChainGenerator(BypassGenerator):
+    """Proposes the current structure with residue 10 pulled 0.5 Å away from residue 9 (a Cα break)."""
+
+    def _sample(self, attempt: int):
+        frame = super()._sample(attempt)
+        trans = frame.trans.clone()
+        bond = trans[10] - trans[9]
+        trans[10:] += 0.05 * bond / bond.norm()  # nm; the rest of the chain follows residue 10
+        return type(frame)(frame.rots, trans, frame.torsions)
+
+
+def test_relaxed_judge_accepts_a_break_the_minimisation_repairs(tiny_path):
+    from openmm_starmd.evaluation.validity import ca_valid
+
+    sim = vacuum_simulation(villin_modeller())
+    with pytest.raises(InvalidFrameError, match="break rate"):  # the raw sample fails the paper's gate
+        BrokenChainGenerator(sim, tiny_path, stride=0.1, relax="minimize", seed=4, options=GeneratorOptions(
+            gate=GateConfig(max_attempts=1, policy="raise"), **FAST)).step(1)
+    gen = BrokenChainGenerator(sim, tiny_path, stride=0.1, relax="minimize", seed=4, options=GeneratorOptions(
+        gate=GateConfig(max_attempts=1, policy="raise", judge="relaxed"), **FAST))
+    gen.step(1)
+    assert gen.statistics.repaired_frames == 1 and gen.statistics.invalid_frames == 0
+    ca = positions_nm(sim)[gen.pmap.ca_atoms]
+    assert ca_valid(ca[None], gen.pmap.neighbours)[0]
+    assert np.linalg.norm(ca[10] - ca[9]) < 0.40  # the force field pulled the chain back together
+    with pytest.raises(ValueError, match="judge"):
+        GeneratorOptions(gate=GateConfig(judge="after")).validate()
+
+
 def test_checkpoint_resume_equals_uninterrupted_run(tiny_path, tmp_path):
     def opts():  # the random model's frames are unphysical: accept every finite frame
         return GeneratorOptions(gate=GateConfig(max_clash_rate=1.0, max_break_rate=1.0), **FAST)

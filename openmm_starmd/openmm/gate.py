@@ -16,6 +16,7 @@ import numpy as np
 from openmm_starmd.evaluation.validity import MAX_BREAK_RATE, MAX_CLASH_RATE, CaValidityConfig, ca_clash_break_rates, valid_from_rates
 
 POLICIES = ("md", "raise")
+JUDGES = ("sample", "relaxed")
 
 
 class InvalidFrameError(RuntimeError):
@@ -26,13 +27,19 @@ class InvalidFrameError(RuntimeError):
 class GateConfig:
     """Attributes: max_attempts (samples per jump, >= 1); policy ("md" or "raise");
     fallback_md_steps (cap on the MD steps run for a rejected interval); max_clash_rate and
-    max_break_rate (Cα thresholds, the paper's by default; 1.0 accepts any finite frame)."""
+    max_break_rate (Cα thresholds, the paper's by default; 1.0 accepts any finite frame); judge:
+    which Cα positions are checked: "sample" (the generated frame, as SPEC §6 scores a model) or
+    "relaxed" (the all-atom structure after the restrained minimisation, i.e. what would be written
+    to the Simulation; only differs when the Generator relaxes). "relaxed" lets the force field
+    repair small chain breaks of a sample; the count of such frames is
+    ``GeneratorStatistics.repaired_frames``."""
 
     max_attempts: int = 3
     policy: str = "md"
     fallback_md_steps: int = 500
     max_clash_rate: float = MAX_CLASH_RATE
     max_break_rate: float = MAX_BREAK_RATE
+    judge: str = "sample"
 
     @property
     def validity(self) -> CaValidityConfig:
@@ -43,6 +50,8 @@ class GateConfig:
             raise ValueError(f"GateConfig.max_attempts: expected an int >= 1, got {self.max_attempts!r}")
         if self.policy not in POLICIES:
             raise ValueError(f"GateConfig.policy: expected one of {POLICIES}, got {self.policy!r}")
+        if self.judge not in JUDGES:
+            raise ValueError(f"GateConfig.judge: expected one of {JUDGES}, got {self.judge!r}")
         if isinstance(self.fallback_md_steps, bool) or not isinstance(self.fallback_md_steps, int) or self.fallback_md_steps < 0:
             raise ValueError(f"GateConfig.fallback_md_steps: expected an int >= 0, got {self.fallback_md_steps!r}")
         self.validity.validate()
@@ -65,4 +74,4 @@ def check_frame(ca_nm: np.ndarray, neighbours: Optional[np.ndarray], *extra: np.
     return False, f"Cα clash rate {float(clash[0]):.3%}, break rate {float(brk[0]):.3%}"
 
 
-__all__ = ["GateConfig", "InvalidFrameError", "check_frame", "POLICIES"]
+__all__ = ["GateConfig", "InvalidFrameError", "check_frame", "POLICIES", "JUDGES"]

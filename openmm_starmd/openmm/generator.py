@@ -111,11 +111,15 @@ class GeneratorOptions:
 
 @dataclass
 class GeneratorStatistics:
-    """Counters and wall time (s) per phase: sample, rebuild, relax, report, fallback_md, md, context."""
+    """Counters and wall time (s) per phase: sample, rebuild, relax, report, fallback_md, md, context.
+
+    ``repaired_frames``: accepted frames whose raw sample failed the Cα gate but whose relaxed
+    structure passed it (only with ``GateConfig(judge="relaxed")``)."""
 
     jumps: int = 0
     resamples: int = 0
     invalid_frames: int = 0
+    repaired_frames: int = 0
     fallbacks: int = 0
     fallback_md_steps: int = 0
     md_steps: int = 0
@@ -125,6 +129,7 @@ class GeneratorStatistics:
 
     def as_dict(self) -> dict:
         return {"jumps": self.jumps, "resamples": self.resamples, "invalid_frames": self.invalid_frames,
+                "repaired_frames": self.repaired_frames,
                 "fallbacks": self.fallbacks, "fallback_md_steps": self.fallback_md_steps, "md_steps": self.md_steps,
                 "simulated_ns": self.simulated_ns, "wall_s": dict(self.wall_s)}
 
@@ -378,9 +383,11 @@ class StarMDGenerator:
 
     def _gated_sample(self, finish=None):
         """Sample until a frame passes the gate: Cα validity, then ``finish(frame)`` (rebuild and
-        minimise; returns the result or raises :class:`_RelaxFailed`). Returns ``(frame, result)``,
-        or None when every attempt failed and the policy is ``"md"``."""
+        minimise; returns the result or raises :class:`_RelaxFailed`). With ``judge="relaxed"`` and
+        relaxation on, the Cα test is made on ``finish``'s positions instead of the sample's.
+        Returns ``(frame, result)``, or None when every attempt failed and the policy is ``"md"``."""
         gate = self.options.gate
+        after_relax = gate.judge == "relaxed" and finish is not None and self.relax_mode is not None
         reasons = []
         for attempt in range(gate.max_attempts):
             t0 = time.perf_counter()
@@ -388,11 +395,19 @@ class StarMDGenerator:
             self.statistics.wall_s["sample"] += time.perf_counter() - t0
             ok, reason = check_frame(frame.trans.numpy(), self.pmap.neighbours, frame.rots.numpy(), frame.torsions.numpy(),
                                      config=gate.validity)
-            if ok:
+            if ok or (after_relax and reason != "non-finite coordinates"):
+                sample_ok = ok
                 if finish is None:
                     return frame, None
                 try:
-                    return frame, finish(frame)
+                    result = finish(frame)
+                    if after_relax:
+                        ok, reason = check_frame(result[self.pmap.ca_atoms], self.pmap.neighbours,
+                                                 config=gate.validity)
+                        reason = reason and f"after relaxation: {reason}"
+                    if ok:
+                        self.statistics.repaired_frames += int(not sample_ok)
+                        return frame, result
                 except _RelaxFailed as exc:
                     ok, reason = False, str(exc)
             reasons.append(reason)
