@@ -8,10 +8,15 @@ The default stride, 0.1 ns, lies inside the strides the shipped weights were tra
 every sampled frame fails the validity gate (the Generator warns), so the run would show only MD
 fallback.
 
+The validity gate here judges the relaxed structure (``--gate-judge relaxed``): today's samples
+mostly carry one or two consecutive Cα pairs a little beyond 4.19 Å, which the restrained
+minimisation pulls back; the printout counts those frames. ``--gate-judge sample`` applies the
+paper's test to the raw samples instead (then most intervals fall back to MD).
+
 Implicit solvent (Amber ff14SB + OpenMM's native GBSAOBCForce, HMR, 4 fs). Writes a DCD of the
 jumped frames and a PDB of the last one, and prints the nanoseconds simulated, the wall time and
 the fraction of Cα-valid frames. The shell equivalent is
-``starmd generate PDB --frames N --stride 1.25ns --out traj.xtc``.
+``starmd generate PDB --frames 6 --stride 0.1ns --gate-judge relaxed --out traj.xtc``.
 """
 from __future__ import annotations
 
