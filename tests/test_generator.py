@@ -221,3 +221,32 @@ def test_relax_md_steps_and_context_follows_the_simulation(tiny_path):
     # the frame before the new jump was replaced by the structure MD left behind
     np.testing.assert_allclose(gen.rollout.history_trans[1][0].numpy(), ca_now, atol=1e-5)
     assert gen.rollout.num_frames == 3 and gen.statistics.wall_s["context"] > 0
+
+
+def test_restrained_minimiser_replaces_constraints_by_stiff_bonds():
+    """The minimisation copy has no constraints but bonds at the constraint lengths: the minimised
+    structure keeps those lengths (to 0.05 Å) and has a lower energy than the perturbed start."""
+    from openmm_starmd.openmm.relax import RestrainedMinimizer
+
+    sim = vacuum_simulation(villin_modeller())
+    assert sim.system.getNumConstraints() > 0
+    rng = np.random.default_rng(0)
+    start = positions_nm(sim) + rng.normal(scale=0.01, size=positions_nm(sim).shape)
+    backbone = np.arange(0, sim.topology.getNumAtoms(), 7)
+    stiff = RestrainedMinimizer(sim, backbone, RelaxConfig(max_iterations=300))
+    out = stiff.minimize(start)
+    assert stiff._system.getNumConstraints() == 0
+    lengths = np.array([sim.system.getConstraintParameters(k)[2].value_in_unit(unit.nanometer)
+                        for k in range(sim.system.getNumConstraints())])
+    pairs = np.array([sim.system.getConstraintParameters(k)[:2] for k in range(sim.system.getNumConstraints())])
+    got = np.linalg.norm(out[pairs[:, 0]] - out[pairs[:, 1]], axis=1)
+    assert np.abs(got - lengths).max() < 0.005
+
+    def energy(x):
+        sim.context.setPositions(x)
+        return sim.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+    assert energy(out) < energy(start) - 100.0
+    kept = RestrainedMinimizer(sim, backbone, RelaxConfig(max_iterations=10, constraint_k=0.0))
+    kept.minimize(start)
+    assert kept._system.getNumConstraints() == sim.system.getNumConstraints()

@@ -26,17 +26,26 @@ class RelaxConfig:
         restraint_k: harmonic constant on backbone N, CA, C (kJ/mol/nm^2).
         tolerance: minimiser force tolerance (kJ/mol/nm).
         max_iterations: minimiser iteration cap (0: until converged).
+        constraint_k: the minimisation runs on a copy of the system whose constraints are
+            replaced by harmonic bonds of this stiffness (kJ/mol/nm^2) at the constraint lengths;
+            the constraints are re-applied when the positions go back to the Simulation. OpenMM's
+            minimiser handles constraints with rounds of growing penalties; without them it
+            converged 1.4-7.7x faster on villin frames with the same final energy within 10 kJ/mol
+            (3 frames, docs/model_card.md). 0 keeps the constraints.
     """
 
     restraint_k: float = 1000.0
     tolerance: float = 10.0
     max_iterations: int = 2000
+    constraint_k: float = 4.0e5
 
     def validate(self) -> "RelaxConfig":
         if not self.restraint_k >= 0:
             raise ValueError(f"RelaxConfig.restraint_k: expected >= 0 kJ/mol/nm^2, got {self.restraint_k}")
         if not self.tolerance > 0:
             raise ValueError(f"RelaxConfig.tolerance: expected > 0 kJ/mol/nm, got {self.tolerance}")
+        if not self.constraint_k >= 0:
+            raise ValueError(f"RelaxConfig.constraint_k: expected >= 0 kJ/mol/nm^2, got {self.constraint_k}")
         if self.max_iterations < 0:
             raise ValueError(f"RelaxConfig.max_iterations: expected >= 0, got {self.max_iterations}")
         return self
@@ -73,6 +82,13 @@ class RestrainedMinimizer:
         for i in self.backbone_atoms:
             force.addParticle(int(i), [0.0, 0.0, 0.0])
         self._force_index = system.addForce(force)
+        if self.config.constraint_k > 0 and system.getNumConstraints() > 0:
+            bonds = openmm.HarmonicBondForce()
+            for k in reversed(range(system.getNumConstraints())):
+                i, j, length = system.getConstraintParameters(k)
+                bonds.addBond(i, j, length, self.config.constraint_k)
+                system.removeConstraint(k)
+            system.addForce(bonds)
         integrator = openmm.VerletIntegrator(0.001 * unit.picoseconds)
         ctx = self.simulation.context
         self._context = openmm.Context(system, integrator, ctx.getPlatform(), _platform_properties(ctx))
