@@ -1,6 +1,6 @@
 """Jump villin HP35 forward with STAR-MD inside an OpenMM Simulation, relaxing after each jump.
 
-    python examples/jump_then_relax.py                       # villin, shipped model, 6 x 0.1 ns
+    python examples/jump_then_relax.py                       # villin, shipped model, 10 x 0.1 ns
     python examples/jump_then_relax.py my.pdb --model run/model.pt --frames 20 --stride 1.25ns
 
 The default stride, 0.1 ns, lies inside the strides the shipped weights were trained at (up to
@@ -16,7 +16,7 @@ paper's test to the raw samples instead (then most intervals fall back to MD).
 Implicit solvent (Amber ff14SB + OpenMM's native GBSAOBCForce, HMR, 4 fs). Writes a DCD of the
 jumped frames and a PDB of the last one, and prints the nanoseconds simulated, the wall time and
 the fraction of Cα-valid frames. The shell equivalent is
-``starmd generate PDB --frames 6 --stride 0.1ns --gate-judge relaxed --out traj.xtc``.
+``starmd generate PDB --frames 10 --stride 0.1ns --gate-judge relaxed --out traj.xtc``.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("pdb", nargs="?", default=villin, help="structure (default: villin HP35 from openmm/app/data/test.pdb)")
     parser.add_argument("--model", default="default", help="'default' (shipped weights) or a checkpoint path")
-    parser.add_argument("--frames", type=int, default=6, help="number of jumps")
+    parser.add_argument("--frames", type=int, default=10, help="number of jumps")
     parser.add_argument("--stride", default="0.1ns", help="time per jump (default 0.1ns, inside the shipped model's trained strides)")
     parser.add_argument("--out", default="jump_then_relax/villin.dcd", help="trajectory (.dcd or .xtc); last frame as .pdb")
     parser.add_argument("--seed", type=int, default=2026)
