@@ -235,7 +235,7 @@ def test_restrained_minimiser_replaces_constraints_by_stiff_bonds():
     backbone = np.arange(0, sim.topology.getNumAtoms(), 7)
     stiff = RestrainedMinimizer(sim, backbone, RelaxConfig(max_iterations=300))
     out = stiff.minimize(start)
-    assert stiff._system.getNumConstraints() == 0
+    assert stiff._contexts[True][0].getSystem().getNumConstraints() == 0 and stiff.constrained_retries == 0
     lengths = np.array([sim.system.getConstraintParameters(k)[2].value_in_unit(unit.nanometer)
                         for k in range(sim.system.getNumConstraints())])
     pairs = np.array([sim.system.getConstraintParameters(k)[:2] for k in range(sim.system.getNumConstraints())])
@@ -249,4 +249,37 @@ def test_restrained_minimiser_replaces_constraints_by_stiff_bonds():
     assert energy(out) < energy(start) - 100.0
     kept = RestrainedMinimizer(sim, backbone, RelaxConfig(max_iterations=10, constraint_k=0.0))
     kept.minimize(start)
-    assert kept._system.getNumConstraints() == sim.system.getNumConstraints()
+    assert list(kept._contexts) == [False]
+    assert kept._contexts[False][0].getSystem().getNumConstraints() == sim.system.getNumConstraints()
+
+
+def _water_dimer_simulation():
+    """Two rigid TIP3P waters in vacuum; the second one's hydrogen sits 0.5 Å from the first one's oxygen."""
+    top = app.Topology()
+    chain = top.addChain()
+    for _ in range(2):
+        res = top.addResidue("HOH", chain)
+        o = top.addAtom("O", app.element.oxygen, res)
+        for name in ("H1", "H2"):
+            top.addBond(o, top.addAtom(name, app.element.hydrogen, res))
+    ff = app.ForceField("amber14/tip3p.xml")
+    system = ff.createSystem(top, nonbondedMethod=app.NoCutoff, constraints=app.HBonds, rigidWater=True)
+    water = np.array([[0.0, 0.0, 0.0], [0.09572, 0.0, 0.0], [-0.02400, 0.09266, 0.0]])
+    second = water - water[1] + np.array([0.05, 0.0, 0.0])  # its H1 0.05 nm from the first O
+    sim = app.Simulation(top, system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    return sim, np.concatenate([water, second])
+
+
+def test_restrained_minimiser_redoes_a_collapsed_flexible_pass_with_constraints():
+    """Soft flexible bonds let the hydrogen (no Lennard-Jones radius) fall onto the other oxygen;
+    the minimiser sees the strained bond and redoes the minimisation with the constraints kept."""
+    from openmm_starmd.openmm.relax import MAX_BOND_STRAIN, RestrainedMinimizer
+
+    sim, start = _water_dimer_simulation()
+    soft = RestrainedMinimizer(sim, np.array([0]), RelaxConfig(max_iterations=500, constraint_k=50.0))
+    flexible = soft._run(True, start, None)
+    assert soft.bond_strain(flexible) > MAX_BOND_STRAIN  # the collapse this guards against
+    out = soft.minimize(start)
+    assert soft.constrained_retries == 1
+    assert soft.bond_strain(out) < 1e-3
+    assert np.linalg.norm(out[3] - out[0]) > 0.15  # the hydrogen-bonded H...O distance, not a collapse

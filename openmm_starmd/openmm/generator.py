@@ -114,12 +114,15 @@ class GeneratorStatistics:
     """Counters and wall time (s) per phase: sample, rebuild, relax, report, fallback_md, md, context.
 
     ``repaired_frames``: accepted frames whose raw sample failed the Cα gate but whose relaxed
-    structure passed it (only with ``GateConfig(judge="relaxed")``)."""
+    structure passed it (only with ``GateConfig(judge="relaxed")``). ``relax_retries``: minimisations
+    redone with the constraints kept because the fast flexible-bond pass collapsed
+    (see :class:`~openmm_starmd.openmm.relax.RelaxConfig`)."""
 
     jumps: int = 0
     resamples: int = 0
     invalid_frames: int = 0
     repaired_frames: int = 0
+    relax_retries: int = 0
     fallbacks: int = 0
     fallback_md_steps: int = 0
     md_steps: int = 0
@@ -129,7 +132,7 @@ class GeneratorStatistics:
 
     def as_dict(self) -> dict:
         return {"jumps": self.jumps, "resamples": self.resamples, "invalid_frames": self.invalid_frames,
-                "repaired_frames": self.repaired_frames,
+                "repaired_frames": self.repaired_frames, "relax_retries": self.relax_retries,
                 "fallbacks": self.fallbacks, "fallback_md_steps": self.fallback_md_steps, "md_steps": self.md_steps,
                 "simulated_ns": self.simulated_ns, "wall_s": dict(self.wall_s)}
 
@@ -435,6 +438,7 @@ class StarMDGenerator:
                 raise _RelaxFailed(f"restrained minimisation failed ({str(exc).strip()})") from None
             finally:
                 self.statistics.wall_s["relax"] += time.perf_counter() - t2
+                self.statistics.relax_retries = self._minimizer.constrained_retries
             if not np.isfinite(new).all():
                 raise _RelaxFailed("restrained minimisation gave non-finite coordinates")
         return new

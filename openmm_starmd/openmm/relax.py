@@ -16,6 +16,7 @@ import openmm
 from openmm import unit
 
 RESTRAINT_K_PARAMETER = "starmd_backbone_k"
+MAX_BOND_STRAIN = 0.1  # relative length error of a constraint-turned-bond that marks a collapsed minimisation
 
 
 @dataclass
@@ -31,7 +32,11 @@ class RelaxConfig:
             the constraints are re-applied when the positions go back to the Simulation. OpenMM's
             minimiser handles constraints with rounds of growing penalties; without them it
             converged 1.4-7.7x faster on villin frames with the same final energy within 10 kJ/mol
-            (3 frames, docs/model_card.md). 0 keeps the constraints.
+            (3 frames, docs/model_card.md). 0 keeps the constraints. Flexible bonds can let a
+            hydrogen without Lennard-Jones radius (TIP3P water, Ser/Thr hydroxyls) collapse onto a
+            nearby acceptor from a badly overlapping start; when any such bond ends more than
+            :data:`MAX_BOND_STRAIN` away from its length, the minimisation is redone with the
+            constraints kept (counted in ``RestrainedMinimizer.constrained_retries``).
     """
 
     restraint_k: float = 1000.0
@@ -69,11 +74,17 @@ class RestrainedMinimizer:
         self.simulation = simulation
         self.config = config.validate()
         self.backbone_atoms = np.asarray(backbone_atoms, dtype=np.int64)
-        self._context = None
-        self._restraint = None
-        self._force_index = -1
+        self._contexts = {}  # flexible: bool -> (Context, restraint force, integrator)
+        self._pairs = np.zeros((0, 2), dtype=np.int64)  # constraints turned into bonds, and their lengths
+        self._lengths = np.zeros(0)
+        self.constrained_retries = 0
 
-    def _build(self) -> None:
+    @property
+    def flexible(self) -> bool:
+        """True when the minimisation first runs with the constraints turned into stiff bonds."""
+        return self.config.constraint_k > 0 and self.simulation.system.getNumConstraints() > 0
+
+    def _build(self, flexible: bool):
         system = copy.deepcopy(self.simulation.system)
         force = openmm.CustomExternalForce(f"0.5*{RESTRAINT_K_PARAMETER}*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
         force.addGlobalParameter(RESTRAINT_K_PARAMETER, self.config.restraint_k)
@@ -81,37 +92,59 @@ class RestrainedMinimizer:
             force.addPerParticleParameter(name)
         for i in self.backbone_atoms:
             force.addParticle(int(i), [0.0, 0.0, 0.0])
-        self._force_index = system.addForce(force)
-        if self.config.constraint_k > 0 and system.getNumConstraints() > 0:
+        system.addForce(force)
+        if flexible:
             bonds = openmm.HarmonicBondForce()
+            pairs, lengths = [], []
             for k in reversed(range(system.getNumConstraints())):
                 i, j, length = system.getConstraintParameters(k)
+                length = length.value_in_unit(unit.nanometer) if unit.is_quantity(length) else float(length)
                 bonds.addBond(i, j, length, self.config.constraint_k)
+                pairs.append((i, j))
+                lengths.append(length)
                 system.removeConstraint(k)
             system.addForce(bonds)
+            self._pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+            self._lengths = np.asarray(lengths, dtype=np.float64)
         integrator = openmm.VerletIntegrator(0.001 * unit.picoseconds)
         ctx = self.simulation.context
-        self._context = openmm.Context(system, integrator, ctx.getPlatform(), _platform_properties(ctx))
-        self._restraint = force
-        self._system = system
-        self._integrator = integrator
+        context = openmm.Context(system, integrator, ctx.getPlatform(), _platform_properties(ctx))
+        self._contexts[flexible] = (context, force, integrator)
+        return self._contexts[flexible]
+
+    def _run(self, flexible: bool, pos: np.ndarray, box_vectors) -> np.ndarray:
+        context, restraint, _ = self._contexts.get(flexible) or self._build(flexible)
+        for k, i in enumerate(self.backbone_atoms):
+            restraint.setParticleParameters(k, int(i), [float(v) for v in pos[i]])
+        if box_vectors is not None:
+            context.setPeriodicBoxVectors(*box_vectors)
+        context.setPositions(pos * unit.nanometer)
+        for name, value in self.simulation.context.getParameters().items():  # e.g. alchemical lambdas
+            context.setParameter(name, value)
+        restraint.updateParametersInContext(context)
+        openmm.LocalEnergyMinimizer.minimize(context, self.config.tolerance, self.config.max_iterations)
+        state = context.getState(getPositions=True)
+        return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+
+    def bond_strain(self, positions_nm: np.ndarray) -> float:
+        """Largest relative length error of the constraints turned into bonds (0 when there are none)."""
+        if len(self._lengths) == 0:
+            return 0.0
+        x = np.asarray(positions_nm, dtype=np.float64)
+        r = np.linalg.norm(x[self._pairs[:, 0]] - x[self._pairs[:, 1]], axis=-1)
+        strain = np.abs(r - self._lengths) / self._lengths
+        return float(strain.max()) if np.isfinite(strain).all() else float("inf")
 
     def minimize(self, positions_nm: np.ndarray, box_vectors=None) -> np.ndarray:
         """Minimise from ``positions_nm`` ``[A, 3]`` with the backbone restrained to them; returns ``[A, 3]`` nm."""
-        if self._context is None:
-            self._build()
         pos = np.asarray(positions_nm, dtype=np.float64)
-        for k, i in enumerate(self.backbone_atoms):
-            self._restraint.setParticleParameters(k, int(i), [float(v) for v in pos[i]])
-        if box_vectors is not None:
-            self._context.setPeriodicBoxVectors(*box_vectors)
-        self._context.setPositions(pos * unit.nanometer)
-        for name, value in self.simulation.context.getParameters().items():  # e.g. alchemical lambdas
-            self._context.setParameter(name, value)
-        self._restraint.updateParametersInContext(self._context)
-        openmm.LocalEnergyMinimizer.minimize(self._context, self.config.tolerance, self.config.max_iterations)
-        state = self._context.getState(getPositions=True)
-        return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+        if not self.flexible:
+            return self._run(False, pos, box_vectors)
+        out = self._run(True, pos, box_vectors)
+        if self.bond_strain(out) <= MAX_BOND_STRAIN:
+            return out
+        self.constrained_retries += 1
+        return self._run(False, pos, box_vectors)
 
 
-__all__ = ["RelaxConfig", "RestrainedMinimizer", "RESTRAINT_K_PARAMETER"]
+__all__ = ["RelaxConfig", "RestrainedMinimizer", "RESTRAINT_K_PARAMETER", "MAX_BOND_STRAIN"]
