@@ -22,7 +22,9 @@ store the real times; a DCD header assumes the reporter's interval between frame
 DCDReporter ``interval = generator.steps_per_jump`` for a correct time axis.
 
 Rejected intervals (validity gate policy ``"md"``) run at most ``fallback_md_steps`` MD steps,
-then the clock is set to the end of the full stride like any other jump.
+then the clock is set to the end of the full stride like any other jump. The model's context does
+not pretend a stride passed: the structure MD left behind replaces the last context frame (its
+time axis stays one stride per frame), and the next jump draws fresh noise.
 
 The frame that joins the model's context is the one the Simulation holds at the end of the jump
 (after relaxation). If the Simulation moved between calls (``relax()``, ``simulation.step()``),
@@ -272,6 +274,7 @@ class StarMDGenerator:
                                chain_index=self.pmap.chain_index,
                                capacity_frames=self.options.capacity_frames)
         self.rollout.add_context(current.rots, current.trans)
+        self._draw_offset = 0  # sampling attempts already spent on the next frame index (after MD fallbacks)
         self._warn_untrained_stride()
 
     def _warn_untrained_stride(self) -> None:
@@ -342,7 +345,7 @@ class StarMDGenerator:
             "history_time_ps": torch.as_tensor(self._history_time_ps, dtype=torch.float64),
             "history_box": torch.as_tensor(np.stack(self._history_box)) if self._history_box and self._history_box[0] is not None else None,
             "statistics": self.statistics.as_dict(), "state_xml": openmm.XmlSerializer.serialize(state),
-            "current_step": int(self.simulation.currentStep),
+            "current_step": int(self.simulation.currentStep), "draw_offset": self._draw_offset,
         }
         tmp = f"{os.fspath(path)}.tmp"
         torch.save(payload, tmp)
@@ -371,6 +374,7 @@ class StarMDGenerator:
         self.simulation.context.setState(openmm.XmlSerializer.deserialize(payload["state_xml"]))
         self.simulation.currentStep = payload["current_step"]
         self.rollout, self.seed, self.stride_ns = rollout, payload["seed"], payload["stride_ns"]
+        self._draw_offset = int(payload.get("draw_offset", 0))
         xyz, box = payload["history_xyz"], payload["history_box"]
         self._history_xyz = [] if xyz is None else list(xyz.numpy())
         self._history_time_ps = payload["history_time_ps"].tolist()
@@ -381,7 +385,7 @@ class StarMDGenerator:
     # --- one jump --------------------------------------------------------------------------
     def _sample(self, attempt: int) -> CoarseFrame:
         """Propose the next protein conformation (the model; tests may override this)."""
-        frame = self.rollout.sample(attempt=attempt)
+        frame = self.rollout.sample(attempt=self._draw_offset + attempt)
         return CoarseFrame(frame.rots[0].cpu().float(), frame.trans[0].cpu().float(), frame.torsions[0].cpu().float())
 
     def _gated_sample(self, finish=None):
@@ -459,6 +463,7 @@ class StarMDGenerator:
             stats.fallbacks += 1
             stats.fallback_md_steps += steps
             stats.wall_s["fallback_md"] += time.perf_counter() - t1
+            self._draw_offset += self.options.gate.max_attempts
         else:
             t2 = time.perf_counter()
             self._hand_back(accepted[1], stats.jumps)
@@ -471,7 +476,11 @@ class StarMDGenerator:
         state = context.getState(getPositions=True)
         positions = self._positions(state)
         current = coarse_grain(self.pmap, positions)
-        self.rollout.accept(Frame(current.rots[None], current.trans[None], current.torsions[None]))
+        if accepted is None:
+            self._replace_last_context(current)
+        else:
+            self.rollout.accept(Frame(current.rots[None], current.trans[None], current.torsions[None]))
+            self._draw_offset = 0
         self._record(positions, state)
         self._report()
         stats.wall_s["report"] += time.perf_counter() - t3
@@ -545,10 +554,10 @@ class StarMDGenerator:
     def _snapshot(self) -> tuple:
         state = self.simulation.context.getState(getPositions=True, getVelocities=True, getParameters=True)
         return (state, self.simulation.currentStep, self.rollout, self.rollout.num_frames, len(self._history_xyz),
-                copy.deepcopy(self.statistics))
+                copy.deepcopy(self.statistics), self._draw_offset)
 
     def _restore(self, snapshot: tuple) -> None:
-        state, step, rollout, num_frames, num_history, stats = snapshot
+        state, step, rollout, num_frames, num_history, stats, self._draw_offset = snapshot
         self.simulation.context.setState(state)
         self.simulation.currentStep = step
         if rollout is not self.rollout or rollout.num_frames != num_frames:
@@ -575,7 +584,10 @@ class StarMDGenerator:
 
     def _sync_context(self) -> None:
         """If the Simulation moved since the last context frame, that frame becomes the current structure."""
-        current = coarse_grain(self.pmap, self._positions())
+        self._replace_last_context(coarse_grain(self.pmap, self._positions()))
+
+    def _replace_last_context(self, current: CoarseFrame) -> None:
+        """The last context frame becomes ``current`` (KV cache replayed) unless they already agree."""
         last = self.rollout.history_trans[-1][0].cpu()
         if float((current.trans - last).norm(dim=-1).max()) <= SYNC_TOLERANCE_NM:
             return
