@@ -139,5 +139,8 @@ def test_heldout_report_measures_the_rollout_against_its_md(data_dir, tmp_path):
     assert report["md_ca_rmsd_at_same_lag_angstrom"] == pytest.approx(expected, rel=1e-3)
     assert report["start_frame"] == NUM_FRAMES - 1 and report["jumps"] == 3 and report["noise_scale"] == 0.5
     assert 0.0 <= report["ca_validity"] <= 1.0 and report["model_per_jump_ca_rmsd_angstrom"] > 0.0
+    assert len(report["ca_valid_per_jump"]) == 3 and np.mean(report["ca_valid_per_jump"]) == pytest.approx(report["ca_validity"])
+    drift = report["ca_rmsd_to_start_per_jump_angstrom"]
+    assert len(drift) == 3 and drift[-1] == pytest.approx(report["model_rmsd_to_start_final_angstrom"], abs=1e-3)
     with pytest.raises(ValueError, match="start_frame 31 is outside"):
         evaluate(path, str(data_dir), 0.02, 1, 2, 0, start_frame=NUM_FRAMES)

@@ -86,6 +86,10 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
         "md_ca_rmsd_at_same_lag_angstrom": md_jump_a,
         "rmsd_ratio_model_over_md": (model_jump_a / md_jump_a) if md_jump_a else None,
         "model_rmsd_to_start_final_angstrom": float(rmsd(ca_all[-1:], ca_all[:1])[0]) * ANGSTROM_PER_NM,
+        "first_invalid_jump": int(np.argmin(valid)) + 1 if not valid.all() else None,
+        "ca_valid_per_jump": valid.astype(int).tolist(),
+        "ca_rmsd_to_start_per_jump_angstrom": [round(float(x) * ANGSTROM_PER_NM, 3)
+                                               for x in rmsd(ca_all[1:], ca_all[:1].expand_as(ca_all[1:]))],
     }
 
 
