@@ -171,3 +171,37 @@ def test_collate_stacks_equal_sizes(villin_dir):
     small = TrajectoryDataset(find_sources(folder), DatasetConfig(num_frames=L, crop_residues=7), examples_per_epoch=1)
     with pytest.raises(ValueError, match="equal residue counts"):
         collate([data[0], small[0]])
+
+
+def test_training_data_and_generator_number_residues_alike(tmp_path):
+    """The network embeds the absolute residue_index: a structure must reach it with the same numbers
+    from a trajectory (training) and from a Simulation's topology (the Generator), whatever the
+    file's own numbering, with a SEGMENT_GAP jump and a new chain index at a chain break."""
+    import sys
+
+    from openmm import app
+
+    from openmm_starmd.geometry.residue_constants import FIRST_RESIDUE_INDEX, SEGMENT_GAP
+    from openmm_starmd.openmm.coarse_grain import map_topology
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from generator_helpers import villin_modeller
+
+    mod = villin_modeller()
+    mod.delete([a for a in mod.topology.atoms() if a.element.symbol == "H"])
+    mod.delete([list(mod.topology.residues())[17]])  # residue 18 missing: a chain break (no C-N bond)
+    for residue in mod.topology.residues():
+        residue.id = str(int(residue.id) + 41)  # the file numbers villin 42-76, as UniProt does
+    with open(tmp_path / "villin.pdb", "w") as handle:
+        app.PDBFile.writeFile(mod.topology, mod.positions, handle, keepIds=True)
+    traj = mdtraj.load(str(tmp_path / "villin.pdb"))
+    assert [r.resSeq for r in traj.topology.residues][:2] == [42, 43]
+    traj.save_dcd(str(tmp_path / "villin.dcd"))
+    (tmp_path / "villin.json").write_text(json.dumps({"frame_interval_ps": INTERVAL_PS}))
+    frames = frames_from_source(find_sources(tmp_path)[0])
+    expected = np.r_[np.arange(17), np.arange(17) + 16 + SEGMENT_GAP] + FIRST_RESIDUE_INDEX
+    np.testing.assert_array_equal(frames.residue_index, expected)
+    np.testing.assert_array_equal(frames.chain_index, [0] * 17 + [1] * 17)
+    pmap = map_topology(mod.topology)
+    np.testing.assert_array_equal(pmap.residue_index.numpy(), frames.residue_index)
+    np.testing.assert_array_equal(pmap.chain_index.numpy(), frames.chain_index)

@@ -27,7 +27,7 @@ from openmm_starmd.geometry import atom14_index, atom14_to_frames_torsions, resi
 from openmm_starmd.geometry.so3 import quat_to_rotmat, rotmat_to_quat
 from openmm_starmd.units import PS_PER_NS
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: residue_index/chain_index from residue_constants.number_residues
 _FRAMES_PER_BATCH = 512  # frames converted at once (bounds memory of the atom14 tensor)
 
 
@@ -175,14 +175,19 @@ def residue_atom_layout(topology) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     (topology atoms to read), residue_of_atom ``[A]``, slot_of_atom ``[A]``).
     Caps, water, ions and ligands are skipped; hydrogens and OXT have no slot.
     """
-    aatype, residue_index, chain_index, atoms, res_of, slot_of = [], [], [], [], [], []
+    aatype, continues, atoms, res_of, slot_of = [], [], [], [], []
+    previous = None
     for residue in topology.residues:
         if not residue_constants.is_modelled_residue(residue.name):
             continue
         n = len(aatype)
         aatype.append(restype_index(residue.name))
-        residue_index.append(residue.resSeq)
-        chain_index.append(residue.chain.index)
+        # numbered as the Generator numbers a Simulation (residue_constants.number_residues): a gap in
+        # the file's residue numbers or a new chain starts a new segment; the file's numbers themselves
+        # (villin 42-76 or 1-35) do not reach the model
+        continues.append(previous is not None and previous.chain.index == residue.chain.index
+                         and residue.resSeq == previous.resSeq + 1)
+        previous = residue
         for atom in residue.atoms:
             slot = atom14_index(residue.name, atom.name)
             if slot >= 0:
@@ -192,7 +197,8 @@ def residue_atom_layout(topology) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     if not aatype:
         raise ValueError("topology holds no amino-acid residue")
     as_int = lambda x: np.asarray(x, dtype=np.int64)  # noqa: E731
-    return as_int(aatype), as_int(residue_index), as_int(chain_index), as_int(atoms), as_int(res_of), as_int(slot_of)
+    residue_index, chain_index = residue_constants.number_residues(continues)
+    return as_int(aatype), residue_index, chain_index, as_int(atoms), as_int(res_of), as_int(slot_of)
 
 
 def frames_from_source(source: TrajectorySource) -> FramesTrajectory:

@@ -45,6 +45,7 @@ modelled (:func:`is_modelled_residue`).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from openmm_starmd.geometry.internal import default_frames_from_local_positions
@@ -300,6 +301,34 @@ def aatype_from_sequence(sequence: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 # Derived index tables (torch, built once at import)
 # ---------------------------------------------------------------------------------------
+# Residue numbering the model sees (``residue_index``, ``chain_index``). The network embeds the
+# absolute residue_index (sinusoidal single features) as well as relative offsets, so training
+# data and the Generator must number residues the same way, independently of a PDB file's own
+# numbering: 1, 2, 3, ... along a chain, a jump of SEGMENT_GAP and a new chain_index at every new
+# chain or chain break (beyond any relative-position window).
+FIRST_RESIDUE_INDEX = 1
+SEGMENT_GAP = 100
+
+
+def number_residues(continues) -> tuple[np.ndarray, np.ndarray]:
+    """``residue_index`` and ``chain_index`` (int64 ``[N]``) for N residues in sequence order.
+
+    ``continues[k]`` (k >= 1) says residue k is peptide-bonded to residue k - 1 of the same chain;
+    ``continues[0]`` is ignored.
+    """
+    continues = np.asarray(continues, dtype=bool)
+    residue_index = np.empty(len(continues), dtype=np.int64)
+    chain_index = np.empty(len(continues), dtype=np.int64)
+    for k, joined in enumerate(continues):
+        if k == 0:
+            residue_index[k], chain_index[k] = FIRST_RESIDUE_INDEX, 0
+        elif joined:
+            residue_index[k], chain_index[k] = residue_index[k - 1] + 1, chain_index[k - 1]
+        else:
+            residue_index[k], chain_index[k] = residue_index[k - 1] + SEGMENT_GAP, chain_index[k - 1] + 1
+    return residue_index, chain_index
+
+
 def _build_tables() -> dict[str, torch.Tensor]:
     n = NUM_RESTYPES_WITH_UNKNOWN
     t = {

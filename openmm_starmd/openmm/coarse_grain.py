@@ -35,7 +35,7 @@ import torch
 
 from openmm_starmd.geometry import residue_constants as rc
 
-SEGMENT_GAP = 100  # residue_index step between chains/segments (beyond any relative-position window)
+SEGMENT_GAP = rc.SEGMENT_GAP  # residue_index step between chains/segments (rc.number_residues)
 _MAX_PEPTIDE_BOND_NM = 0.2  # C-N distance that counts as bonded when the topology has no bonds
 _BACKBONE = ("N", "CA", "C")
 
@@ -196,15 +196,11 @@ def map_topology(topology, positions_nm: Optional[np.ndarray] = None) -> Protein
         for atom in res.atoms():
             carried[atom.index] = (anchor[0], group_of_slot(*anchor))
 
-    # chains, segments, peptide links
-    residue_index = np.zeros(len(modelled), dtype=np.int64)
-    chain_index = np.zeros(len(modelled), dtype=np.int64)
-    chain_start = np.zeros(len(modelled), dtype=bool)
+    # chains, segments, peptide links: numbered as the training data are (rc.number_residues)
+    continues = np.zeros(len(modelled), dtype=bool)
     linked = []
     for k, res in enumerate(modelled):
-        chain_index[k] = chain_index[k - 1] if k > 0 else 0
         if k == 0:
-            chain_start[k] = True
             continue
         same_chain = modelled[k - 1].chain.index == res.chain.index
         c_prev, n_this = int(atom14[k - 1, rc.ATOM14_C]), int(atom14[k, rc.ATOM14_N])
@@ -213,12 +209,10 @@ def map_topology(topology, positions_nm: Optional[np.ndarray] = None) -> Protein
         else:
             joined = float(np.linalg.norm(positions_nm[c_prev] - positions_nm[n_this])) < _MAX_PEPTIDE_BOND_NM
         if same_chain and joined:
-            residue_index[k] = residue_index[k - 1] + 1
+            continues[k] = True
             linked.append((k - 1, k))
-        else:
-            residue_index[k] = residue_index[k - 1] + SEGMENT_GAP
-            chain_index[k] = chain_index[k - 1] + 1
-            chain_start[k] = True
+    residue_index, chain_index = rc.number_residues(continues)
+    chain_start = ~continues
 
     items = sorted(carried.items())
     return ProteinMap(
