@@ -11,6 +11,7 @@ import torch
 from openmm import app, unit
 
 from generator_helpers import VILLIN, BypassGenerator, positions_nm, tiny_checkpoint, vacuum_simulation, villin_modeller
+from openmm_starmd.model.rollout import _derive_seed
 from openmm_starmd.openmm.gate import GateConfig, InvalidFrameError
 from openmm_starmd.openmm.generator import GeneratorOptions, StarMDGenerator
 from openmm_starmd.openmm.relax import RelaxConfig
@@ -107,8 +108,8 @@ def test_random_model_fails_the_gate_and_falls_back_to_md(tiny_path):
     stats = gen.statistics.as_dict()
     assert (stats["invalid_frames"], stats["resamples"], stats["fallbacks"], stats["fallback_md_steps"]) == (2, 1, 1, 5)
     assert sim.context.getState().getTime().value_in_unit(unit.picoseconds) == pytest.approx(0.1 * PS_PER_NS)
-    # 5 MD steps are not a stride: the MD structure replaces the context frame instead of joining as a new one
-    assert gen.rollout.num_frames == 1
+    # the MD structure joins the context as the frame at the end of the interval, as an accepted frame would
+    assert gen.rollout.num_frames == 2
     ca_now = positions_nm(sim)[gen.pmap.ca_atoms]
     np.testing.assert_allclose(gen.rollout.history_trans[-1][0].numpy(), ca_now, atol=1e-5)
 
@@ -117,18 +118,20 @@ class _DrawRecorder(StarMDGenerator):
     """Records (frame index, sampling attempt) of every draw from the model."""
 
     def _sample(self, attempt):
-        self.draws.append((self.rollout.num_frames, self._draw_offset + attempt))
+        self.draws.append((self.rollout.num_frames, attempt))
         return super()._sample(attempt)
 
 
-def test_after_a_fallback_the_next_jump_draws_fresh_noise(tiny_path):
+def test_after_a_fallback_the_md_frame_joins_the_context_and_noise_is_fresh(tiny_path):
     sim = vacuum_simulation(villin_modeller())
     gate = GateConfig(max_attempts=2, policy="md", fallback_md_steps=5)
     gen = _DrawRecorder(sim, tiny_path, stride=0.1, relax=None, seed=2, options=GeneratorOptions(gate=gate, **FAST))
     gen.draws = []
     gen.step(2)
     assert gen.statistics.fallbacks == 2 and len(gen.draws) == 4
-    assert len(set(gen.draws)) == 4  # the same frame index, never the same seed twice
+    assert gen.draws == [(1, 0), (1, 1), (2, 0), (2, 1)]  # the fallback frame joined the context: a new frame index
+    seeds = {_derive_seed(gen.seed, frame, 1 + attempt) for frame, attempt in gen.draws}  # Rollout.sample's streams
+    assert len(seeds) == 4  # never the same noise twice
 
 
 def test_gate_policy_raise_restores_the_simulation(tiny_path):
