@@ -25,7 +25,11 @@ class RelaxConfig:
 
     Attributes:
         restraint_k: harmonic constant on backbone N, CA, C (kJ/mol/nm^2).
-        tolerance: minimiser force tolerance (kJ/mol/nm).
+        tolerance: minimiser force tolerance (kJ/mol/nm). 50 by default: on six rebuilt villin
+            frames at 1.25 ns (shipped model, implicit solvent) it took 0.58 s per frame against
+            2.05 s at 10, every frame Cα-valid either way, with potential energies of -4427 vs
+            -4698 kJ/mol on average -- both far below the 300 K MD mean of -3069 +- 57 kJ/mol
+            (full minimum -4859), so the frame is relaxed enough for MD to take over.
         max_iterations: minimiser iteration cap (0: until converged).
         constraint_k: the minimisation runs on a copy of the system whose constraints are
             replaced by harmonic bonds of this stiffness (kJ/mol/nm^2) at the constraint lengths;
@@ -40,7 +44,7 @@ class RelaxConfig:
     """
 
     restraint_k: float = 1000.0
-    tolerance: float = 10.0
+    tolerance: float = 50.0
     max_iterations: int = 2000
     constraint_k: float = 4.0e5
 
