@@ -26,10 +26,10 @@ class RelaxConfig:
     Attributes:
         restraint_k: harmonic constant on backbone N, CA, C (kJ/mol/nm^2).
         tolerance: minimiser force tolerance (kJ/mol/nm). 50 by default: on six rebuilt villin
-            frames at 1.25 ns (shipped model, implicit solvent) it took 0.58 s per frame against
-            2.05 s at 10, every frame Cα-valid either way, with potential energies of -4427 vs
-            -4698 kJ/mol on average -- both far below the 300 K MD mean of -3069 +- 57 kJ/mol
-            (full minimum -4859), so the frame is relaxed enough for MD to take over.
+            frames at 1.25 ns (shipped model, implicit solvent) it took 0.69 s per frame against
+            2.54 s at 10, every frame Cα-valid either way, with potential energies of -4427 vs
+            -4698 kJ/mol on average -- both far below the 300 K MD mean of -3075 +- 62 kJ/mol, so
+            the frame is relaxed enough for MD to take over (benchmarks/relax_tolerance.py).
         max_iterations: minimiser iteration cap (0: until converged).
         constraint_k: the minimisation runs on a copy of the system whose constraints are
             replaced by harmonic bonds of this stiffness (kJ/mol/nm^2) at the constraint lengths;
