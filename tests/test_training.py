@@ -144,3 +144,11 @@ def test_heldout_report_measures_the_rollout_against_its_md(data_dir, tmp_path):
     assert len(drift) == 3 and drift[-1] == pytest.approx(report["model_rmsd_to_start_final_angstrom"], abs=1e-3)
     with pytest.raises(ValueError, match="start_frame 31 is outside"):
         evaluate(path, str(data_dir), 0.02, 1, 2, 0, start_frame=NUM_FRAMES)
+    from openmm_starmd.data.readers import find_sources
+
+    label = find_sources(str(data_dir))[0].replica
+    same = evaluate(path, str(data_dir), stride_ns=0.02, jumps=3, num_steps=4, seed=0, noise_scale=0.5, start_frame=-1,
+                    replica=label)
+    assert same["replica"] == label and same["ca_rmsd_to_start_per_jump_angstrom"] == drift
+    with pytest.raises(ValueError, match="no replica 'R9'"):
+        evaluate(path, str(data_dir), 0.02, 1, 2, 0, replica="R9")

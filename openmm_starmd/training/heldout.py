@@ -18,6 +18,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -40,10 +41,17 @@ def md_lag_rmsd_nm(ca_nm: torch.Tensor, lag_frames: int) -> float:
 
 
 def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int, seed: int, ode: bool = False,
-             noise_scale: float = 1.0, start_frame: int = 0) -> dict:
+             noise_scale: float = 1.0, start_frame: int = 0, replica: Optional[str] = None) -> dict:
     """Roll out ``jumps`` frames of the (single) system under ``data`` and measure them against its MD,
-    starting from frame ``start_frame`` of its first trajectory (negative: counted from the end)."""
+    starting from frame ``start_frame`` of its first trajectory (negative: counted from the end).
+    ``replica`` (e.g. ``"R2"``) restricts start and MD reference to that replica, so a model
+    fine-tuned on one replica can be measured on another."""
     sources = find_sources(data)
+    if replica is not None:
+        chosen = [s for s in sources if s.replica == replica]
+        if not chosen:
+            raise ValueError(f"{data}: no replica {replica!r}; found {sorted({s.replica for s in sources})}")
+        sources = chosen
     frames = [load_or_convert(s, None) for s in sources]
     first = frames[0]
     core = load_model(model)
@@ -76,6 +84,7 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     md_jump_a = float(np.mean(md_rmsd)) * ANGSTROM_PER_NM if md_rmsd else None
     return {
         "model": str(model), "system": sources[0].name, "residues": int(aatype.numel()), "stride_ns": stride_ns,
+        "replica": sources[0].replica if replica is not None else None,
         "jumps": jumps, "num_steps": num_steps, "sampler": "ode" if ode else "sde", "noise_scale": noise_scale, "start_frame": start_frame, "seed": seed, "wall_s": round(wall_s, 1),
         "ca_validity": float(valid.mean()), "ca_validity_first_100": float(valid[:100].mean()),
         "mean_ca_clash_rate": float(np.mean(clash_rate)), "mean_ca_break_rate": float(np.mean(break_rate)),
@@ -107,13 +116,14 @@ def main(argv=None) -> int:
                         help="multiplier of the reverse SDE's stochastic term (1: the exact SDE)")
     parser.add_argument("--start-frame", type=int, default=0,
                         help="start from this frame of the first trajectory (negative: from the end; default 0)")
+    parser.add_argument("--replica", help="use only this replica's trajectory (e.g. R2) as start and MD reference")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--out", help="write the report as JSON here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     report = evaluate(args.model, args.data, args.stride_ns, args.jumps, args.num_steps, args.seed, args.ode, args.noise_scale,
-                      args.start_frame)
+                      args.start_frame, args.replica)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
