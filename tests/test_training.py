@@ -152,3 +152,15 @@ def test_heldout_report_measures_the_rollout_against_its_md(data_dir, tmp_path):
     assert same["replica"] == label and same["ca_rmsd_to_start_per_jump_angstrom"] == drift
     with pytest.raises(ValueError, match="no replica 'R9'"):
         evaluate(path, str(data_dir), 0.02, 1, 2, 0, replica="R9")
+
+
+def test_holdout_takes_a_system_or_one_replica(data_dir, tmp_path):
+    from openmm_starmd.data.readers import find_sources
+    from openmm_starmd.training.trainer import build_dataset
+
+    source = find_sources(str(data_dir))[0]
+    kept = build_dataset(_config(data_dir, tmp_path / "a.pt", holdout=(f"{source.name}/other",)))
+    assert [s.key for s in kept.sources] == [source.key]
+    for holdout in (source.name, source.key):
+        with pytest.raises(ValueError, match="no training trajectories left"):
+            build_dataset(_config(data_dir, tmp_path / "b.pt", holdout=(holdout,)))

@@ -29,7 +29,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--crop", type=int, default=256, help="longer proteins are cropped to this many residues (default 256)")
     parser.add_argument("--min-stride-ns", type=float, default=0.01, help="shortest stride between frames (default 0.01 ns)")
     parser.add_argument("--max-stride-ns", type=float, default=10.0, help="longest stride; trajectories cap it at their length (default 10 ns)")
-    parser.add_argument("--holdout", action="append", default=[], metavar="NAME", help="leave this system out of training (repeatable)")
+    parser.add_argument("--holdout", action="append", default=[], metavar="NAME",
+                        help="leave this system (NAME) or one replica of it (NAME/R2) out of training (repeatable)")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights (default 0.999)")
     parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (default 1.0)")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")

@@ -157,8 +157,8 @@ class EMA:
 
 # --------------------------------------------------------------------------- data
 def build_dataset(cfg: TrainConfig) -> TrajectoryDataset:
-    """Every trajectory under ``cfg.data`` except the held-out systems."""
-    sources = [s for s in find_sources(cfg.data) if s.name not in cfg.holdout]
+    """Every trajectory under ``cfg.data`` except the held-out systems (``name``) or replicas (``name/replica``)."""
+    sources = [s for s in find_sources(cfg.data) if s.name not in cfg.holdout and s.key not in cfg.holdout]
     if not sources:
         raise ValueError(f"no training trajectories left under {str(cfg.data)!r} after holding out {list(cfg.holdout)}")
     dcfg = DatasetConfig(num_frames=cfg.num_frames, min_stride_ns=cfg.min_stride_ns, max_stride_ns=cfg.max_stride_ns,
