@@ -22,13 +22,12 @@ import torch
 
 from openmm_starmd.data.dataset import load_or_convert
 from openmm_starmd.data.readers import find_sources
-from openmm_starmd.geometry.so3 import quat_to_rotmat
 from openmm_starmd.geometry.superpose import rmsd
 from openmm_starmd.model.checkpoint import load_model
-from openmm_starmd.model.rollout import Rollout
+from openmm_starmd.training.heldout import rollout_from_md_frame
+from openmm_starmd.units import ANGSTROM_PER_NM
 
 RESULTS = Path(__file__).resolve().parent / "results" / "heldout_attractor"
-ANGSTROM_PER_NM = 10.0
 
 
 def main() -> None:
@@ -43,8 +42,6 @@ def main() -> None:
 
     first = load_or_convert(find_sources(args.data)[0], None)
     core = load_model(args.model)
-    aatype = torch.from_numpy(first.aatype)
-    residue_index = torch.from_numpy(first.residue_index)
     num_frames = first.trans.shape[0]
     starts = [0, num_frames // 2, num_frames - 1]
     md = {s: torch.from_numpy(first.trans[s]).double() for s in starts}
@@ -53,9 +50,8 @@ def main() -> None:
     generated = {}
     for same_seed in (True, False):
         for s in starts:
-            rollout = Rollout(core, aatype, residue_index, args.stride_ns, seed=0 if same_seed else s + 1, num_steps=50,
-                              noise_scale=0.5, capacity_frames=args.jumps + 2)
-            rollout.add_context(quat_to_rotmat(torch.from_numpy(first.quats[s])), torch.from_numpy(first.trans[s]))
+            rollout = rollout_from_md_frame(core, first, s, args.stride_ns, args.jumps, seed=0 if same_seed else s + 1,
+                                            num_steps=50, noise_scale=0.5)
             generated[same_seed, s] = rollout.run(args.jumps).trans[0].double()
     half = args.jumps // 2
     report["rollouts"] = []

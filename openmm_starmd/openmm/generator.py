@@ -580,11 +580,9 @@ class StarMDGenerator:
         self._replay(state)
 
     def _sync_context(self) -> None:
-        """If the Simulation moved since the last context frame, that frame becomes the current structure."""
-        self._replace_last_context(coarse_grain(self.pmap, self._positions()))
-
-    def _replace_last_context(self, current: CoarseFrame) -> None:
-        """The last context frame becomes ``current`` (KV cache replayed) unless they already agree."""
+        """If the Simulation moved since the last context frame, that frame becomes the current structure
+        (KV cache replayed)."""
+        current = coarse_grain(self.pmap, self._positions())
         last = self.rollout.history_trans[-1][0].cpu()
         if float((current.trans - last).norm(dim=-1).max()) <= SYNC_TOLERANCE_NM:
             return

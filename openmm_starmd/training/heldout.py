@@ -40,6 +40,15 @@ def md_lag_rmsd_nm(ca_nm: torch.Tensor, lag_frames: int) -> float:
     return float(rmsd(ca_nm[lag_frames:].double(), ca_nm[:-lag_frames].double()).mean())
 
 
+def rollout_from_md_frame(core, trajectory, frame: int, stride_ns: float, jumps: int, **options) -> Rollout:
+    """A :class:`Rollout` of ``trajectory``'s protein with MD frame ``frame`` as its one context frame and
+    room for ``jumps`` more; ``options`` go to :class:`Rollout` (seed, num_steps, ode, noise_scale)."""
+    rollout = Rollout(core, torch.from_numpy(trajectory.aatype), torch.from_numpy(trajectory.residue_index), stride_ns,
+                      capacity_frames=jumps + 2, **options)
+    rollout.add_context(quat_to_rotmat(torch.from_numpy(trajectory.quats[frame])), torch.from_numpy(trajectory.trans[frame]))
+    return rollout
+
+
 def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int, seed: int, ode: bool = False,
              noise_scale: float = 1.0, start_frame: int = 0, replica: Optional[str] = None) -> dict:
     """Roll out ``jumps`` frames of the (single) system under ``data`` and measure them against its MD,
@@ -54,16 +63,13 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
         sources = chosen
     frames = [load_or_convert(s, None) for s in sources]
     first = frames[0]
-    core = load_model(model)
-    aatype = torch.from_numpy(first.aatype)
-    residue_index = torch.from_numpy(first.residue_index)
-    rollout = Rollout(core, aatype, residue_index, stride_ns, seed=seed, num_steps=num_steps, ode=ode, noise_scale=noise_scale,
-                      capacity_frames=jumps + 2)
     num_first = first.trans.shape[0]
     if not -num_first <= start_frame < num_first:
         raise ValueError(f"start_frame {start_frame} is outside the first trajectory's {num_first} frames")
     start_frame = start_frame % num_first
-    rollout.add_context(quat_to_rotmat(torch.from_numpy(first.quats[start_frame])), torch.from_numpy(first.trans[start_frame]))
+    aatype = torch.from_numpy(first.aatype)
+    rollout = rollout_from_md_frame(load_model(model), first, start_frame, stride_ns, jumps, seed=seed, num_steps=num_steps,
+                                    ode=ode, noise_scale=noise_scale)
     start = time.monotonic()
     out = rollout.run(jumps)
     wall_s = time.monotonic() - start
