@@ -20,11 +20,28 @@ def load_model(name_or_path: str = "default", device=None):
 
 def __getattr__(name: str):
     """Lazy exports, so ``import openmm_starmd`` does not import OpenMM or the model."""
-    if name == "StarMDGenerator":
-        from openmm_starmd.openmm.generator import StarMDGenerator
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'openmm_starmd' has no attribute {name!r}")
+    import importlib
 
-        return StarMDGenerator
-    raise AttributeError(f"module 'openmm_starmd' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["load_model", "StarMDGenerator", "__version__"]
+# public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "StarMDGenerator": "openmm_starmd.openmm.generator",
+    "GeneratorOptions": "openmm_starmd.openmm.generator",
+    "GeneratorStatistics": "openmm_starmd.openmm.generator",
+    "StrideOutsideTrainingWarning": "openmm_starmd.openmm.generator",
+    "GateConfig": "openmm_starmd.openmm.gate",
+    "InvalidFrameError": "openmm_starmd.openmm.gate",
+    "RelaxConfig": "openmm_starmd.openmm.relax",
+}
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = ["load_model", "__version__", *_LAZY]
