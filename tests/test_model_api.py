@@ -77,7 +77,7 @@ def test_rollout_bad_input():
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         Rollout(core, aatype, resid, 50.0)
-    assert any("outside the trained range" in str(x.message) for x in w)
+    assert [x.filename for x in w if "outside the trained range" in str(x.message)] == [__file__]
     r = Rollout(core, aatype, resid, 1.0, num_steps=2)
     with pytest.raises(ValueError, match="residues"):
         r.add_context(rots[:5], trans[:5])
@@ -128,9 +128,9 @@ def test_cli_export_and_info(ckpt, tmp_path):
     assert "parameters" in info and "sha256" in info
 
 
-def test_default_model_missing_says_which_issue(monkeypatch, tmp_path):
+def test_default_model_missing_says_how_to_restore_it(monkeypatch, tmp_path):
     import openmm_starmd.model.checkpoint as ck
 
     monkeypatch.setattr(ck, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(FileNotFoundError, match="training issue"):
+    with pytest.raises(FileNotFoundError, match=r"Reinstall the package .*starmd train"):
         load_model("default")

@@ -75,8 +75,8 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> tuple[Path, Optional[
         if not weights.is_file() or not manifest.is_file():
             raise FileNotFoundError(
                 f"the shipped {name!r} model is not part of this installation (looked for {weights}). "
-                "The default weights are produced by the training issue (#4) and ship once trained; "
-                "until then pass the path of a checkpoint written by 'starmd train'.")
+                "Reinstall the package (pip install -e .) to restore it, or pass the path of a checkpoint "
+                "written by 'starmd train'.")
         return weights, json.loads(manifest.read_text())["sha256"]
     return Path(name), None
 

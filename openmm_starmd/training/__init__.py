@@ -1,4 +1,4 @@
-"""Training of STAR-MD on MD trajectories (issue 4, part 3).
+"""Training of STAR-MD on MD trajectories.
 
 * :mod:`~openmm_starmd.training.losses`: score, torsion, FAPE, coordinate and distance-map losses.
 * :mod:`~openmm_starmd.training.block_causal`: one block-causal pass (contextual noise, Δt conditioning).
