@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -20,6 +21,33 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("openmm_starmd.model.checkpoint", "describe a model checkpoint (config, parameters, SHA-256)"),
     "build-plugin": ("openmm_starmd.plugin.build", "compile and install the C++ OpenMM plugin (GeneratorIntegrator)"),
 }
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults formatter, except where the help already states its default or there is
+    no default worth stating (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        says_default = any(phrase in text for phrase in ("(default", "default)", "the default", ", default "))
+        nothing = action.default is None or action.default is False or action.default in ([], (), argparse.SUPPRESS)
+        if says_default or nothing:
+            return text
+        return super()._get_help_string(action)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: the message and its kind, not a line of the package's source."""
+    print(f"starmd: warning: {message} ({category.__name__})", file=sys.stderr if file is None else file)
+
+
+def subcommand_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
+    """The argument parser of ``starmd NAME`` and the module that runs it."""
+    module_name, help_text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"starmd {name}", description=help_text, formatter_class=HelpFormatter)
+    module.add_arguments(parser)
+    return parser, module
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -46,12 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"openmm-starmd {__version__}")
         return 0
     name = top.parse_args(argv[:1]).subcommand
-    module_name, help_text = SUBCOMMANDS[name]
-    module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"starmd {name}", description=help_text)
-    module.add_arguments(parser)
+    parser, module = subcommand_parser(name)
     args = parser.parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return int(module.run(args) or 0)
 
 
 if __name__ == "__main__":

@@ -153,8 +153,9 @@ def test_stride_outside_the_trained_range_warns(tmp_path):
     save_checkpoint(path, tiny(), StarMDCore(tiny()).net.state_dict(),
                     meta={"trajectories": [{"frame_interval_ps": 10.0, "stride_frames": [1, 12]}]})
     sim = vacuum_simulation(villin_modeller())
-    with pytest.warns(StrideOutsideTrainingWarning, match=r"1.25 ns lies outside .*0.01-0.12 ns"):
+    with pytest.warns(StrideOutsideTrainingWarning, match=r"1.25 ns lies outside .*0.01-0.12 ns") as record:
         gen = StarMDGenerator(sim, str(path), stride=1.25)
+    assert {w.filename for w in record} == {__file__}  # the user's own line, not the package's
     assert gen.trained_stride_ns == pytest.approx((0.01, 0.12))
     import warnings
 

@@ -8,13 +8,13 @@ is untouched. A rollout can therefore be resumed exactly from its frame history 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from openmm_starmd.geometry.superpose import kabsch
+from openmm_starmd.internal import warn_at_caller
 
 NUM_STANDARD_RESTYPES = 20
 _SEED_MODULUS = 2**62
@@ -57,8 +57,8 @@ def validate_stride(stride_ns: float, stride_min_ns: float, stride_max_ns: float
     if not math.isfinite(stride_ns) or stride_ns <= 0:
         raise ValueError(f"stride_ns must be a positive number of nanoseconds, got {stride_ns}")
     if not stride_min_ns <= stride_ns <= stride_max_ns:
-        warnings.warn(f"stride_ns={stride_ns} ns is outside the trained range [{stride_min_ns}, {stride_max_ns}] ns; "
-                      "the model extrapolates", RuntimeWarning, stacklevel=3)
+        warn_at_caller(f"stride_ns={stride_ns} ns is outside the trained range [{stride_min_ns}, {stride_max_ns}] ns; "
+                       "the model extrapolates", RuntimeWarning)
     return float(stride_ns)
 
 

@@ -156,13 +156,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="traj.xtc", help="output trajectory (.xtc or .dcd); the last frame goes to .pdb")
     parser.add_argument("--model", default="default", help="'default' (shipped weights) or a checkpoint path")
     parser.add_argument("--relax", default="minimize", help="'minimize', 'none', or a number of MD steps after minimising")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="integer seed of the model's samples and the velocity draws; the same seed repeats a run "
+                             "(default: a random seed)")
     parser.add_argument("--num-steps", type=int, default=50, help="reverse-diffusion steps per frame")
     parser.add_argument("--noise-scale", type=float, default=0.5,
                         help="multiplier of the reverse SDE's noise (default 0.5; 1: the exact SDE; lower: more "
                              "Cα-valid frames, smaller per-jump motion; see docs/model_card.md)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",
-                        help="check Cα validity on the generated frame (default, SPEC §6) or on the minimised structure")
+                        help="check Cα validity (no clash, no chain break) on the generated frame, as the STAR-MD paper does "
+                             "('sample', the default), or on the structure after the restrained minimisation ('relaxed')")
     parser.add_argument("--fallback-md-steps", type=int, default=500,
                         help="MD steps run for an interval whose frames all fail the validity gate")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform")

@@ -45,7 +45,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -54,6 +53,7 @@ import openmm
 import torch
 from openmm import unit
 
+from openmm_starmd.internal import warn_at_caller
 from openmm_starmd.model.rollout import Frame, Rollout
 from openmm_starmd.openmm.coarse_grain import ProteinMap, map_topology
 from openmm_starmd.openmm.gate import GateConfig, InvalidFrameError, check_frame
@@ -299,7 +299,7 @@ class StarMDGenerator:
             return
         lo, hi = self.trained_stride_ns
         if not lo * (1 - 1e-6) <= self.stride_ns <= hi * (1 + 1e-6):
-            warnings.warn(
+            warn_at_caller(
                 f"stride {self.stride_ns:g} ns lies outside the strides this model was trained at "
                 f"({lo:g}-{hi:g} ns): its frames are extrapolation and may mostly fail the validity gate "
                 "(see statistics and docs/model_card.md)", StrideOutsideTrainingWarning, stacklevel=3)
@@ -455,6 +455,10 @@ class StarMDGenerator:
             try:
                 new = self._minimizer.minimize(new, box_vectors)
             except openmm.OpenMMException as exc:
+        if payload["stride_ns"] != self.stride_ns:
+            warn_at_caller(f"the checkpoint's stride {payload['stride_ns']:g} ns replaces this generator's "
+                           f"{self.stride_ns:g} ns (steps_per_jump {self._steps_for(payload['stride_ns'])} instead of "
+                           f"{self.steps_per_jump}; reporters created with the old interval keep it)", UserWarning)
                 raise _RelaxFailed(f"restrained minimisation failed ({str(exc).strip()})") from None
             finally:
                 self.statistics.wall_s["relax"] += time.perf_counter() - t2

@@ -1,0 +1,18 @@
+"""Private helpers shared across the package's layers (imports nothing of the package)."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
+
+
+def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first stack frame outside this package, so the line shown
+    is the user's own call (``StarMDGenerator(...)`` in their script), whatever the depth inside."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level + 1)
