@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("openmm_starmd.training.command", "train or fine-tune a STAR-MD model on MD trajectories"),
     "evaluate": ("openmm_starmd.evaluation.command", "compare generated and reference trajectories (paper metrics)"),
     "export": ("openmm_starmd.model.export", "export the STAR-MD core as a TorchScript file"),
-    "info": ("openmm_starmd.model.checkpoint", "describe a model checkpoint (config, parameters, SHA-256)"),
+    "info": ("openmm_starmd.openmm.info", "describe a model: weights, training steps, sampler defaults, config"),
     "build-plugin": ("openmm_starmd.plugin.build", "compile and install the C++ OpenMM plugin (GeneratorIntegrator)"),
 }
 

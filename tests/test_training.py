@@ -68,6 +68,14 @@ def test_tiny_loss_decreases_and_files_are_written(data_dir, tmp_path):
     assert state["meta"]["step"] == 60 and "ema" in state
 
 
+def test_run_from_init_adds_its_steps_to_the_parents_stages(data_dir, tmp_path):
+    torch.set_num_threads(1)
+    Trainer(_config(data_dir, tmp_path / "a.pt", steps=3)).run()
+    Trainer(_config(data_dir, tmp_path / "b.pt", steps=2, init=str(tmp_path / "a.pt"))).run()
+    meta = torch.load(tmp_path / "b.pt", weights_only=True)["meta"]
+    assert meta["stage_steps"] == [3, 2] and meta["step"] == 2
+
+
 def test_resume_equals_uninterrupted_run(data_dir, tmp_path):
     torch.set_num_threads(1)
     straight = Trainer(_config(data_dir, tmp_path / "a.pt", steps=6)).run()

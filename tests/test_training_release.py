@@ -17,9 +17,10 @@ def test_release_round_trip_and_sha_check(tmp_path, monkeypatch):
     ema = {k: v + 0.01 if v.dtype.is_floating_point else v for k, v in core.net.state_dict().items()}
     save_checkpoint(tmp_path / "run.pt", cfg, core.net.state_dict(), ema, {"step": 7})
     manifest = release_weights(tmp_path / "run.pt", "default", tmp_path / "weights")
-    assert manifest["step"] == 7
+    assert manifest["optimiser_steps"] == 7
     payload = torch.load(tmp_path / "weights" / "default.pt", weights_only=True)
     assert "ema" not in payload and payload["meta"]["weights"] == "EMA"
+    assert payload["meta"]["optimiser_steps"] == 7 and "step" not in payload["meta"]
     loaded = load_model(tmp_path / "weights" / "default.pt")
     for k, v in loaded.net.state_dict().items():  # the EMA weights, through float16
         assert torch.allclose(v, ema[k].float(), atol=2e-3, rtol=1e-3), k
@@ -49,3 +50,50 @@ def test_shipped_default_loads_and_rolls_out():
     rollout.add_context(torch.eye(3).expand(N, 3, 3), trans - trans.mean(0))
     frame = rollout.step()
     assert frame.trans.shape == (1, N, 3) and torch.isfinite(frame.trans).all()
+
+
+def test_shipped_meta_strips_machine_paths_and_keeps_one_step_count():
+    from openmm_starmd.training.release import shipped_meta
+
+    meta = shipped_meta({"step": 300, "steps": 300, "examples_seen": 1200, "wall_s": 9.5, "stage_steps": [100, 50, 300],
+                         "init": "/home/someone/runs/stage2/model.pt", "data": "/scratch/md_data",
+                         "trajectories": [{"key": "villin/R1", "source": "C:\\md\\villin.dcd"}]})
+    assert meta["optimiser_steps"] == 450 and meta["stage_steps"] == [100, 50, 300]
+    assert "step" not in meta and "steps" not in meta and "examples_seen" not in meta
+    assert meta["last_stage_examples_seen"] == 1200 and meta["last_stage_wall_s"] == 9.5
+    assert meta["init"] == "model.pt" and meta["data"] == "md_data"
+    assert meta["trajectories"] == [{"key": "villin/R1", "source": "villin.dcd"}]
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / "default.pt").is_file(), reason="no shipped default weights in this tree")
+def test_shipped_default_describes_itself_consistently():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path, PurePosixPath, PureWindowsPath
+
+    from openmm_starmd.model.checkpoint import checkpoint_meta
+    from openmm_starmd.openmm.generator import GeneratorOptions
+
+    meta = checkpoint_meta("default")
+    assert not [s for s in _strings(meta) if PurePosixPath(s).is_absolute() or PureWindowsPath(s).is_absolute()]
+    manifest = json.loads((WEIGHTS_DIR / "default.json").read_text())
+    assert manifest["optimiser_steps"] == meta["optimiser_steps"] == sum(meta["stage_steps"])
+    info = subprocess.run([sys.executable, "-m", "openmm_starmd.cli", "info"], capture_output=True, text=True,
+                          check=True).stdout
+    summary = info.split("config:")[0]
+    assert "weights:     EMA" in summary and "False" not in summary
+    steps = f"{meta['optimiser_steps']:,} optimiser steps"
+    assert steps in summary
+    card = (Path(__file__).resolve().parents[1] / "docs" / "model_card.md").read_text()
+    assert re.search(rf"= {steps}", card), "docs/model_card.md gives another step count"
+    options = GeneratorOptions()
+    assert f"use {options.num_steps} reverse-diffusion steps per frame and noise scale {options.noise_scale:g}" in summary

@@ -1,5 +1,5 @@
-"""Model checkpoints: save, load (``torch.load(weights_only=True)``), the shipped default, and
-``starmd info``.
+"""Model checkpoints: save, load (``torch.load(weights_only=True)``) and the shipped default
+(``starmd info`` describes one: :mod:`openmm_starmd.openmm.info`).
 
 A checkpoint is a dict ``{"format", "version", "config", "model", "ema"?, "meta"?}``; ``model``
 holds the state dict of :class:`StarMD` (the diffuser has no parameters). The shipped
@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Optional
 
 import torch
@@ -87,6 +87,28 @@ def checkpoint_meta(name_or_path: str | os.PathLike = "default") -> dict:
     return dict(read_checkpoint(path).get("meta", {}))
 
 
+def portable_meta(value):
+    """A copy of checkpoint meta with every absolute path replaced by its file name, so shipped or
+    exported files carry no paths of the machine they were built on."""
+    if isinstance(value, dict):
+        return {k: portable_meta(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable_meta(v) for v in value]
+    if isinstance(value, str):
+        for flavour in (PurePosixPath, PureWindowsPath):
+            if flavour(value).is_absolute():
+                return flavour(value).name
+    return value
+
+
+def stage_steps(meta: dict) -> list[int]:
+    """Optimiser steps of each training stage behind a checkpoint, oldest first: ``meta["stage_steps"]``
+    when recorded (a run started with ``--init`` adds its steps to its parent's), else ``[meta["step"]]``."""
+    if "stage_steps" in meta:
+        return [int(s) for s in meta["stage_steps"]]
+    return [int(meta["step"])] if "step" in meta else []
+
+
 def trained_stride_range(meta: dict) -> Optional[tuple[float, float]]:
     """(shortest, longest) stride in ns that the training examples could draw, from a checkpoint's
     meta: ``meta["trained_stride_ns"]`` when set, else the union over ``meta["trajectories"]`` of
@@ -137,20 +159,3 @@ def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str
         return script_core(core)
     return core
 
-
-# --- `starmd info` -------------------------------------------------------------------------
-
-def add_arguments(parser) -> None:
-    parser.add_argument("model", nargs="?", default="default", help="'default' or a checkpoint path")
-
-
-def run(args) -> int:
-    path, _ = resolve_model_path(args.model)
-    payload = read_checkpoint(path)
-    cfg = StarMDConfig.from_dict(payload["config"])
-    n_params = sum(v.numel() for v in payload["model"].values())
-    print(f"checkpoint: {path}\nsha256:     {sha256_of(path)}\nparameters: {n_params:,}\nEMA weights: {'ema' in payload}")
-    print("config:\n" + json.dumps(cfg.to_dict(), indent=2))
-    if "meta" in payload:
-        print("meta:\n" + json.dumps(payload["meta"], indent=2, default=str))
-    return 0

@@ -17,8 +17,30 @@ from typing import Optional
 
 import torch
 
-from openmm_starmd.model.checkpoint import WEIGHTS_DIR, load_model, read_checkpoint, save_checkpoint, sha256_of
+from openmm_starmd.model.checkpoint import (
+    WEIGHTS_DIR, load_model, portable_meta, read_checkpoint, save_checkpoint, sha256_of, stage_steps,
+)
 from openmm_starmd.model.config import StarMDConfig
+
+
+def shipped_meta(meta: dict) -> dict:
+    """Training meta as shipped: no absolute paths of the training machine, and one step count.
+
+    ``optimiser_steps`` is the total over all training stages (``stage_steps``: a run started from
+    earlier weights adds its steps to theirs); the trainer's per-run counters (``step``, ``steps``)
+    are dropped, and when there were several stages ``examples_seen``/``wall_s`` are renamed
+    ``last_stage_*`` so that no per-run figure reads as a total."""
+    meta = portable_meta(dict(meta))
+    stages = stage_steps(meta)
+    for key in ("step", "steps"):
+        meta.pop(key, None)
+    if stages:
+        meta["stage_steps"], meta["optimiser_steps"] = stages, sum(stages)
+    if len(stages) > 1:
+        for key in ("examples_seen", "wall_s"):
+            if key in meta:
+                meta[f"last_stage_{key}"] = meta.pop(key)
+    return meta
 
 
 def release_weights(checkpoint: str | Path, name: str = "default", weights_dir: Path = WEIGHTS_DIR, half: bool = True,
@@ -29,8 +51,7 @@ def release_weights(checkpoint: str | Path, name: str = "default", weights_dir: 
     state = payload.get("ema", payload["model"])
     if half:
         state = {k: (v.half() if v.dtype.is_floating_point else v) for k, v in state.items()}
-    meta = dict(payload.get("meta", {}))
-    meta.update(extra_meta or {})
+    meta = shipped_meta({**payload.get("meta", {}), **(extra_meta or {})})
     meta["weights"] = "EMA" if "ema" in payload else "raw"
     meta["stored_dtype"] = "float16" if half else "float32"
     weights_dir = Path(weights_dir)
@@ -38,7 +59,7 @@ def release_weights(checkpoint: str | Path, name: str = "default", weights_dir: 
     path = weights_dir / f"{name}.pt"
     save_checkpoint(path, cfg, state, None, meta)
     manifest = {"name": name, "file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size,
-                "parameters": int(sum(v.numel() for v in state.values())), "step": meta.get("step"),
+                "parameters": int(sum(v.numel() for v in state.values())), "optimiser_steps": meta.get("optimiser_steps"),
                 "source_checkpoint": Path(checkpoint).name}
     (weights_dir / f"{name}.json").write_text(json.dumps(manifest, indent=2) + "\n")
     load_model(path)  # loads with weights_only=True and matches this version's network

@@ -30,7 +30,7 @@ import torch
 
 from openmm_starmd.data.dataset import Batch, DatasetConfig, TrajectoryDataset, collate
 from openmm_starmd.data.readers import find_sources
-from openmm_starmd.model.checkpoint import load_model, read_checkpoint, resolve_model_path, save_checkpoint
+from openmm_starmd.model.checkpoint import load_model, read_checkpoint, resolve_model_path, save_checkpoint, stage_steps
 from openmm_starmd.model.config import StarMDConfig, preset
 from openmm_starmd.model.core import StarMDCore
 from openmm_starmd.training.block_causal import BlockCausalModel, batch_to, training_losses
@@ -189,6 +189,7 @@ class Trainer:
         self.ctx = ctx or DistributedContext(device=resolve_device(cfg.device))
         self.device = self.ctx.device
         self.state_path = cfg.out.with_name(cfg.out.name + TRAIN_STATE_SUFFIX)
+        self.parent_stage_steps: list[int] = []  # optimiser steps of the --init checkpoint's training stages
         self.model_cfg, core = self._initial_model()
         self.diffuser = core.diffuser.to(self.device)
         self.net = core.net.to(self.device)
@@ -217,7 +218,9 @@ class Trainer:
             core = StarMDCore(model_cfg)
             return model_cfg, core
         path, _ = resolve_model_path(self.cfg.init)
-        model_cfg = StarMDConfig.from_dict(read_checkpoint(path)["config"])
+        parent = read_checkpoint(path)
+        model_cfg = StarMDConfig.from_dict(parent["config"])
+        self.parent_stage_steps = stage_steps(parent.get("meta", {}))
         core = load_model(self.cfg.init, use_ema=True)  # checks the shipped model's SHA-256
         core.train()
         return model_cfg, core
@@ -227,6 +230,7 @@ class Trainer:
         return {"step": self.step, "steps": self.cfg.steps, "examples_seen": self.examples_seen, "wall_s": round(self.wall_s, 1),
                 "data": str(self.cfg.data), "holdout": list(self.cfg.holdout), "preset": self.cfg.preset,
                 "init": self.cfg.init, "world_size": self.ctx.world_size, "batch_size": self.cfg.batch_size,
+                "stage_steps": [*self.parent_stage_steps, self.step],
                 "trajectories": [json.loads(line) for line in self.dataset.describe().splitlines()]}
 
     def save(self) -> None:
