@@ -149,3 +149,43 @@ def test_cli_rejects_bad_lag_lists(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--reference", "r", "--generated", "g", "--out", "o", "--lags", "1,x"])
     assert "comma-separated integer" in capsys.readouterr().err
+
+
+def test_few_frames_warn_and_say_the_minimum(trajectories, tmp_path, capsys):
+    """14 frames against the same 14: every curve is identical, the differences are exactly 0, and the
+    metrics resting on too few frames or pairs are named with the minimum they need."""
+    from openmm_starmd.evaluation.sample_size import MIN_PAIRS_PER_PC, SampleSizeWarning
+
+    reference = trajectories[0][:14]
+    config = EvaluationConfig(frame_interval_ns=0.1, molprobity=MolProbityConfig(enabled=False))
+    with pytest.warns(SampleSizeWarning) as record:
+        metrics = evaluate(reference, reference, config)
+    assert {w.filename for w in record} == {__file__}
+    notes = metrics["warnings"]
+    assert [str(w.message) for w in record] == notes
+    k, largest = metrics["dynamics"]["n_pcs"], max(metrics["dynamics"]["lags"])
+    assert any(n.startswith("coverage") and "over 100 bins" in n and "at least 100 frames" in n for n in notes)
+    assert any(f"rest on {14 - largest} lagged pairs for {k} PCs" in n and f"at least {MIN_PAIRS_PER_PC * k}" in n
+               for n in notes)
+    assert any(n.startswith("tICA correlation not computed at lag(s) 1, 5, 10, 20: fewer than 30") for n in notes)
+    for key in ("autocorr", "vamp2"):
+        assert metrics["dynamics"][key]["mean_abs_diff"] == 0.0
+    assert metrics["dynamics"]["rmsd_lag"]["mean_abs_diff_nm"] == 0.0
+    assert all(len(repr(t)) <= 6 for t in metrics["dynamics"]["lag_ns"]), metrics["dynamics"]["lag_ns"]  # 0.3, not 0.30000000000000004
+
+    top = tmp_path / "top.pdb"
+    reference[0].save_pdb(str(top))
+    reference.save_dcd(str(tmp_path / "ref.dcd"))
+    rc = main(["evaluate", "--reference", str(tmp_path / "ref.dcd"), "--generated", str(tmp_path / "ref.dcd"),
+               "--topology", str(top), "--out", str(tmp_path / "out"), "--no-molprobity", "--frame-interval-ns", "0.1"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "starmd: warning: coverage (JSD, recall) rests on 14 reference" in err and ".py:" not in err
+    html_text = (tmp_path / "out" / "report.html").read_text()
+    assert "Too few frames for some metrics" in html_text and "0.30000000000000004" not in html_text
+
+
+def test_enough_frames_give_no_sample_size_warning():
+    from openmm_starmd.evaluation.sample_size import sample_size_warnings
+
+    assert sample_size_warnings(2000, 2000, 2000, (1, 10, 100), 32, 10, 2, (1, 5), (0.9, 0.8), 30) == []

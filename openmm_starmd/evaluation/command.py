@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bins", type=int, default=10, help="bins per PC for coverage (default 10)")
     parser.add_argument("--no-molprobity", action="store_true", help="skip the MolProbity (all-atom) checks")
     parser.add_argument("--rotarama-dir", help="directory with MolProbity rota8000-*.data rotamer grids")
+    parser.add_argument("--label", help="what made the generated trajectory (e.g. 'default weights f9827a3a, 0.05 ns'), "
+                        "printed on every plot (default: the generated file's name)")
     parser.add_argument("--aa-percentile", type=float, default=99.0,
                         help="reference percentile that sets the MolProbity outlier-rate thresholds (default 99)")
 
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         reference = load_trajectory(args.reference, args.reference_topology or args.topology)
         generated = load_trajectory(args.generated, args.topology, stride=args.generated_stride)
         metrics = evaluate(reference, generated, config, reference_name=args.reference, generated_name=args.generated)
+        metrics["inputs"]["label"] = args.label
     except ValueError as error:
         print(f"starmd evaluate: error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,9 @@
 - ``coverage``: ``jsd``, ``recall`` (on valid generated frames), ``precision``, ``f1``, the same on
   all frames, and the PCA projections and histograms behind them;
 - ``dynamics``: ``rmsd_lag``, ``autocorr``, ``vamp2`` (reference and generated curves and their mean
-  absolute difference) and ``tica`` (correlation per lag).
+  absolute difference) and ``tica`` (correlation per lag);
+- ``warnings``: one message per metric that rests on too few frames or lagged pairs (each also
+  issued as a :class:`~openmm_starmd.evaluation.sample_size.SampleSizeWarning`).
 
 Both trajectories must hold the same protein residues; atoms beyond those (hydrogens,
 solvent) may differ. Lags are in frames of the (strided) trajectories.
@@ -25,8 +27,10 @@ from openmm_starmd.evaluation.molprobity import (
     ROTARAMA_DIR_ENV, MolProbityConfig, aa_thresholds, aa_valid, molprobity_scores, unavailable_reason,
 )
 from openmm_starmd.evaluation.pca import ReferencePCA, superposed_ca
+from openmm_starmd.evaluation.sample_size import SampleSizeWarning, sample_size_warnings
 from openmm_starmd.evaluation.structure import check_frames, check_same_protein, protein_residues
 from openmm_starmd.evaluation.validity import CaValidityConfig, ca_clash_break_rates, valid_from_rates
+from openmm_starmd.internal import warn_at_caller
 
 SCHEMA = "openmm-starmd/evaluation/1"
 
@@ -140,11 +144,16 @@ def _check_lengths(n_frames: dict[str, int], lags: tuple[int, ...]) -> None:
             )
 
 
+ROUNDING_NOISE = 1e-9  # relative to a curve's scale: differences below this are float rounding, reported as 0
+
+
 def _curve(reference: np.ndarray, generated: np.ndarray, unit: str = "") -> dict:
     suffix = f"_{unit}" if unit else ""
+    diff = float(np.mean(np.abs(reference - generated)))
+    scale = float(max(np.abs(reference).max(initial=0.0), np.abs(generated).max(initial=0.0)))
     return {
         f"reference{suffix}": reference.tolist(), f"generated{suffix}": generated.tolist(),
-        f"mean_abs_diff{suffix}": float(np.mean(np.abs(reference - generated))),
+        f"mean_abs_diff{suffix}": 0.0 if diff <= ROUNDING_NOISE * scale else diff,
     }
 
 
@@ -205,7 +214,7 @@ def evaluate(
     interval = config.frame_interval_ns
     dynamics = {
         "lags": list(lags),
-        "lag_ns": [t * interval for t in lags] if interval else None,
+        "lag_ns": [round(t * interval, 12) for t in lags] if interval else None,  # 3 x 0.1 -> 0.3
         "n_pcs": k,
         "rmsd_lag": _curve(dyn.rmsd_vs_lag(ref_ca, lags), dyn.rmsd_vs_lag(gen_ca, lags), "nm"),
         "autocorr": _curve(dyn.autocorrelation_vs_lag(ref_proj[:, :k], lags), dyn.autocorrelation_vs_lag(gen_proj[:, :k], lags)),
@@ -217,8 +226,14 @@ def evaluate(
             ref_ca, gen_ca, config.dynamics.tica_lags, gen_valid, config.dynamics.epsilon, config.dynamics.tica_min_pairs
         ),
     }
+    notes = sample_size_warnings(
+        reference.n_frames, generated.n_frames, int(gen_valid.sum()), lags, k, cov_config.n_bins,
+        cov_config.n_components, dynamics["tica"]["lags"], dynamics["tica"]["correlation"], config.dynamics.tica_min_pairs)
+    for note in notes:
+        warn_at_caller(note, SampleSizeWarning)
     return {
         "schema": SCHEMA,
+        "warnings": notes,
         "inputs": {
             "reference": reference_name, "generated": generated_name, "n_residues": gen_res.n_residues,
             "reference_frames": reference.n_frames, "generated_frames": generated.n_frames,

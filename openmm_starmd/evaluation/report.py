@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import html
 import json
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from openmm_starmd.units import ANGSTROM_PER_NM
 
 PERCENT = 100.0
+STAMP_STRIP_PT = 11.0  # height of the strip at the bottom of every figure that holds the date/version stamp
 PLOTS = {
     "validity": "validity.png",
     "dynamics": "rmsd_autocorr.png",
@@ -40,7 +43,26 @@ _REF_STYLE = dict(color="black", linestyle="--", marker="o", markersize=3, label
 _GEN_STYLE = dict(color="tab:blue", linestyle="-", marker="o", markersize=3, label="generated")
 
 
-def _save(figure: Figure, path: Path) -> None:
+def stamp(figure: Figure, text: str) -> None:
+    """Write ``text`` (date, version, inputs) small and grey in the figure's lower right corner, in a
+    strip that a constrained layout keeps free of axes and labels."""
+    strip = STAMP_STRIP_PT / 72.0 / figure.get_figheight()  # figure fraction
+    engine = figure.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine):
+        engine.set(rect=(0.0, strip, 1.0, 1.0 - strip))
+    figure.text(0.995, strip * 0.2, text, ha="right", va="bottom", fontsize=6, color="0.45")
+
+
+def _stamp_text(metrics: dict) -> str:
+    from openmm_starmd import __version__
+
+    inputs = metrics["inputs"]
+    label = inputs.get("label") or Path(str(inputs["generated"])).name
+    return f"{metrics.get('created', date.today().isoformat())} · openmm-starmd {__version__} · generated: {label}"
+
+
+def _save(figure: Figure, path: Path, metrics: dict) -> None:
+    stamp(figure, _stamp_text(metrics))
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=110)
 
@@ -105,7 +127,7 @@ def plot_validity(metrics: dict, path: Path) -> None:
     axes[3].set_xlabel(t_label)
     axes[3].set_title("valid frames (green) / invalid (red)", fontsize=9)
     figure.suptitle("Structural validity of the generated trajectory")
-    _save(figure, path)
+    _save(figure, path, metrics)
 
 
 def plot_dynamics(metrics: dict, path: Path) -> None:
@@ -126,7 +148,7 @@ def plot_dynamics(metrics: dict, path: Path) -> None:
     for ax in (ax_rmsd, ax_acf):
         _log_lag_axis(ax, lag_label)
         ax.legend(fontsize=8)
-    _save(figure, path)
+    _save(figure, path, metrics)
 
 
 def plot_vamp2(metrics: dict, path: Path) -> None:
@@ -141,7 +163,7 @@ def plot_vamp2(metrics: dict, path: Path) -> None:
     ax.set_ylabel(f"VAMP-2 (top {dyn['n_pcs']} reference PCs)")
     ax.set_title("VAMP-2 vs lag")
     ax.legend(fontsize=8)
-    _save(figure, path)
+    _save(figure, path, metrics)
 
 
 def plot_coverage(metrics: dict, path: Path) -> None:
@@ -177,7 +199,7 @@ def plot_coverage(metrics: dict, path: Path) -> None:
         ax.set_xlabel("PC1 (Å)")
         ax.set_ylabel("density")
     ax.legend(fontsize=8, loc="best")
-    _save(figure, path)
+    _save(figure, path, metrics)
 
 
 def plot_tica(metrics: dict, path: Path) -> None:
@@ -194,8 +216,12 @@ def plot_tica(metrics: dict, path: Path) -> None:
     ax.set_ylabel("|Pearson r| of per-residue loadings")
     ax.set_ylim(0, 1)
     ax.set_title("tICA correlation (missing bar: too few valid pairs)", fontsize=9)
+    if all(v is None for v in tica["correlation"]):
+        pairs = ", ".join(str(p) for p in tica.get("valid_pairs", []))
+        ax.text(0.5, 0.5, f"not computed at any lag: too few valid lagged pairs\n(valid pairs per lag: {pairs})",
+                ha="center", va="center", transform=ax.transAxes, fontsize=9)
     ax.legend(fontsize=8)
-    _save(figure, path)
+    _save(figure, path, metrics)
 
 
 def _fmt(value, percent: bool = False) -> str:
@@ -222,12 +248,15 @@ def _html(metrics: dict) -> str:
         f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(r)}</td></tr>" for a, b, r in rows
     )
     notes = []
+    if metrics.get("warnings"):
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in metrics["warnings"])
+        notes.append(f"<p><b>Too few frames for some metrics:</b></p><ul>{items}</ul>")
     if v["aa_missing_reason"]:
         notes.append(f"<p><b>AA validity missing:</b> {html.escape(v['aa_missing_reason'])}</p>")
     if v["not_evaluated"]:
         items = "".join(f"<li>{html.escape(k)}: {html.escape(r)}</li>" for k, r in v["not_evaluated"].items())
         notes.append(f"<details><summary>Residues left out of MolProbity checks ({len(v['not_evaluated'])})</summary><ul>{items}</ul></details>")
-    thresholds = html.escape(json.dumps(v["thresholds"], indent=1))
+    thresholds = html.escape(json.dumps(_finite(v["thresholds"]), indent=1))
     inputs = metrics["inputs"]
     figures = "\n".join(
         f'<figure><img src="{name}" alt="{key}"><figcaption>{html.escape(CAPTIONS[key])}</figcaption></figure>'
@@ -251,10 +280,14 @@ generated: <code>{html.escape(str(inputs['generated']))}</code> ({inputs['genera
 """
 
 
+JSON_DIGITS = 12  # significant digits kept: 0.1 * 3 is written 0.3, not 0.30000000000000004
+
+
 def _finite(value):
-    """Replace NaN/inf floats by None, recursively, so metrics.json is strict JSON."""
+    """Replace NaN/inf floats by None and round floats to ``JSON_DIGITS`` significant digits,
+    recursively, so metrics.json is strict JSON and free of float-representation noise."""
     if isinstance(value, float):
-        return value if np.isfinite(value) else None
+        return float(f"{value:.{JSON_DIGITS}g}") if np.isfinite(value) else None
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -270,6 +303,7 @@ def write_report(metrics: dict, out_dir) -> dict[str, Path]:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    metrics = {**metrics, "created": metrics.get("created", date.today().isoformat())}
     written = {"metrics": out / "metrics.json"}
     written["metrics"].write_text(json.dumps(_finite(metrics), indent=1, allow_nan=False))
     drawers = {"validity": plot_validity, "dynamics": plot_dynamics, "coverage": plot_coverage,
