@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -128,6 +128,44 @@ def trained_stride_range(meta: dict) -> Optional[tuple[float, float]]:
     return min(r[0] for r in ranges), max(r[1] for r in ranges)
 
 
+class StrideCard(NamedTuple):
+    """What a checkpoint says about its strides, in ns; None where it does not say.
+
+    ``trained``: (shortest, longest) stride its training examples could draw; ``validated``:
+    (shortest, longest) stride at which its validation passed; ``recommended``: the stride to use
+    when the user names none; ``note``: where the validation figures come from."""
+
+    trained: Optional[tuple[float, float]]
+    validated: Optional[tuple[float, float]]
+    recommended: Optional[float]
+    note: str = ""
+
+
+def _pair(value) -> Optional[tuple[float, float]]:
+    if value is None:
+        return None
+    lo, hi = value
+    return float(lo), float(hi)
+
+
+def stride_card(name_or_path: str | os.PathLike = "default") -> StrideCard:
+    """The :class:`StrideCard` of a shipped name or a checkpoint path.
+
+    Read from the checkpoint's meta (``validated_stride_ns`` = [lo, hi], ``recommended_stride_ns``,
+    ``stride_validation``) and, for a shipped name, from its JSON manifest, whose keys take precedence
+    (the weights file is fixed by its SHA-256; the manifest can record a validation made after
+    release). A checkpoint that records none of them gets None: older checkpoints stay loadable."""
+    path, _ = resolve_model_path(name_or_path)
+    meta = dict(read_checkpoint(path).get("meta", {}))
+    if str(name_or_path) in SHIPPED:
+        manifest = json.loads((WEIGHTS_DIR / f"{SHIPPED[str(name_or_path)]}.json").read_text())
+        meta.update({k: manifest[k] for k in ("validated_stride_ns", "recommended_stride_ns", "stride_validation")
+                     if k in manifest})
+    recommended = meta.get("recommended_stride_ns")
+    return StrideCard(trained_stride_range(meta), _pair(meta.get("validated_stride_ns")),
+                      None if recommended is None else float(recommended), str(meta.get("stride_validation", "")))
+
+
 def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str | torch.device] = None,
                use_ema: bool = True, scripted: bool = False):
     """A ready :class:`StarMDCore` (eval mode) from a shipped name (``"default"``) or a checkpoint path.
@@ -158,4 +196,3 @@ def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str
 
         return script_core(core)
     return core
-
