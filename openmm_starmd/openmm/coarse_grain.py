@@ -22,11 +22,15 @@ across real peptide bonds.
 
 Errors (``ValueError``, naming the residue): no protein residue, or a single one; a modelled residue lacking N,
 CA or C; a residue bonded to the protein that is neither an amino acid nor a cap (non-standard
-residue or covalent ligand: replace it, e.g. with pdbfixer, or remove it).
+residue or covalent ligand: replace it, e.g. with pdbfixer, or remove it). Checks of a structure
+(used by the Generator and the plugin's export): :func:`check_finite_positions` (NaN or infinite
+coordinates, naming the atoms), :func:`check_chirality` (a D-configured Cα under an L name),
+:func:`warn_chain_gaps` (a chain gap without a peptide bond). :func:`make_whole` undoes periodic
+wrapping along the bonds (:func:`protein_bond_tree`) before a structure is coarse-grained.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Optional
 
@@ -48,7 +52,8 @@ class ProteinMap:
     (True where a chain or segment starts); chain_index counts segments; atom14_atoms ``[N, 14]`` system atom index or -1;
     atom14_mask ``[N, 14]`` float tensor; carried_atoms ``[M]`` with carried_residue ``[M]``
     (0..N-1) and carried_group ``[M]`` (0..7); other_atoms ``[K]`` (solvent, ions, ligands);
-    linked_pairs ``[P, 2]`` residue pairs joined by a peptide bond; labels ``[N]`` like "LYS 12 (chain A)".
+    linked_pairs ``[P, 2]`` residue pairs joined by a peptide bond; labels ``[N]`` like "LYS 12 (chain A)";
+    gaps: ``(k, k + 1)`` pairs of consecutive residues of one topology chain not joined by a peptide bond.
     """
 
     aatype: torch.Tensor
@@ -63,6 +68,7 @@ class ProteinMap:
     other_atoms: np.ndarray
     linked_pairs: np.ndarray
     labels: tuple
+    gaps: tuple = ()
 
     @property
     def num_residues(self) -> int:
@@ -93,7 +99,7 @@ class ProteinMap:
 
 
 def _label(residue) -> str:
-    return f"{residue.name} {residue.id} (chain {residue.chain.id or residue.chain.index})"
+    return f"{residue.name} {residue.id} (chain {(residue.chain.id or '').strip() or residue.chain.index})"
 
 
 def _is_hydrogen(atom) -> bool:
@@ -198,7 +204,7 @@ def map_topology(topology, positions_nm: Optional[np.ndarray] = None) -> Protein
 
     # chains, segments, peptide links: numbered as the training data are (rc.number_residues)
     continues = np.zeros(len(modelled), dtype=bool)
-    linked = []
+    linked, gaps = [], []
     for k, res in enumerate(modelled):
         if k == 0:
             continue
@@ -211,6 +217,8 @@ def map_topology(topology, positions_nm: Optional[np.ndarray] = None) -> Protein
         if same_chain and joined:
             continues[k] = True
             linked.append((k - 1, k))
+        elif same_chain:
+            gaps.append((k - 1, k))
     residue_index, chain_index = rc.number_residues(continues)
     chain_start = ~continues
 
@@ -228,6 +236,7 @@ def map_topology(topology, positions_nm: Optional[np.ndarray] = None) -> Protein
         other_atoms=np.array(sorted(other), dtype=np.int64),
         linked_pairs=np.array(linked, dtype=np.int64).reshape(-1, 2),
         labels=tuple(_label(r) for r in modelled),
+        gaps=tuple(gaps),
     )
 
 
@@ -244,4 +253,125 @@ def atom14_positions(pmap: ProteinMap, positions_nm) -> torch.Tensor:
     return x * pmap.atom14_mask[..., None]
 
 
-__all__ = ["ProteinMap", "map_topology", "atom14_positions", "SEGMENT_GAP"]
+class ChainGapWarning(UserWarning):
+    """A chain of the topology has a gap: consecutive residues not joined by a peptide bond."""
+
+
+_MAX_NAMED = 5  # atoms or residues named in one message
+
+
+def _named(labels: list, total: int) -> str:
+    more = f" and {total - len(labels)} more" if total > len(labels) else ""
+    return ", ".join(labels) + more
+
+
+def check_finite_positions(topology, positions_nm, what: str = "positions") -> None:
+    """Raise ``ValueError`` naming the atoms whose coordinates ``[A, 3]`` are NaN or infinite."""
+    bad = np.flatnonzero(~np.isfinite(np.asarray(positions_nm, dtype=np.float64)).all(axis=-1))
+    if bad.size == 0:
+        return
+    atoms = list(topology.atoms())
+    labels = [f"{atoms[i].name} of {_label(atoms[i].residue)} (atom index {i})" for i in bad[:_MAX_NAMED]]
+    raise ValueError(f"{what}: {bad.size} atom(s) have NaN or infinite coordinates: {_named(labels, bad.size)}; "
+                     "set finite positions (e.g. the input structure or a saved state) before generating")
+
+
+def check_chirality(pmap: ProteinMap, positions_nm: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the residues whose Cα has the D configuration under an L residue name.
+
+    The sign of ``(N - CA) x (C - CA) . (CB - CA)`` is positive for L amino acids; glycine and
+    residues without CB are not checked. The force field's L templates give a D residue a
+    mirror-image side chain with enormous energy, and the model was trained on L proteins."""
+    idx = pmap.atom14_atoms[:, [rc.ATOM14_N, rc.ATOM14_CA, rc.ATOM14_C, rc.ATOM14_CB]]
+    rows = np.flatnonzero(idx[:, 3] >= 0)
+    if rows.size == 0:
+        return
+    x = np.asarray(positions_nm, dtype=np.float64)[idx[rows]]  # [R, 4, 3]: N, CA, C, CB
+    n, ca, c, cb = x[:, 0], x[:, 1], x[:, 2], x[:, 3]
+    volume = np.einsum("ri,ri->r", np.cross(n - ca, c - ca), cb - ca)
+    bad = rows[volume < 0]
+    if bad.size == 0:
+        return
+    labels = [pmap.labels[k] for k in bad[:_MAX_NAMED]]
+    raise ValueError(f"{bad.size} residue(s) have a D-configured Cα under an L amino-acid name: {_named(labels, bad.size)}; "
+                     "STAR-MD and the force field's templates model L amino acids only (check the structure's "
+                     "chirality, e.g. a mirrored model, or remove those residues)")
+
+
+def warn_chain_gaps(pmap: ProteinMap, positions_nm: Optional[np.ndarray] = None) -> None:
+    """Warn (:class:`ChainGapWarning`) when a chain has gaps: consecutive residues without a peptide bond."""
+    if not pmap.gaps:
+        return
+    from openmm_starmd.internal import warn_at_caller
+
+    parts = []
+    for k, j in pmap.gaps[:_MAX_NAMED]:
+        gap = f"{pmap.labels[k]} - {pmap.labels[j]}"
+        if positions_nm is not None:
+            x = np.asarray(positions_nm, dtype=np.float64)
+            d = np.linalg.norm(x[pmap.atom14_atoms[k, rc.ATOM14_C]] - x[pmap.atom14_atoms[j, rc.ATOM14_N]])
+            gap += f" (C-N {d:.2f} nm)"
+        parts.append(gap)
+    warn_at_caller(
+        f"the protein has {len(pmap.gaps)} chain gap(s) without a peptide bond: {_named(parts, len(pmap.gaps))}. "
+        "The model treats the pieces as separate segments, which it has rarely seen, and frames near a gap often "
+        "fail the validity gate (each failed interval falls back to MD). If residues are missing, build them "
+        "first: pdbfixer's findMissingResidues() then addMissingAtoms() models the missing residues so the chain "
+        "is whole", ChainGapWarning)
+
+
+def protein_bond_tree(topology) -> np.ndarray:
+    """``[E, 2]`` (parent, child) atom pairs: a breadth-first spanning tree of the bonds of every
+    molecule that contains an amino acid (the protein with its hydrogens, caps and covalent groups).
+    Used by :func:`make_whole`; empty when the topology has no bonds."""
+    bonded = defaultdict(list)
+    for a, b in topology.bonds():
+        bonded[a.index].append(b.index)
+        bonded[b.index].append(a.index)
+    seen, edges = set(), []
+    for res in topology.residues():
+        if not rc.is_modelled_residue(res.name):
+            continue
+        for atom in res.atoms():
+            if atom.index in seen:
+                continue
+            seen.add(atom.index)
+            queue = deque([atom.index])
+            while queue:
+                parent = queue.popleft()
+                for child in bonded[parent]:
+                    if child not in seen:
+                        seen.add(child)
+                        edges.append((parent, child))
+                        queue.append(child)
+    return np.array(edges, dtype=np.int64).reshape(-1, 2)
+
+
+def minimum_image(delta_nm: np.ndarray, box_nm: np.ndarray) -> np.ndarray:
+    """Displacements ``[..., 3]`` reduced to their nearest periodic image in the box ``[3, 3]``
+    (rows a, b, c in OpenMM's reduced form: a along x, b in the xy plane)."""
+    d = np.array(delta_nm, dtype=np.float64)
+    for k in (2, 1, 0):
+        d -= np.round(d[..., k] / box_nm[k, k])[..., None] * box_nm[k]
+    return d
+
+
+def make_whole(positions_nm: np.ndarray, box_nm: Optional[np.ndarray], tree: np.ndarray) -> np.ndarray:
+    """Positions ``[A, 3]`` with every bond of ``tree`` (:func:`protein_bond_tree`) at its minimum
+    image, i.e. each molecule whole; each tree's root atom stays where it is. Returns the input
+    array itself when no bond crosses the box (or there is no box)."""
+    if box_nm is None or len(tree) == 0:
+        return positions_nm
+    parent, child = tree[:, 0], tree[:, 1]
+    delta = positions_nm[child] - positions_nm[parent]
+    shift = minimum_image(delta, box_nm) - delta  # [E, 3] lattice vector per bond, zero when it does not cross
+    if not np.abs(shift).max() > 0:
+        return positions_nm
+    total = np.zeros_like(positions_nm)
+    for p, c, s in zip(parent.tolist(), child.tolist(), shift):  # breadth-first: a parent's shift is final
+        total[c] = total[p] + s
+    return positions_nm + total
+
+
+__all__ = ["ProteinMap", "map_topology", "atom14_positions", "SEGMENT_GAP", "ChainGapWarning", "check_finite_positions",
+           "check_chirality", "warn_chain_gaps", "protein_bond_tree", "minimum_image", "make_whole"]

@@ -5,6 +5,9 @@ missing hydrogens added, Amber ff14SB with OpenMM's native ``GBSAOBCForce`` (OBC
 mass repartitioning and a 4 fs LangevinMiddle integrator at 300 K. Every jump is relaxed
 (restrained minimisation by default), written to ``--out`` (.xtc or .dcd, chosen by extension)
 by an ordinary OpenMM reporter, and the last frame to ``--out`` with a ``.pdb`` extension.
+
+Every argument and the structure are checked before the set-up (force field, model loading), in
+:meth:`JumpRunConfig.validate`: a bad value ends the command with one line on stderr and exit code 2.
 """
 from __future__ import annotations
 
@@ -20,12 +23,14 @@ import numpy as np
 
 from openmm_starmd.units import PS_PER_NS
 
-_STRIDE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|ps|fs)?\s*$")
+_STRIDE_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|ps|fs)?\s*$")
 _PER_NS = {"ns": 1.0, "ps": 1.0 / PS_PER_NS, "fs": 1.0 / (PS_PER_NS * 1000.0), None: 1.0}
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".pdbx", ".mmcif")
+STRIPPED_RESIDUES = ("HOH", "WAT", "NA", "Na", "CL", "Cl", "K")  # water and ions, removed before the set-up
 
 
 def parse_stride_ns(text: str) -> float:
-    """'1.25ns', '500ps', '2' (ns) -> float ns."""
+    """'1.25ns', '500ps', '2' (ns) -> float ns (the sign is kept; :meth:`JumpRunConfig.validate` wants > 0)."""
     match = _STRIDE_RE.match(str(text))
     if not match:
         raise ValueError(f"--stride: expected a time such as 1.25ns, 500ps or a number of ns, got {text!r}")
@@ -64,6 +69,104 @@ class JumpRunConfig:
     progress: Optional[bool] = None
     scripted: bool = True
 
+    def validate(self) -> "JumpRunConfig":
+        """Raise ValueError/TypeError/FileNotFoundError, naming the option, on a bad value; reads the
+        structure (a fraction of a second) but builds nothing."""
+        for name, option, low in (("frames", "--frames", 0), ("num_steps", "--num-steps", 2),
+                                  ("fallback_md_steps", "--fallback-md-steps", 0), ("threads", "--threads", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{option}: expected an int >= {low}, got {value!r}")
+        if not self.stride_ns > 0 or self.stride_ns == float("inf"):
+            raise ValueError(f"--stride: expected a positive time, got {self.stride_ns:g} ns")
+        if not 0 <= self.noise_scale < float("inf"):
+            raise ValueError(f"--noise-scale: expected a number >= 0, got {self.noise_scale}")
+        if self.gate_judge not in ("sample", "relaxed"):
+            raise ValueError(f"--gate-judge: expected 'sample' or 'relaxed', got {self.gate_judge!r}")
+        parse_relax(self.relax)
+        out = Path(self.out)
+        if out.suffix.lower() not in (".xtc", ".dcd"):
+            raise ValueError(f"--out: expected a .xtc or .dcd file, got {self.out!r}")
+        if out.is_dir():
+            raise ValueError(f"--out: {self.out} is a directory; give a file such as {out / 'traj.xtc'}")
+        check_structure(self.pdb)
+        _check_model(self.model)
+        _check_platform(self.platform)
+        return self
+
+
+def _check_model(model: str) -> None:
+    from openmm_starmd.model.checkpoint import SHIPPED, resolve_model_path
+
+    if model in SHIPPED:
+        resolve_model_path(model)
+    elif not Path(model).is_file():
+        raise FileNotFoundError(f"--model: no such checkpoint file: {model} (give 'default' or the path of a file "
+                                "written by 'starmd train')")
+
+
+def _check_platform(name: str) -> None:
+    import openmm
+
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if name not in names:
+        raise ValueError(f"--platform: expected one of {', '.join(names)}, got {name!r}")
+
+
+def read_structure(path: str):
+    """Topology and positions of a PDB or PDBx/mmCIF file; ValueError/FileNotFoundError naming the file."""
+    from openmm import app
+
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"structure not found: {path}")
+    if not file.is_file():
+        raise ValueError(f"structure: {path} is not a file")
+    if file.suffix.lower() not in STRUCTURE_SUFFIXES:
+        raise ValueError(f"structure: expected a PDB (.pdb, .ent) or PDBx/mmCIF (.cif, .pdbx) file, got {path}")
+    if file.stat().st_size == 0:
+        raise ValueError(f"structure: {path} is empty")
+    is_pdb = file.suffix.lower() in (".pdb", ".ent")
+    no_atoms = ValueError(f"structure: {path} has no atoms (no ATOM/HETATM records)")
+    if is_pdb:
+        with open(file, errors="replace") as handle:
+            if not any(line.startswith(("ATOM  ", "HETATM")) for line in handle):
+                raise no_atoms
+    reader = app.PDBFile if is_pdb else app.PDBxFile
+    try:
+        structure = reader(str(file))
+    except Exception as exc:  # the readers raise many kinds on malformed files
+        raise ValueError(f"structure: cannot read {path} ({type(exc).__name__}: {exc})") from None
+    if structure.topology.getNumAtoms() == 0 or len(structure.positions) == 0:
+        raise no_atoms
+    return structure.topology, structure.positions
+
+
+def check_structure(path: str) -> None:
+    """The structure holds a protein the Generator accepts, and nothing but protein, water and ions
+    (the amber14 implicit-solvent set-up has no parameters for anything else)."""
+    from openmm import app, unit
+
+    from openmm_starmd.geometry.residue_constants import CAP_RESIDUE_NAMES, is_modelled_residue
+    from openmm_starmd.openmm.coarse_grain import check_chirality, check_finite_positions, map_topology
+
+    topology, positions = read_structure(path)
+    modeller = app.Modeller(topology, positions)
+    modeller.delete([r for r in modeller.topology.residues() if r.name in STRIPPED_RESIDUES])
+    other = sorted({r.name for r in modeller.topology.residues()
+                    if not is_modelled_residue(r.name) and r.name.strip().upper() not in CAP_RESIDUE_NAMES})
+    try:
+        pos = np.asarray(modeller.positions.value_in_unit(unit.nanometer), dtype=np.float64).reshape(-1, 3)
+        check_finite_positions(modeller.topology, pos, "structure")
+        pmap = map_topology(modeller.topology, pos)
+        check_chirality(pmap, pos)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if other:
+        raise ValueError(f"{path}: residues {other[:8]} are not amino acids, caps, water or ions; 'starmd generate' "
+                         "builds an amber14 implicit-solvent system, which has no parameters for them (remove them, "
+                         "or build the Simulation yourself and use StarMDGenerator)")
+
 
 def build_implicit_simulation(pdb_path: str, platform: str = "CPU", threads: int = 1, seed: int = 1):
     """Simulation of the protein in ``pdb_path`` (water/ions stripped, H added): amber14 + native OBC2, HMR, 4 fs."""
@@ -71,11 +174,9 @@ def build_implicit_simulation(pdb_path: str, platform: str = "CPU", threads: int
 
     from openmm_starmd.openmm.md_setup import MDConfig, create_implicit_system, create_simulation
 
-    if not Path(pdb_path).is_file():
-        raise FileNotFoundError(f"structure not found: {pdb_path}")
-    pdb = app.PDBFile(str(pdb_path))
-    modeller = app.Modeller(pdb.topology, pdb.positions)
-    modeller.delete([r for r in modeller.topology.residues() if r.name in ("HOH", "WAT", "NA", "Na", "CL", "Cl", "K")])
+    topology, positions = read_structure(pdb_path)
+    modeller = app.Modeller(topology, positions)
+    modeller.delete([r for r in modeller.topology.residues() if r.name in STRIPPED_RESIDUES])
     forcefield = app.ForceField("amber14-all.xml", "implicit/obc2.xml")
     modeller.addHydrogens(forcefield)
     config = MDConfig(platform=platform, threads=threads)
@@ -96,6 +197,7 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
 
     from openmm_starmd.openmm.generator import GeneratorOptions, StarMDGenerator
 
+    cfg.validate()
     torch.set_num_threads(cfg.threads)  # an oversubscribed OpenMP pool on a busy machine costs minutes per frame
     t0 = time.perf_counter()
     simulation = build_implicit_simulation(cfg.pdb, cfg.platform, cfg.threads)
@@ -106,9 +208,7 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps, judge=cfg.gate_judge)))
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    reporter_cls = {".xtc": app.XTCReporter, ".dcd": app.DCDReporter}.get(out.suffix.lower())
-    if reporter_cls is None:
-        raise ValueError(f"--out: expected a .xtc or .dcd file, got {out}")
+    reporter_cls = {".xtc": app.XTCReporter, ".dcd": app.DCDReporter}[out.suffix.lower()]
     simulation.reporters.append(reporter_cls(str(out), gen.steps_per_jump))
     t_setup = time.perf_counter() - t0
     gen.step(cfg.frames)
@@ -150,6 +250,8 @@ def print_summary(summary: dict) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # a value such as "-1ns" is read as a value, not as an unknown option (then refused with its reason)
+    parser._negative_number_matcher = re.compile(r"^-\.?[0-9]")
     parser.add_argument("pdb", help="input structure (PDB); water and ions are removed, hydrogens added")
     parser.add_argument("--frames", type=int, default=8, help="number of jumps")
     parser.add_argument("--stride", default="1.25ns", help="time per jump, e.g. 1.25ns, 500ps, or a number of ns")
@@ -174,18 +276,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    if args.frames < 0:
-        print(f"starmd generate: --frames must be >= 0, got {args.frames}", file=sys.stderr)
-        return 2
+    from openmm import OpenMMException
+
     try:
         cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=parse_stride_ns(args.stride),
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
                             noise_scale=args.noise_scale, gate_judge=args.gate_judge,
                             fallback_md_steps=args.fallback_md_steps,
                             platform=args.platform, threads=args.threads,
-                            progress=False if args.no_progress else None)
+                            progress=False if args.no_progress else None).validate()
         summary = run_jumps(cfg)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError, OpenMMException) as exc:
         print(f"starmd generate: {exc}", file=sys.stderr)
         return 2
     print_summary(summary)

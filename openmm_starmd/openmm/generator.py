@@ -55,7 +55,15 @@ from openmm import unit
 
 from openmm_starmd.internal import warn_at_caller
 from openmm_starmd.model.rollout import Frame, Rollout
-from openmm_starmd.openmm.coarse_grain import ProteinMap, map_topology
+from openmm_starmd.openmm.coarse_grain import (
+    ProteinMap,
+    check_chirality,
+    check_finite_positions,
+    make_whole,
+    map_topology,
+    protein_bond_tree,
+    warn_chain_gaps,
+)
 from openmm_starmd.openmm.gate import GateConfig, InvalidFrameError, check_frame
 from openmm_starmd.openmm.rebuild import CoarseFrame, coarse_grain, rebuild_positions
 from openmm_starmd.openmm.relax import RelaxConfig, RestrainedMinimizer
@@ -242,6 +250,42 @@ def _integrator_temperature(simulation) -> Optional[float]:
     return None
 
 
+def _fixed_step_ps(integrator) -> float:
+    """The integrator's fixed step size (ps); TypeError for an integrator without one."""
+    name = type(integrator).__name__
+    dt_ps = integrator.getStepSize().value_in_unit(unit.picoseconds) if hasattr(integrator, "getStepSize") else 0.0
+    if name.startswith("Variable") or not dt_ps > 0:
+        raise TypeError(f"the Simulation's integrator ({name}) has no fixed step size; StarMDGenerator advances "
+                        "currentStep by stride / step size per jump and runs MD with the integrator's steps, so it needs "
+                        "a fixed-step integrator such as LangevinMiddleIntegrator")
+    return dt_ps
+
+
+def _free_memory_bytes(device: torch.device) -> Optional[int]:
+    """Free memory of ``device`` (bytes): the CUDA device's free memory, or the system's MemAvailable; None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _core_device(core) -> torch.device:
+    for p in core.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def _is_allocation_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
 def _derived_seed(seed: int, jump: int) -> int:
     """A positive int32 seed for OpenMM from (generator seed, jump index)."""
     return int(np.random.SeedSequence([seed % 2**63, jump]).generate_state(1)[0] % (2**31 - 2)) + 1
@@ -271,14 +315,20 @@ class StarMDGenerator:
             raise TypeError(f"seed: expected an int or None, got {type(seed).__name__}")
         self.seed = int(np.random.SeedSequence().entropy % 2**62) if seed is None else int(seed)
         self.simulation = simulation
-        positions = self._positions()
+        _fixed_step_ps(simulation.integrator)  # refuse an integrator without a fixed step before any work
+        uses_box = simulation.system.usesPeriodicBoundaryConditions()
+        self._bond_tree = protein_bond_tree(simulation.topology) if uses_box else None  # makes the protein whole
+        state = simulation.context.getState(getPositions=True)
+        check_finite_positions(simulation.topology, self._raw_positions(state), "the Simulation's positions")
+        positions = self._positions(state)
         self.pmap: ProteinMap = map_topology(simulation.topology, positions)
+        check_chirality(self.pmap, positions)
+        warn_chain_gaps(self.pmap, positions)
         self.core = _resolve_model(model, self.options.device, self.options.scripted)
         self.trained_stride_ns = _trained_strides(model)
         self._check_size()
         self._residue_of_atom = np.array([a.residue.index for a in simulation.topology.atoms()], dtype=np.int64)
-        dt_ps = simulation.integrator.getStepSize().value_in_unit(unit.picoseconds)
-        self.steps_per_jump = max(1, int(round(self.stride_ns * PS_PER_NS / dt_ps)))
+        self.steps_per_jump = self._steps_for(self.stride_ns)
         self.temperature_k = _integrator_temperature(simulation)
         self.statistics = GeneratorStatistics()
         self._minimizer = RestrainedMinimizer(simulation, self.pmap.backbone_atoms, self.options.relax_config)
@@ -287,6 +337,8 @@ class StarMDGenerator:
         self._history_time_ps: list[float] = []
         self._history_box: list[Optional[np.ndarray]] = []
         current = coarse_grain(self.pmap, positions)
+        self.rollout_device = _core_device(self.core)
+        self._check_memory(self.options.capacity_frames, _free_memory_bytes(self.rollout_device))
         self.rollout = Rollout(self.core, self.pmap.aatype, self.pmap.residue_index, self.stride_ns, seed=self.seed,
                                num_steps=self.options.num_steps, noise_scale=self.options.noise_scale,
                                chain_index=self.pmap.chain_index,
@@ -302,7 +354,7 @@ class StarMDGenerator:
             warn_at_caller(
                 f"stride {self.stride_ns:g} ns lies outside the strides this model was trained at "
                 f"({lo:g}-{hi:g} ns): its frames are extrapolation and may mostly fail the validity gate "
-                "(see statistics and docs/model_card.md)", StrideOutsideTrainingWarning, stacklevel=3)
+                "(see statistics and docs/model_card.md)", StrideOutsideTrainingWarning)
 
     # --- public API ------------------------------------------------------------------------
     @property
@@ -329,14 +381,16 @@ class StarMDGenerator:
         n = _check_count(n, "n")
         if n == 0:
             return
+        check_finite_positions(self.simulation.topology, self._raw_positions(), "the Simulation's positions")
+        self._minimizer.sync()  # the System may have changed since the last call (forces added, reinitialize)
         snapshot = self._snapshot()
         try:
             self._sync_context()
-            self._ensure_capacity(self.rollout.num_frames + n + 1)
             from tqdm.auto import tqdm
 
             show = self.options.progress if self.options.progress is not None else sys.stderr.isatty()
             for _ in tqdm(range(n), desc="STAR-MD jumps", unit="jump", disable=not show or n < 2):
+                self._ensure_capacity(self.rollout.num_frames + 2)  # the new frame + a scratch slot; grows by doubling
                 self._jump()
         except BaseException:
             self._restore(snapshot)
@@ -364,9 +418,20 @@ class StarMDGenerator:
             "statistics": self.statistics.as_dict(), "state_xml": openmm.XmlSerializer.serialize(state),
             "current_step": int(self.simulation.currentStep),
         }
-        tmp = f"{os.fspath(path)}.tmp"
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"saveCheckpoint: {path} is a directory; give a file path such as "
+                                    f"{os.path.join(path, 'generator.chk')}")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"saveCheckpoint: the folder {folder} does not exist; create it first")
+        tmp = f"{path}.tmp"
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
     def loadCheckpoint(self, path) -> None:  # noqa: N802 (OpenMM naming)
         """Restore what :meth:`saveCheckpoint` wrote (same system and protein required)."""
@@ -390,7 +455,12 @@ class StarMDGenerator:
         self.statistics.wall_s["context"] += time.perf_counter() - t0
         self.simulation.context.setState(openmm.XmlSerializer.deserialize(payload["state_xml"]))
         self.simulation.currentStep = payload["current_step"]
+        if payload["stride_ns"] != self.stride_ns:
+            warn_at_caller(f"the checkpoint's stride {payload['stride_ns']:g} ns replaces this generator's "
+                           f"{self.stride_ns:g} ns (steps_per_jump {self._steps_for(payload['stride_ns'])} instead of "
+                           f"{self.steps_per_jump}; reporters created with the old interval keep it)", UserWarning)
         self.rollout, self.seed, self.stride_ns = rollout, payload["seed"], payload["stride_ns"]
+        self.steps_per_jump = self._steps_for(self.stride_ns)
         xyz, box = payload["history_xyz"], payload["history_box"]
         self._history_xyz = [] if xyz is None else list(xyz.numpy())
         self._history_time_ps = payload["history_time_ps"].tolist()
@@ -455,10 +525,6 @@ class StarMDGenerator:
             try:
                 new = self._minimizer.minimize(new, box_vectors)
             except openmm.OpenMMException as exc:
-        if payload["stride_ns"] != self.stride_ns:
-            warn_at_caller(f"the checkpoint's stride {payload['stride_ns']:g} ns replaces this generator's "
-                           f"{self.stride_ns:g} ns (steps_per_jump {self._steps_for(payload['stride_ns'])} instead of "
-                           f"{self.steps_per_jump}; reporters created with the old interval keep it)", UserWarning)
                 raise _RelaxFailed(f"restrained minimisation failed ({str(exc).strip()})") from None
             finally:
                 self.statistics.wall_s["relax"] += time.perf_counter() - t2
@@ -533,9 +599,21 @@ class StarMDGenerator:
                 reporter.report(sim, state)
 
     # --- bookkeeping -----------------------------------------------------------------------
-    def _positions(self, state=None) -> np.ndarray:
+    def _steps_for(self, stride_ns: float) -> int:
+        """Integrator steps that one jump of ``stride_ns`` counts in ``currentStep``."""
+        return max(1, int(round(stride_ns * PS_PER_NS / _fixed_step_ps(self.simulation.integrator))))
+
+    def _raw_positions(self, state=None) -> np.ndarray:
         state = state or self.simulation.context.getState(getPositions=True)
         return np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
+
+    def _positions(self, state=None) -> np.ndarray:
+        """The Simulation's positions ``[A, 3]`` nm, the protein made whole across the periodic box."""
+        state = state or self.simulation.context.getState(getPositions=True)
+        positions = self._raw_positions(state)
+        if self._bond_tree is None:
+            return positions
+        return make_whole(positions, self._box(state), self._bond_tree)
 
     def _box(self, state) -> Optional[np.ndarray]:
         if not self.simulation.system.usesPeriodicBoundaryConditions():
@@ -590,12 +668,40 @@ class StarMDGenerator:
         self.statistics.wall_s["context"] += time.perf_counter() - t0
 
     def _ensure_capacity(self, frames: int) -> None:
-        """Grow the KV cache (by replaying the history) to hold ``frames`` frames."""
+        """Grow the KV cache (by replaying the history) to hold ``frames`` frames: to twice its capacity,
+        or to ``frames`` alone when twice does not fit in free memory. MemoryError with the estimate
+        when not even that fits (the cache is then as it was)."""
         if frames <= self.rollout.capacity_frames:
             return
         state = self.rollout.state_dict()
-        state["capacity_frames"] = max(frames, 2 * self.rollout.capacity_frames)
-        self._replay(state)
+        free = _free_memory_bytes(self.rollout_device)
+        capacity = max(frames, 2 * self.rollout.capacity_frames)
+        if free is not None and self._cache_bytes(capacity) > free:
+            capacity = frames
+        self._check_memory(capacity, free)
+        try:
+            self._replay({**state, "capacity_frames": capacity})
+        except (MemoryError, RuntimeError) as exc:
+            if not _is_allocation_error(exc):
+                raise
+            self._replay(state)  # the cache as it was (it fitted before)
+            raise self._memory_error(capacity, free) from exc
+
+    def _cache_bytes(self, frames: int) -> int:
+        return memory_estimate_bytes(self.core, self.pmap.num_residues, frames)[0]
+
+    def _memory_error(self, frames: int, free: Optional[int]) -> MemoryError:
+        kv, pair = memory_estimate_bytes(self.core, self.pmap.num_residues, frames)
+        have = "" if free is None else f" ({free / 2**30:.2f} GiB free)"
+        return MemoryError(f"not enough memory on {self.rollout_device} for the model's context: {frames} frames of "
+                           f"{self.pmap.num_residues} residues need about {kv / 2**30:.2f} GiB of KV cache plus "
+                           f"{pair / 2**30:.2f} GiB per pair activation{have}. The context holds every frame of the run; "
+                           "make fewer jumps, or continue from the current structure with a new StarMDGenerator "
+                           "(its context starts again with one frame)")
+
+    def _check_memory(self, frames: int, free: Optional[int]) -> None:
+        if free is not None and self._cache_bytes(frames) > free:
+            raise self._memory_error(frames, free)
 
     def _sync_context(self) -> None:
         """If the Simulation moved since the last context frame, that frame becomes the current structure

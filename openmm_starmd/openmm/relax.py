@@ -4,11 +4,15 @@ Design choice: the restraint lives in a *copy* of the user's System with one ext
 ``CustomExternalForce`` (harmonic, ``0.5 k |x - x0|^2`` on every backbone N, CA, C), in a second
 Context on the same platform. The user's System, Context, force groups and reported energies are
 never changed, so no restraint can leak into their MD; the price is one extra Context
-(created once, lazily, at the first minimisation).
+(created lazily, at the first minimisation). The copy follows the System: :meth:`RestrainedMinimizer.sync`
+(called by the Generator at the start of every ``step()``) compares a digest of the System's XML with
+the copy's and rebuilds the copy when they differ (a force added, parameters changed, with or
+without ``context.reinitialize()``).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,6 +85,7 @@ class RestrainedMinimizer:
         self._contexts = {}  # flexible: bool -> (Context, restraint force, integrator)
         self._pairs = np.zeros((0, 2), dtype=np.int64)  # constraints turned into bonds, and their lengths
         self._lengths = np.zeros(0)
+        self._system_digest = None  # digest of the System the private Contexts were built from
         self.constrained_retries = 0
 
     @property
@@ -88,7 +93,20 @@ class RestrainedMinimizer:
         """True when the minimisation first runs with the constraints turned into stiff bonds."""
         return self.config.constraint_k > 0 and self.simulation.system.getNumConstraints() > 0
 
+    def _digest(self) -> str:
+        return hashlib.sha256(openmm.XmlSerializer.serialize(self.simulation.system).encode()).hexdigest()
+
+    def sync(self) -> bool:
+        """Drop the private Contexts when the Simulation's System changed since they were built
+        (they are rebuilt at the next minimisation). Returns True when they were dropped."""
+        if not self._contexts or self._digest() == self._system_digest:
+            return False
+        self._contexts = {}
+        return True
+
     def _build(self, flexible: bool):
+        if not self._contexts:
+            self._system_digest = self._digest()
         system = copy.deepcopy(self.simulation.system)
         force = openmm.CustomExternalForce(f"0.5*{RESTRAINT_K_PARAMETER}*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
         force.addGlobalParameter(RESTRAINT_K_PARAMETER, self.config.restraint_k)
