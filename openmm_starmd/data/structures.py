@@ -11,6 +11,11 @@ Sources:
 * ``pdb``      a PDB file inside an installed package; non-protein residues are dropped.
 * ``sequence`` a peptide built from its one-letter sequence (extended backbone,
                side chains and hydrogens added by PDBFixer).
+* ``bioemu:NAME`` one of the 97 full-atom small domains (34-72 residues) that the
+               MIT-licensed PyPI package ``bioemu-benchmarks`` ships as reference wild
+               types of its folding free-energy benchmark; ``bioemu:all`` names every one
+               of them. Install it without its pinned dependencies (only its data files are
+               read): ``pip install --no-deps bioemu-benchmarks==0.0.2.post1``.
 """
 from __future__ import annotations
 
@@ -87,15 +92,51 @@ STRUCTURES: dict[str, StructureSource] = {
 }
 
 
+BIOEMU_PACKAGE = "bioemu_benchmarks"
+BIOEMU_WILDTYPES = "assets/folding_free_energies_benchmark_0.1/folding_free_energies/reference_wildtypes"
+_BIOEMU_INSTALL = "pip install --no-deps bioemu-benchmarks==0.0.2.post1"
+
+
+def bioemu_names() -> list[str]:
+    """Names (file stems) of the reference wild-type domains shipped by ``bioemu-benchmarks``, sorted."""
+    spec = importlib.util.find_spec(BIOEMU_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"'bioemu:' structures need the package bioemu-benchmarks; install it with '{_BIOEMU_INSTALL}'")
+    folder = Path(spec.origin).parent / BIOEMU_WILDTYPES
+    if not folder.is_dir():
+        raise ValueError(f"this version of bioemu-benchmarks has no folder {BIOEMU_WILDTYPES}; install it with '{_BIOEMU_INSTALL}'")
+    return sorted(p.stem for p in folder.glob("*.pdb"))
+
+
+def expand_structure_names(names: list[str]) -> list[str]:
+    """``names`` with ``bioemu:all`` replaced by one ``bioemu:NAME`` per shipped domain (order kept, no repeats)."""
+    out: list[str] = []
+    for name in names:
+        for n in ([f"bioemu:{b}" for b in bioemu_names()] if name == "bioemu:all" else [name]):
+            if n not in out:
+                out.append(n)
+    return out
+
+
+def _bioemu_structure(stem: str) -> StructureSource:
+    if stem not in bioemu_names():
+        raise ValueError(f"bioemu-benchmarks ships no domain {stem!r}; 'bioemu:all' names all {len(bioemu_names())}")
+    return StructureSource(f"bioemu_{stem}", "pdb", BIOEMU_PACKAGE, (f"{BIOEMU_WILDTYPES}/{stem}.pdb",),
+                           description=f"{stem}: reference wild type of the bioemu-benchmarks folding free-energy set")
+
+
 def get_structure(name: str) -> StructureSource:
     """Look up an offline structure by name, or build a ``sequence`` source from ``seq:ACDEF...``.
 
     Args:
-        name: a key of :data:`STRUCTURES`, or ``"seq:"`` followed by a one-letter sequence
-            (the folder name is then ``pep_<sequence>``).
+        name: a key of :data:`STRUCTURES`, ``"seq:"`` followed by a one-letter sequence
+            (the folder name is then ``pep_<sequence>``), or ``"bioemu:"`` followed by the name of a
+            bioemu-benchmarks domain (folder ``bioemu_<name>``).
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if name.startswith("bioemu:"):
+        return _bioemu_structure(name[len("bioemu:"):])
     if name.startswith("seq:"):
         sequence = name[4:].strip().upper()
         bad = sorted(set(sequence) - set(ONE_TO_THREE))
@@ -104,5 +145,5 @@ def get_structure(name: str) -> StructureSource:
         return StructureSource(f"pep_{sequence}", "sequence", sequence=sequence, n_residues=len(sequence),
                                description=f"peptide {sequence}, built extended from sequence")
     if name not in STRUCTURES:
-        raise ValueError(f"unknown structure {name!r}; expected one of {sorted(STRUCTURES)} or 'seq:SEQUENCE'")
+        raise ValueError(f"unknown structure {name!r}; expected one of {sorted(STRUCTURES)}, 'seq:SEQUENCE' or 'bioemu:NAME'")
     return STRUCTURES[name]

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openmm_starmd.data.structures import STRUCTURES, get_structure
+from openmm_starmd.data.structures import STRUCTURES, expand_structure_names, get_structure
 from openmm_starmd.openmm.md_setup import MDConfig
 from openmm_starmd.units import PS_PER_NS
 
@@ -36,7 +36,7 @@ _MAX_RETRIES = 3
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("structures", nargs="+", metavar="NAME",
-                        help=f"structures to simulate: {', '.join(STRUCTURES)}, or seq:SEQUENCE for a peptide")
+                        help=f"structures to simulate: {', '.join(STRUCTURES)}, seq:SEQUENCE for a peptide, bioemu:NAME or bioemu:all for the bioemu-benchmarks domains")
     parser.add_argument("--out", type=Path, default=Path("md_data"), help="output folder (default md_data); one sub-folder per structure")
     parser.add_argument("--ns", type=float, default=100.0, help="production length per replica in ns (default 100); the run stops when all reach it")
     parser.add_argument("--replicas", type=int, default=1, help="independent replicas per structure (R1..Rn, default 1)")
@@ -67,9 +67,16 @@ def run(args: argparse.Namespace) -> int:
     runs: list[ReplicaRun] = []
     start = time.monotonic()
     try:
-        for name in args.structures:
+        for name in expand_structure_names(args.structures):
             for r in range(1, args.replicas + 1):
-                runs.append(ReplicaRun(Path(args.out), name, r, config, command))
+                try:
+                    runs.append(ReplicaRun(Path(args.out), name, r, config, command))
+                except ValueError as exc:  # one structure that cannot be prepared must not stop the others
+                    if len(args.structures) == 1 and args.replicas == 1:
+                        raise
+                    print(f"skipping {name} R{r}: {exc}", flush=True)
+        if not runs:
+            raise ValueError("no structure could be prepared; see the messages above")
         while True:
             pending = [rr for rr in runs if rr.n_chunks_done < n_chunks]
             if not pending:
