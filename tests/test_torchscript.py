@@ -3,28 +3,31 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from conftest import randomize_, random_protein
 from openmm_starmd.model import Rollout, StarMDCore, tiny
+from openmm_starmd.model.config import tiny_v2
 from openmm_starmd.model.export import export_core, script_core
 
 N = 7
 
 
-def _core(seed=0):
+def _core(seed=0, make=tiny):
     # mild random weights keep frames at a protein's scale (nm), so fp32 bounds are meaningful
     torch.manual_seed(seed)
-    return randomize_(StarMDCore(tiny()), seed=seed, std=0.05).eval()
+    return randomize_(StarMDCore(make()), seed=seed, std=0.05).eval()
 
 
-def test_scripted_equals_eager_rollout():
-    core = _core()
-    scripted = script_core(_core())
+@pytest.mark.parametrize("make", [tiny, tiny_v2], ids=["first", "generalising"])
+def test_scripted_equals_eager_rollout(make):
+    core = _core(make=make)
+    scripted = script_core(_core(make=make))
     aatype, resid, rots, trans = random_protein(N, 1)
     outs = []
     for c in (core, scripted):
-        r = Rollout(c, aatype, resid, 1.25, replicas=2, seed=123, num_steps=6)
+        r = Rollout(c, aatype, resid, 1.25, replicas=2, seed=123, num_steps=6, capacity_frames=8)
         r.add_context(rots, trans)
         outs.append(r.run(3))
     assert outs[0].trans.abs().max() < 10.0

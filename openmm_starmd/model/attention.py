@@ -18,7 +18,6 @@ from typing import Optional, Tuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 def rope_tables(residue_index: torch.Tensor, frame_index: torch.Tensor, num_frames: int, head_dim: int,
@@ -77,10 +76,12 @@ class SpaceTimeAttention(nn.Module):
 
         if k_cache is None:
             assert frame_mask is not None
-            # bias of the query frame applies to the same key residue in every allowed key frame
-            neg = torch.zeros(frame_mask.shape, dtype=x.dtype, device=x.device).masked_fill(~frame_mask, float("-inf"))
-            full = bias[:, :, :, :, None, :] + neg[None, None, :, None, :, None]  # [B, H, F, N, F, N]
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=full.reshape(B, H, Fr * N, Fr * N))
+            # bias of the query frame applies to the same key residue in every allowed key frame;
+            # it is broadcast over key frames onto the scores, never materialised per key token
+            scores = torch.matmul(q, k.transpose(-1, -2)) * D ** -0.5  # [B, H, F·N, F·N]
+            scores = scores.view(B, H, Fr, N, Fr, N).add_(bias[:, :, :, :, None, :])
+            scores = scores.masked_fill_(~frame_mask[None, None, :, None, :, None], float("-inf"))
+            out = torch.matmul(torch.softmax(scores.view(B, H, Fr * N, Fr * N), dim=-1), v)
         else:
             assert v_cache is not None and Fr == 1
             # This frame's keys/values go to the next free slot [fill, fill + N): they are final when
@@ -89,7 +90,8 @@ class SpaceTimeAttention(nn.Module):
             k_cache[:, :, fill:fill + N] = k
             v_cache[:, :, fill:fill + N] = v
             n_frames = fill // N + 1
-            full = bias[:, :, 0, :, None, :].expand(B, H, N, n_frames, N).reshape(B, H, N, n_frames * N)
-            out = F.scaled_dot_product_attention(q, k_cache[:, :, :fill + N], v_cache[:, :, :fill + N], attn_mask=full)
+            scores = torch.matmul(q, k_cache[:, :, :fill + N].transpose(-1, -2)) * D ** -0.5  # [B, H, N, n·N]
+            scores = scores.view(B, H, N, n_frames, N).add_(bias[:, :, 0, :, None, :])  # same bias in every key frame
+            out = torch.matmul(torch.softmax(scores.view(B, H, N, n_frames * N), dim=-1), v_cache[:, :, :fill + N])
         out = out.permute(0, 2, 1, 3).reshape(B, Fr, N, C)  # [B, F, N, C]
         return self.out(out)

@@ -48,6 +48,32 @@ class EdgeTransition(nn.Module):
         return self.norm(z + self.mlp(torch.cat([z, ei, ej], dim=-1)))
 
 
+class NoEdgeTransition(nn.Module):
+    """Stands in for the last block's EdgeTransition, whose output no layer reads."""
+
+    def forward(self, s: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+class SkipMix(nn.Module):
+    """s += Linear([s, skip]) (zero-initialised): the initial singles, projected to ``c_skip``
+    channels once per protein, re-enter every block (paper table 9, FrameDiff's skip embedding)."""
+
+    def __init__(self, c_s: int, c_skip: int):
+        super().__init__()
+        self.linear = nn.Linear(c_s + c_skip, c_s)
+
+    def forward(self, s: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """s ``[B, F, N, c_s]``, skip ``[B, N, c_skip]`` -> ``[B, F, N, c_s]``."""
+        B, Fr, N, _ = s.shape
+        return s + self.linear(torch.cat([s, skip[:, None].expand(B, Fr, N, skip.shape[-1])], dim=-1))
+
+
+class NoSkip(nn.Module):
+    def forward(self, s: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return s
+
+
 class BackboneUpdate(nn.Module):
     """Linear(s) -> quaternion vector part (b, c, d) and translation (nm), composed onto each frame."""
 
@@ -66,7 +92,7 @@ class DiffusionBlock(nn.Module):
     the condition gives (shift, scale, gate) for all 2 + 2·st_layers_per_block branches of the block;
     it is zero-initialised, so every branch starts switched off."""
 
-    def __init__(self, cfg: StarMDConfig):
+    def __init__(self, cfg: StarMDConfig, last: bool = False):
         super().__init__()
         self.num_branches = 2 + 2 * cfg.st_layers_per_block
         self.norm = nn.LayerNorm(cfg.c_s, elementwise_affine=False)
@@ -78,7 +104,8 @@ class DiffusionBlock(nn.Module):
             for _ in range(cfg.st_layers_per_block)
         ])
         self.st_transitions = nn.ModuleList([Transition(cfg.c_s, cfg.transition_mult) for _ in range(cfg.st_layers_per_block)])
-        self.edge_transition = EdgeTransition(cfg.c_s, cfg.c_z)
+        self.skip = SkipMix(cfg.c_s, cfg.skip_channels) if cfg.skip_channels > 0 else NoSkip()
+        self.edge_transition = EdgeTransition(cfg.c_s, cfg.c_z) if cfg.last_edge_transition or not last else NoEdgeTransition()
         self.backbone_update = BackboneUpdate(cfg.c_s)
 
     def forward(
@@ -88,6 +115,7 @@ class DiffusionBlock(nn.Module):
         rots: torch.Tensor,
         trans: torch.Tensor,
         cond: torch.Tensor,
+        skip: torch.Tensor,
         rope_cos: torch.Tensor,
         rope_sin: torch.Tensor,
         frame_mask: Optional[torch.Tensor],
@@ -97,7 +125,7 @@ class DiffusionBlock(nn.Module):
         append: bool,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """s ``[B, F, N, c_s]``, z ``[B, F, N, N, c_z]``, rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]``,
-        cond ``[B, F, c_cond]``, rope_cos/rope_sin ``[B, 1, F·N, D/2]``. ``k_caches``/``v_caches`` hold this block's S×T layers' caches
+        cond ``[B, F, c_cond]``, skip ``[B, N, c_skip]`` (ignored without a skip), rope_cos/rope_sin ``[B, 1, F·N, D/2]``. ``k_caches``/``v_caches`` hold this block's S×T layers' caches
         (empty lists in full mode)."""
         B, Fr, N, C = s.shape
         mods = self.modulation(cond)[:, :, None].chunk(3 * self.num_branches, dim=-1)  # each [B, F, 1, C]
@@ -106,6 +134,7 @@ class DiffusionBlock(nn.Module):
                        rots.reshape(B * Fr, N, 3, 3), trans.reshape(B * Fr, N, 3))  # frames flattened into the batch
         s = s + mods[2] * upd.view(B, Fr, N, C)
         s = s + mods[5] * self.ipa_transition(modulate(self.norm(s), mods[3], mods[4]))
+        s = self.skip(s, skip)
         for i, (layer, transition) in enumerate(zip(self.st_layers, self.st_transitions)):
             m = 6 + 6 * i
             k_cache: Optional[torch.Tensor] = None

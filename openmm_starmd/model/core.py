@@ -48,6 +48,10 @@ class StarMDCore(nn.Module):
         self.z_static = torch.zeros(0)
         self.aatype = torch.zeros(0, dtype=torch.long)
         self.residue_index = torch.zeros(0, dtype=torch.long)
+        # the last context frame as it entered the cache (after context noise): the template of
+        # the next frame for a model with template pair features
+        self.template_rots = torch.zeros(0)
+        self.template_trans = torch.zeros(0)
 
     @torch.jit.export
     def start(
@@ -75,6 +79,8 @@ class StarMDCore(nn.Module):
         self.fill = 0
         self.num_frames = 0
         self.capacity_frames = capacity_frames
+        self.template_rots = torch.zeros(0)
+        self.template_trans = torch.zeros(0)
 
     @torch.jit.export
     def cache_bytes(self) -> int:
@@ -86,14 +92,15 @@ class StarMDCore(nn.Module):
             total += v.numel() * v.element_size()
         return total
 
-    def _run(self, rots: torch.Tensor, trans: torch.Tensor, t: float, log10_stride_ns: torch.Tensor, append: bool
-             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _run(self, rots: torch.Tensor, trans: torch.Tensor, t: float, log10_stride_ns: torch.Tensor, append: bool,
+             template_rots: torch.Tensor, template_trans: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B = trans.shape[0]
         tt = torch.full([B, 1], t, dtype=trans.dtype, device=trans.device)
         frame_index = torch.full([1], self.num_frames, dtype=torch.long, device=trans.device)
         r0, x0, tors, _ = self.net.forward_frames(self.s_seq, self.z_static, self.aatype, self.residue_index,
                                                   rots[:, None], trans[:, None], tt, log10_stride_ns, frame_index,
-                                                  None, self.k_caches, self.v_caches, self.fill, append)
+                                                  None, self.k_caches, self.v_caches, self.fill, append,
+                                                  template_rots[:, None], template_trans[:, None])
         return r0[:, 0], x0[:, 0], tors[:, 0]
 
     @torch.jit.export
@@ -106,7 +113,9 @@ class StarMDCore(nn.Module):
         with torch.no_grad():
             if noise_t > 0.0:
                 rots, trans = self.diffuser.forward_marginal(rots, trans, torch.full([trans.shape[0]], noise_t, device=trans.device))
-            self._run(rots, trans, noise_t, log10_stride_ns, True)
+            self._run(rots, trans, noise_t, log10_stride_ns, True, rots, trans)  # a context frame is its own template
+        self.template_rots = rots
+        self.template_trans = trans
         self.fill += N
         self.num_frames += 1
 
@@ -118,7 +127,9 @@ class StarMDCore(nn.Module):
         if self.num_frames >= self.capacity_frames:
             raise RuntimeError("KV cache is full: start() the rollout with a larger capacity_frames")
         with torch.no_grad():
-            return self._run(rots_t, trans_t, t, log10_stride_ns, False)
+            if self.num_frames == 0:  # no context yet (timing runs): the frame is its own template
+                return self._run(rots_t, trans_t, t, log10_stride_ns, False, rots_t, trans_t)
+            return self._run(rots_t, trans_t, t, log10_stride_ns, False, self.template_rots, self.template_trans)
 
     @torch.jit.export
     def sample_frame(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float

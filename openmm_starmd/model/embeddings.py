@@ -23,22 +23,28 @@ def sinusoidal_embedding(x: torch.Tensor, dim: int, max_period: float = 10000.0)
 
 
 class SequenceEmbedding(nn.Module):
-    """Per-residue singles from amino-acid type, residue index and optional OpenFold singles.
+    """Per-residue singles from amino-acid type, optionally the absolute residue index, and
+    optional OpenFold singles.
 
     aatype ``[B, N]`` (0..20), residue_index ``[B, N]``, openfold_single ``[B, N, C_of]`` -> ``[B, N, c_s]``.
+    Without ``absolute_index`` the singles do not depend on residue numbers at all; position
+    then enters only through the 2D RoPE and the relative-index pair features.
     """
 
-    def __init__(self, c_s: int, c_relpos: int, openfold_single_dim: int):
+    def __init__(self, c_s: int, c_relpos: int, openfold_single_dim: int, absolute_index: bool = True):
         super().__init__()
         self.c_relpos = c_relpos
+        self.absolute_index = absolute_index
         self.aatype = nn.Embedding(NUM_RESTYPES_WITH_UNKNOWN, c_s)
-        self.index = nn.Linear(c_relpos, c_s)
+        self.index = nn.Linear(c_relpos, c_s) if absolute_index else nn.Identity()
         self.use_openfold = openfold_single_dim > 0
         self.openfold = nn.Sequential(nn.LayerNorm(openfold_single_dim), nn.Linear(openfold_single_dim, c_s)) if self.use_openfold else nn.Identity()
         self.out = nn.Sequential(nn.LayerNorm(c_s), nn.Linear(c_s, c_s))
 
     def forward(self, aatype: torch.Tensor, residue_index: torch.Tensor, openfold_single: Optional[torch.Tensor]) -> torch.Tensor:
-        s = self.aatype(aatype) + self.index(sinusoidal_embedding(residue_index, self.c_relpos))
+        s = self.aatype(aatype)
+        if self.absolute_index:
+            s = s + self.index(sinusoidal_embedding(residue_index, self.c_relpos))
         if self.use_openfold:
             if openfold_single is None:
                 raise ValueError("this model was built with OpenFold single features; pass openfold_single [B, N, C]")
@@ -46,16 +52,39 @@ class SequenceEmbedding(nn.Module):
         return self.out(s)
 
 
+def template_features(rots: torch.Tensor, trans: torch.Tensor, pseudo_beta: torch.Tensor, bin_edges: torch.Tensor) -> torch.Tensor:
+    """Invariant pair features of a template structure (AlphaFold2-style template channels):
+    pseudo-Cβ distogram one-hot, the unit vector from residue i to j in i's frame, and the
+    relative rotation R_iᵀR_j.
+
+    rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]`` nm, pseudo_beta ``[B, F, N, 3]`` nm
+    -> ``[B, F, N, N, bins + 3 + 9]``; unchanged by a global rotation and translation.
+    """
+    B, Fr, N = trans.shape[0], trans.shape[1], trans.shape[2]
+    d = torch.cdist(pseudo_beta, pseudo_beta)  # [B, F, N, N]
+    dgram = nn.functional.one_hot(torch.bucketize(d, bin_edges), bin_edges.shape[0] + 1).to(trans.dtype)
+    diff = trans[:, :, None, :, :] - trans[:, :, :, None, :]  # [B, F, N(i), N(j), 3]: t_j - t_i
+    local = torch.einsum("bfiac,bfija->bfijc", rots, diff)  # R_iᵀ (t_j - t_i)
+    unit = local / torch.sqrt((local**2).sum(-1, keepdim=True) + 1e-8)
+    rel_rot = torch.einsum("bfiac,bfjad->bfijcd", rots, rots).reshape(B, Fr, N, N, 9)  # R_iᵀ R_j
+    return torch.cat([dgram, unit, rel_rot], dim=-1)
+
+
 class PairEmbedding(nn.Module):
     """Pair features from relative residue index (+ optional OpenFold pairs), and per frame
-    a pseudo-Cβ distogram.
+    a pseudo-Cβ distogram and, with ``template``, the template features of the last clean
+    context frame (:func:`template_features`).
 
     ``static(residue_index, openfold_pair) -> [B, N, N, c_z]`` is computed once per protein;
-    ``forward(static, pseudo_beta [B, F, N, 3]) -> [B, F, N, N, c_z]`` adds the frame geometry.
+    ``forward(static, pseudo_beta [B, F, N, 3], template [B, F, N, N, T]) -> [B, F, N, N, c_z]``
+    adds the frame geometry.
     """
 
-    def __init__(self, c_z: int, relpos_max: int, bins: int, min_nm: float, max_nm: float, openfold_pair_dim: int):
+    def __init__(self, c_z: int, relpos_max: int, bins: int, min_nm: float, max_nm: float, openfold_pair_dim: int,
+                 template: bool = False):
         super().__init__()
+        self.use_template = template
+        self.template = nn.Linear(bins + 3 + 9, c_z) if template else nn.Identity()
         self.relpos_max = relpos_max
         self.relpos = nn.Linear(2 * relpos_max + 2, c_z)  # last bin: different chain / segment
         self.use_openfold = openfold_pair_dim > 0
@@ -76,11 +105,16 @@ class PairEmbedding(nn.Module):
             z = z + self.openfold(openfold_pair)
         return z
 
-    def forward(self, z_static: torch.Tensor, pseudo_beta: torch.Tensor) -> torch.Tensor:
+    def forward(self, z_static: torch.Tensor, pseudo_beta: torch.Tensor, template: Optional[torch.Tensor] = None) -> torch.Tensor:
         d = torch.cdist(pseudo_beta, pseudo_beta)  # [B, F, N, N] nm
         idx = torch.bucketize(d, self.bin_edges)  # bins: <min, ..., >=max
         dgram = nn.functional.one_hot(idx, self.bin_edges.shape[0] + 1).float()
-        return self.out(z_static[:, None] + self.distogram(dgram))
+        z = z_static[:, None] + self.distogram(dgram)
+        if self.use_template:
+            if template is None:
+                raise ValueError("this model was built with template pair features; pass the template frames")
+            z = z + self.template(template)
+        return self.out(z)
 
 
 class ConditioningEmbedding(nn.Module):

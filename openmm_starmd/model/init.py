@@ -2,7 +2,7 @@
 
 Linear layers: truncated-normal fan-in (LeCun) init, zero bias. Zero-initialised (so the
 untrained network is the identity map on frames and every residual branch starts off):
-the AdaLN modulations (shift, scale and gate), the backbone update and the last layer's weights of the
+the AdaLN modulations (shift, scale and gate), the skip mixes, the backbone update and the last layer's weights of the
 torsion head (its bias starts every torsion at angle 0). IPA's point-attention head weights start at softplus^-1(1).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _lecun_(linear: nn.Linear) -> None:
 
 
 def init_weights(model: nn.Module) -> None:
-    from openmm_starmd.model.blocks import BackboneUpdate, DiffusionBlock
+    from openmm_starmd.model.blocks import BackboneUpdate, DiffusionBlock, SkipMix
 
     for module in model.modules():
         if isinstance(module, nn.Linear):
@@ -30,6 +30,9 @@ def init_weights(model: nn.Module) -> None:
         if isinstance(module, DiffusionBlock):
             nn.init.zeros_(module.modulation.weight)
             nn.init.zeros_(module.modulation.bias)
+        if isinstance(module, SkipMix):
+            nn.init.zeros_(module.linear.weight)
+            nn.init.zeros_(module.linear.bias)
         if isinstance(module, BackboneUpdate):
             nn.init.zeros_(module.linear.weight)
             nn.init.zeros_(module.linear.bias)

@@ -11,7 +11,7 @@ from openmm_starmd.geometry import pseudo_beta
 from openmm_starmd.model.attention import rope_tables
 from openmm_starmd.model.blocks import DiffusionBlock
 from openmm_starmd.model.config import StarMDConfig
-from openmm_starmd.model.embeddings import ConditioningEmbedding, PairEmbedding, SequenceEmbedding
+from openmm_starmd.model.embeddings import ConditioningEmbedding, PairEmbedding, SequenceEmbedding, template_features
 from openmm_starmd.model.init import init_weights
 
 
@@ -34,11 +34,15 @@ class StarMD(nn.Module):
         self.st_head_dim = cfg.st_head_dim
         self.rope_base_residue = cfg.rope_base_residue
         self.rope_base_frame = cfg.rope_base_frame
-        self.seq_embed = SequenceEmbedding(cfg.c_s, cfg.c_relpos, cfg.openfold_single_dim)
+        self.detach_rotations = cfg.detach_rotations
+        self.use_template = cfg.template_pair
+        self.skip_channels = cfg.skip_channels
+        self.seq_embed = SequenceEmbedding(cfg.c_s, cfg.c_relpos, cfg.openfold_single_dim, cfg.absolute_index)
         self.pair_embed = PairEmbedding(cfg.c_z, cfg.relpos_max, cfg.distogram_bins, cfg.distogram_min_nm,
-                                        cfg.distogram_max_nm, cfg.openfold_pair_dim)
+                                        cfg.distogram_max_nm, cfg.openfold_pair_dim, cfg.template_pair)
         self.cond_embed = ConditioningEmbedding(cfg.c_cond)
-        self.blocks = nn.ModuleList([DiffusionBlock(cfg) for _ in range(cfg.num_blocks)])
+        self.skip_proj = nn.Linear(cfg.c_s, cfg.skip_channels) if cfg.skip_channels > 0 else nn.Identity()
+        self.blocks = nn.ModuleList([DiffusionBlock(cfg, last=b == cfg.num_blocks - 1) for b in range(cfg.num_blocks)])
         self.torsion_head = nn.Sequential(nn.LayerNorm(cfg.c_s), nn.Linear(cfg.c_s, cfg.c_s), nn.ReLU(),
                                           nn.Linear(cfg.c_s, cfg.num_torsions * 2))
         init_weights(self)
@@ -73,6 +77,8 @@ class StarMD(nn.Module):
         v_caches: List[torch.Tensor],
         fill: int,
         append: bool,
+        template_rots: Optional[torch.Tensor] = None,
+        template_trans: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Denoise F frames.
 
@@ -85,6 +91,9 @@ class StarMD(nn.Module):
             frame_mask ``[F, F]`` bool (full mode) or None (cached mode, F == 1).
             k_caches, v_caches: one ``[B, H, capacity·N, D]`` tensor per S×T layer (cached mode).
             fill: number of cached tokens already valid. append: write this frame's keys/values.
+            template_rots ``[B, F, N, 3, 3]``, template_trans ``[B, F, N, 3]`` (nm): for a model with
+                template pair features, the template of each frame: the frame itself for a clean
+                context frame, the last clean context frame for a frame being denoised.
 
         Returns:
             rots_0 ``[B, F, N, 3, 3]``, trans_0 ``[B, F, N, 3]``: predicted clean frames;
@@ -92,8 +101,16 @@ class StarMD(nn.Module):
         """
         B, Fr, N = trans.shape[0], trans.shape[1], trans.shape[2]
         s = s_seq[:, None].expand(B, Fr, N, s_seq.shape[-1])
-        z = self.pair_embed(z_static, pseudo_beta(rots, trans, aatype[:, None].expand(B, Fr, N)))
+        aatype_f = aatype[:, None].expand(B, Fr, N)
+        template: Optional[torch.Tensor] = None
+        if self.use_template:
+            if template_rots is None or template_trans is None:
+                raise ValueError("this model was built with template pair features; pass template_rots and template_trans")
+            template = template_features(template_rots, template_trans, pseudo_beta(template_rots, template_trans, aatype_f),
+                                         self.pair_embed.bin_edges)
+        z = self.pair_embed(z_static, pseudo_beta(rots, trans, aatype_f), template)
         cond = self.cond_embed(t, log10_stride_ns)
+        skip = self.skip_proj(s_seq)  # [B, N, c_skip] (unused without a skip)
         rope_cos, rope_sin = rope_tables(residue_index, frame_index, Fr, self.st_head_dim, self.rope_base_residue, self.rope_base_frame)
         L = self.st_layers_per_block
         for b, block in enumerate(self.blocks):
@@ -102,7 +119,9 @@ class StarMD(nn.Module):
             if len(k_caches) > 0:
                 ks = k_caches[b * L:(b + 1) * L]
                 vs = v_caches[b * L:(b + 1) * L]
-            s, z, rots, trans = block(s, z, rots, trans, cond, rope_cos, rope_sin, frame_mask, ks, vs, fill, append)
+            if self.detach_rotations and b > 0:
+                rots = rots.detach()  # AlphaFold2/FrameDiff: no rotation gradient flows between blocks
+            s, z, rots, trans = block(s, z, rots, trans, cond, skip, rope_cos, rope_sin, frame_mask, ks, vs, fill, append)
         raw = self.torsion_head(s).view(B, Fr, N, self.num_torsions, 2)
         torsions = raw / torch.sqrt((raw**2).sum(-1, keepdim=True) + 1e-8)
         return rots, trans, torsions, raw

@@ -21,6 +21,7 @@ from torch import nn
 from openmm_starmd.data.dataset import Batch
 from openmm_starmd.geometry.superpose import kabsch
 from openmm_starmd.model.config import StarMDConfig
+from openmm_starmd.model.embeddings import NUM_RESTYPES_WITH_UNKNOWN
 from openmm_starmd.model.starmd import block_causal_frame_index, block_causal_mask, log10_stride
 from openmm_starmd.training.losses import LossConfig, Prediction, Target, compute_losses
 
@@ -50,10 +51,13 @@ class BlockCausalModel(nn.Module):
         self.net = net
 
     def forward(self, aatype, residue_index, chain_index, openfold_single, openfold_pair, rots, trans, t, log10_stride_ns,
-                frame_index, frame_mask):
-        s_seq, z_static = self.net.embed_protein(aatype, residue_index, chain_index, openfold_single, openfold_pair)
+                frame_index, frame_mask, template_rots=None, template_trans=None, aatype_seen=None):
+        """``aatype_seen``: the amino-acid types the singles embed (with dropped types set to unknown);
+        ``aatype`` itself still places pseudo-Cβ atoms."""
+        s_seq, z_static = self.net.embed_protein(aatype if aatype_seen is None else aatype_seen, residue_index, chain_index,
+                                                 openfold_single, openfold_pair)
         return self.net.forward_frames(s_seq, z_static, aatype, residue_index, rots, trans, t, log10_stride_ns, frame_index,
-                                       frame_mask, [], [], 0, False)
+                                       frame_mask, [], [], 0, False, template_rots, template_trans)
 
 
 def noise_levels(B: int, L: int, model_cfg: StarMDConfig, t_min: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,8 +87,16 @@ def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDC
     rots_in = torch.cat([rots_c, rots_t], 1)  # [B, 2L-1, N, 3, 3]
     trans_in = torch.cat([trans_c, trans_t], 1)  # [B, 2L-1, N, 3]
     t_in = torch.cat([tau[:, None].expand(B, L), t], 1)  # [B, 2L-1]
+    # template of clean frame ℓ: itself; of noisy frame ℓ: clean context frame ℓ-1 (as the KV-cached rollout sees them)
+    template_rots = torch.cat([rots_c, rots_c[:, :-1]], 1)
+    template_trans = torch.cat([trans_c, trans_c[:, :-1]], 1)
+    aatype_seen = batch.aatype
+    if model_cfg.aatype_dropout > 0.0:
+        hidden = torch.rand(batch.aatype.shape, device=device) < model_cfg.aatype_dropout
+        aatype_seen = torch.where(hidden, torch.full_like(batch.aatype, UNKNOWN_RESTYPE), batch.aatype)
     args = (batch.aatype, batch.residue_index, batch.chain_index, batch.openfold_single, batch.openfold_pair, rots_in,
-            trans_in, t_in, log10_stride(batch.stride_ns), block_causal_frame_index(L, device), block_causal_mask(L, device))
+            trans_in, t_in, log10_stride(batch.stride_ns), block_causal_frame_index(L, device), block_causal_mask(L, device),
+            template_rots, template_trans, aatype_seen)
     if autocast_dtype is not None and device.type == "cuda":
         with torch.autocast("cuda", dtype=autocast_dtype):
             r0, x0, tors, raw = model(*args)
@@ -102,5 +114,7 @@ def batch_to(batch: Batch, device: torch.device) -> Batch:
     moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(batch).items()}
     return Batch(**moved)
 
+
+UNKNOWN_RESTYPE = NUM_RESTYPES_WITH_UNKNOWN - 1  # index 20: the type a dropped residue shows
 
 __all__ = ["align_and_centre", "BlockCausalModel", "noise_levels", "training_losses", "batch_to"]

@@ -1,0 +1,183 @@
+"""Inputs that cannot memorise a protein (the ``generalising`` options of StarMDConfig):
+no absolute residue index, template pair features, amino-acid dropout, detached rotations,
+the skip connection and no dead last EdgeTransition."""
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import randomize_, random_protein
+from openmm_starmd.data.dataset import Batch
+from openmm_starmd.diffusion import SE3Diffuser
+from openmm_starmd.geometry.so3 import rotvec_to_rotmat, uniform_random_rotmat
+from openmm_starmd.model import Rollout, StarMDCore, block_causal_frame_index, block_causal_mask
+from openmm_starmd.model.config import StarMDConfig, generalising, tiny, tiny_v2
+from openmm_starmd.model.embeddings import template_features
+from openmm_starmd.training.block_causal import BlockCausalModel, training_losses
+from openmm_starmd.training.losses import LossConfig
+
+N, L = 7, 5
+
+
+def _perturb(rots, trans, scale, g):
+    dr = rotvec_to_rotmat(scale * torch.randn(rots.shape[:-2] + (3,), generator=g))
+    return dr @ rots, trans + scale * torch.randn(trans.shape, generator=g)
+
+
+def _frames(B, seed, scale=0.1):
+    aatype, resid, rots, trans = random_protein(N, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    clean = [_perturb(rots.expand(B, N, 3, 3), trans.expand(B, N, 3), scale, g) for _ in range(L)]
+    return aatype.expand(B, N), resid.expand(B, N), clean, g
+
+
+def test_presets_switch_every_option_on_and_old_checkpoints_keep_the_old_network():
+    cfg = tiny_v2()
+    assert (cfg.absolute_index, cfg.template_pair, cfg.detach_rotations, cfg.last_edge_transition) == (False, True, True, False)
+    assert cfg.aatype_dropout > 0 and cfg.skip_channels > 0 and cfg.context_noise_t < tiny().context_noise_t
+    # a config dict written before these fields existed loads with the first architecture
+    old = tiny().to_dict()
+    for key in ("absolute_index", "template_pair", "aatype_dropout", "detach_rotations", "skip_channels", "last_edge_transition"):
+        old.pop(key)
+    assert StarMDConfig.from_dict(old) == tiny()
+    with pytest.raises(ValueError, match="aatype_dropout"):
+        dataclasses.replace(tiny(), aatype_dropout=1.5).validate()
+
+
+def test_template_features_are_invariant_to_a_global_rigid_motion():
+    torch.manual_seed(0)
+    _, _, rots, trans = random_protein(N, 2)
+    rots, trans = rots[None, None], trans[None, None]  # [1, 1, N, ...]
+    pb = trans + 0.15 * rots[..., :, 0]
+    edges = torch.linspace(0.325, 5.075, 38)
+    f0 = template_features(rots, trans, pb, edges)
+    R = uniform_random_rotmat([])
+    shift = torch.tensor([0.7, -1.3, 2.1])
+    f1 = template_features(R @ rots, trans @ R.T + shift, pb @ R.T + shift, edges)
+    assert f0.shape == (1, 1, N, N, 39 + 3 + 9)
+    assert (f0 - f1).abs().max() < 1e-5
+    # and they carry the geometry: another structure gives other features
+    f2 = template_features(rots, trans * 1.3, pb * 1.3, edges)
+    assert (f0 - f2).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("make", [tiny, tiny_v2], ids=["first", "generalising"])
+def test_cached_denoise_equals_block_causal_forward_with_templates(make):
+    """The rollout's KV cache (template = last context frame) equals the full block-causal pass
+    whose noisy frame ℓ has clean frame ℓ-1 as its template."""
+    B = 2
+    torch.manual_seed(0)
+    core = randomize_(StarMDCore(make()), seed=0, std=0.3).eval()
+    aatype, resid, clean, g = _frames(B, seed=0)
+    noisy = [_perturb(r, t, 0.3, g) for r, t in clean[1:]]
+    t_noisy = torch.rand(B, L - 1, generator=g)
+    log_stride = torch.full([B], 0.1)
+    net = core.net
+    s_seq, z_static = net.embed_protein(aatype, resid, torch.zeros_like(resid))
+    rots = torch.stack([r for r, _ in clean] + [r for r, _ in noisy], 1)
+    trans = torch.stack([t for _, t in clean] + [t for _, t in noisy], 1)
+    tmpl_r = torch.stack([r for r, _ in clean] + [r for r, _ in clean[:-1]], 1)
+    tmpl_t = torch.stack([t for _, t in clean] + [t for _, t in clean[:-1]], 1)
+    t_all = torch.cat([torch.zeros(B, L), t_noisy], 1)
+    with torch.no_grad():
+        r_full, x_full, tor_full, _ = net.forward_frames(s_seq, z_static, aatype, resid, rots, trans, t_all, log_stride,
+                                                         block_causal_frame_index(L), block_causal_mask(L), [], [], 0, False,
+                                                         tmpl_r, tmpl_t)
+    core.start(aatype, resid, torch.zeros_like(resid), L)
+    err = 0.0
+    for ell in range(L):
+        if ell > 0:
+            r0, x0, tor = core.denoise(noisy[ell - 1][0], noisy[ell - 1][1], float(t_noisy[0, ell - 1]), log_stride)
+            j = L + ell - 1
+            err = max(err, (x0[0] - x_full[0, j]).abs().max().item(), (r0[0] - r_full[0, j]).abs().max().item(),
+                      (tor[0] - tor_full[0, j]).abs().max().item())
+        core.append_frame(clean[ell][0], clean[ell][1], log_stride, 0.0)
+    assert err < 1e-4, err
+
+
+def test_model_with_templates_is_se3_equivariant():
+    B = 1
+    torch.manual_seed(1)
+    core = randomize_(StarMDCore(tiny_v2()), seed=1, std=0.3).eval()
+    aatype, resid, clean, g = _frames(B, seed=4)
+    R = uniform_random_rotmat([])
+    shift = torch.tensor([0.4, 0.2, -0.9])
+
+    def run(rot, sh):
+        rots = torch.stack([rot @ r for r, _ in clean], 1)
+        trans = torch.stack([t @ rot.T + sh for _, t in clean], 1)
+        s_seq, z_static = core.net.embed_protein(aatype, resid, torch.zeros_like(resid))
+        with torch.no_grad():
+            return core.net.forward_frames(s_seq, z_static, aatype, resid, rots, trans, torch.full([B, L], 0.5),
+                                           torch.zeros(B), torch.arange(L), torch.ones(L, L, dtype=torch.bool).tril(),
+                                           [], [], 0, False, rots.roll(1, dims=1), trans.roll(1, dims=1))
+
+    r0, x0, tor0, _ = run(torch.eye(3), torch.zeros(3))
+    r1, x1, tor1, _ = run(R, shift)
+    assert (x0 @ R.T + shift - x1).abs().max() < 1e-4
+    assert (R @ r0 - r1).abs().max() < 1e-4
+    assert (tor0 - tor1).abs().max() < 1e-4
+
+
+def test_shifting_residue_index_leaves_sampled_frames_unchanged():
+    """Without the absolute index, residue numbers enter only as differences (RoPE and the
+    relative-index pair features): a numbering offset changes nothing the model samples."""
+    torch.manual_seed(2)
+    core = randomize_(StarMDCore(tiny_v2()), seed=2, std=0.1).eval()
+    aatype, resid, rots, trans = random_protein(N, 6)
+    out = []
+    for offset in (0, 15, 203):
+        roll = Rollout(core, aatype, resid + offset, 0.1, seed=7, num_steps=4, capacity_frames=4)
+        roll.add_context(rots, trans)
+        out.append(roll.run(2))
+    for other in out[1:]:
+        assert (other.trans - out[0].trans).abs().max() < 1e-4
+        assert (other.rots - out[0].rots).abs().max() < 1e-4
+    # the first network does see absolute numbers (the test would catch a silent no-op)
+    core1 = randomize_(StarMDCore(tiny()), seed=2, std=0.1).eval()
+    first = []
+    for offset in (0, 15):
+        roll = Rollout(core1, aatype, resid + offset, 0.1, seed=7, num_steps=4, capacity_frames=4)
+        roll.add_context(rots, trans)
+        first.append(roll.run(1))
+    assert (first[1].trans - first[0].trans).abs().max() > 1e-3
+
+
+def _batch(B=2, seed=3):
+    aatype, resid, clean, _ = _frames(B, seed)
+    rots = torch.stack([r for r, _ in clean], 1)
+    trans = torch.stack([t for _, t in clean], 1)
+    tors = torch.nn.functional.normalize(torch.randn(B, L, N, 7, 2), dim=-1)
+    return Batch(keys=["x"] * B, stride_ns=torch.full([B], 0.1), aatype=aatype.clone(), residue_index=resid.clone(),
+                 chain_index=torch.zeros_like(resid), rots=rots, trans=trans, torsions=tors, torsions_alt=tors,
+                 torsion_mask=torch.ones(B, N, 7), residue_mask=torch.ones(B, N), openfold_single=None, openfold_pair=None)
+
+
+def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search():
+    cfg = tiny_v2()
+    torch.manual_seed(4)
+    core = StarMDCore(cfg)
+    model = BlockCausalModel(core.net)
+    losses = training_losses(model, SE3Diffuser(cfg.diffusion), _batch(), cfg, LossConfig())
+    losses["total"].backward()
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert dead == []
+
+
+def test_amino_acid_dropout_hides_types_from_the_singles_only():
+    cfg = dataclasses.replace(generalising(tiny()), aatype_dropout=0.5)
+    torch.manual_seed(5)
+    core = randomize_(StarMDCore(cfg), seed=5, std=0.3)
+    model = BlockCausalModel(core.net)
+    batch = _batch()
+    seen = []
+
+    def hook(_module, args, _out):
+        seen.append(args[0].clone())
+
+    handle = core.net.seq_embed.aatype.register_forward_hook(hook)
+    training_losses(model, SE3Diffuser(cfg.diffusion), batch, cfg, LossConfig())
+    handle.remove()
+    hidden = seen[0] == 20
+    assert 0 < hidden.sum() < hidden.numel()  # some, not all, residues hidden (p = 0.5 of 14)
+    assert torch.equal(seen[0][~hidden], batch.aatype[~hidden])
