@@ -11,6 +11,8 @@ import importlib
 import sys
 import warnings
 
+from openmm_starmd.internal import messages_to
+
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("openmm_starmd.openmm.command", "jump a protein forward with STAR-MD and write a trajectory"),
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     name = top.parse_args(argv[:1]).subcommand
     parser, module = subcommand_parser(name)
     args = parser.parse_args(argv[1:])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), messages_to(sys.stderr):
         warnings.showwarning = _show_warning
         return int(module.run(args) or 0)
 

@@ -1,12 +1,15 @@
 """Private helpers shared across the package's layers (imports nothing of the package)."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent) + os.sep
+LOGGER = logging.getLogger("openmm_starmd")  # set-up phases and run estimates, at INFO level
 
 
 def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
@@ -16,3 +19,19 @@ def warn_at_caller(message: str, category: type[Warning] = UserWarning) -> None:
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(PACKAGE_DIR):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level + 1)
+
+
+@contextmanager
+def messages_to(stream):
+    """Show the package's INFO messages (set-up phases, run estimates) as plain lines on ``stream``
+    for the duration (the command line and the examples use it; a library user configures logging)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = LOGGER.level
+    LOGGER.addHandler(handler)
+    LOGGER.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(level)

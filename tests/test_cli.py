@@ -32,7 +32,7 @@ def test_generate_help_shows_seed_and_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--seed SEED integer seed" in text
     assert "reverse-diffusion steps per frame (default: 50)" in text
-    assert "(default: 1.25ns)" in text and "(default: traj.xtc)" in text
+    assert "(default: recommended)" in text and "(default: traj.xtc)" in text
 
 
 def test_cli_warning_shows_the_message_not_package_source(tmp_path, capsys):
@@ -50,3 +50,21 @@ def test_cli_warning_shows_the_message_not_package_source(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "starmd: warning: stride 1.25 ns lies outside" in err and "StrideOutsideTrainingWarning" in err
     assert ".py:" not in err  # no file:line of the package, no source line
+    for phase in ("hydrogens added: 35 residues", "implicit-solvent system", "energy minimised", "parameters, cpu) in"):
+        assert "set-up: " in err and phase in err, phase  # one line per set-up phase
+
+
+def test_cpu_estimate_matches_its_measurements_and_scales():
+    from openmm_starmd.openmm.estimate import MEASURED_RESIDUES, SECONDS_PER_SAMPLE, cpu_seconds_per_sample, describe_run
+
+    for scripted, key in ((True, "torchscript"), (False, "eager")):
+        for n, seconds in zip(MEASURED_RESIDUES, SECONDS_PER_SAMPLE[key]):
+            assert cpu_seconds_per_sample(n, 50, scripted) == pytest.approx(seconds)
+        sizes = [7, 20, 35, 60, 89, 130, 160, 400]
+        times = [cpu_seconds_per_sample(n, 50, scripted) for n in sizes]
+        assert times == sorted(times)
+    assert cpu_seconds_per_sample(89, 100, True) == pytest.approx(2 * cpu_seconds_per_sample(89, 50, True))
+    line = describe_run(100, 35, 50, True)
+    assert line.startswith("100 jump(s) of a 35-residue protein at 50 reverse-diffusion steps") and "3 min" in line
+    with pytest.raises(ValueError, match="num_residues"):
+        cpu_seconds_per_sample(0, 50, True)

@@ -21,9 +21,11 @@ from typing import Optional
 
 import numpy as np
 
+from openmm_starmd.internal import LOGGER
 from openmm_starmd.units import PS_PER_NS
 
 _STRIDE_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|ps|fs)?\s*$")
+MINIMIZE_ITERATIONS = 200  # of the prepared structure, before the first jump
 _PER_NS = {"ns": 1.0, "ps": 1.0 / PS_PER_NS, "fs": 1.0 / (PS_PER_NS * 1000.0), None: 1.0}
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".pdbx", ".mmcif")
 STRIPPED_RESIDUES = ("HOH", "WAT", "NA", "Na", "CL", "Cl", "K")  # water and ions, removed before the set-up
@@ -174,16 +176,24 @@ def build_implicit_simulation(pdb_path: str, platform: str = "CPU", threads: int
 
     from openmm_starmd.openmm.md_setup import MDConfig, create_implicit_system, create_simulation
 
+    t0 = time.perf_counter()
     topology, positions = read_structure(pdb_path)
     modeller = app.Modeller(topology, positions)
     modeller.delete([r for r in modeller.topology.residues() if r.name in STRIPPED_RESIDUES])
     forcefield = app.ForceField("amber14-all.xml", "implicit/obc2.xml")
     modeller.addHydrogens(forcefield)
+    LOGGER.info("set-up: %s read, water and ions removed, hydrogens added: %d residues, %d atoms (%.1f s)", pdb_path,
+                modeller.topology.getNumResidues(), modeller.topology.getNumAtoms(), time.perf_counter() - t0)
+    t0 = time.perf_counter()
     config = MDConfig(platform=platform, threads=threads)
     system = create_implicit_system(modeller.topology, config)
     simulation = create_simulation(modeller.topology, system, config, seed)
     simulation.context.setPositions(modeller.positions)
-    simulation.minimizeEnergy(maxIterations=200)
+    LOGGER.info("set-up: Amber ff14SB + OBC2 implicit-solvent system on the %s platform (%.1f s)", platform,
+                time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    simulation.minimizeEnergy(maxIterations=MINIMIZE_ITERATIONS)
+    LOGGER.info("set-up: energy minimised (at most %d iterations, %.1f s)", MINIMIZE_ITERATIONS, time.perf_counter() - t0)
     return simulation
 
 

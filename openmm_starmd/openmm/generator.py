@@ -53,7 +53,7 @@ import openmm
 import torch
 from openmm import unit
 
-from openmm_starmd.internal import warn_at_caller
+from openmm_starmd.internal import LOGGER, warn_at_caller
 from openmm_starmd.model.rollout import Frame, Rollout
 from openmm_starmd.openmm.coarse_grain import (
     ProteinMap,
@@ -64,6 +64,7 @@ from openmm_starmd.openmm.coarse_grain import (
     protein_bond_tree,
     warn_chain_gaps,
 )
+from openmm_starmd.openmm.estimate import cpu_seconds_per_sample, describe_run
 from openmm_starmd.openmm.gate import GateConfig, InvalidFrameError, check_frame
 from openmm_starmd.openmm.rebuild import CoarseFrame, coarse_grain, rebuild_positions
 from openmm_starmd.openmm.relax import RelaxConfig, RestrainedMinimizer
@@ -210,7 +211,18 @@ def _resolve_model(model, device: Optional[str], scripted: bool = False):
         from openmm_starmd.model.checkpoint import load_model
 
         dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return load_model(model, device=dev, scripted=scripted)
+        t0 = time.perf_counter()
+        core = load_model(model, device=dev)
+        n_params = sum(p.numel() for p in core.parameters())
+        LOGGER.info("set-up: model %s loaded (%s parameters, %s) in %.1f s", model, f"{n_params:,}", dev,
+                    time.perf_counter() - t0)
+        if scripted:
+            from openmm_starmd.model.export import script_core
+
+            t0 = time.perf_counter()
+            core = script_core(core)
+            LOGGER.info("set-up: model compiled with TorchScript in %.1f s", time.perf_counter() - t0)
+        return core
     if isinstance(model, StarMDCore) or isinstance(model, torch.jit.ScriptModule):
         return model
     raise TypeError(f"model: expected 'default', a checkpoint path or a loaded StarMDCore, got {type(model).__name__}")
@@ -331,6 +343,7 @@ class StarMDGenerator:
         self.steps_per_jump = self._steps_for(self.stride_ns)
         self.temperature_k = _integrator_temperature(simulation)
         self.statistics = GeneratorStatistics()
+        self._announced = False  # the run-size estimate was logged (see _announce)
         self._minimizer = RestrainedMinimizer(simulation, self.pmap.backbone_atoms, self.options.relax_config)
         self._history_atoms = self._select_history_atoms()
         self._history_xyz: list[np.ndarray] = []
@@ -382,6 +395,7 @@ class StarMDGenerator:
         if n == 0:
             return
         check_finite_positions(self.simulation.topology, self._raw_positions(), "the Simulation's positions")
+        self._announce(n)
         self._minimizer.sync()  # the System may have changed since the last call (forces added, reinitialize)
         snapshot = self._snapshot()
         try:
@@ -395,6 +409,17 @@ class StarMDGenerator:
         except BaseException:
             self._restore(snapshot)
             raise
+
+    def _announce(self, n: int) -> None:
+        """Log the run's size and an estimate of its sampling time on a CPU: on the first call, and on
+        later calls expected to sample for more than a minute."""
+        if self.rollout_device.type != "cpu":
+            return
+        scripted = isinstance(self.core, torch.jit.ScriptModule)
+        estimate = cpu_seconds_per_sample(self.pmap.num_residues, self.options.num_steps, scripted) * n
+        if not self._announced or estimate > 60.0:
+            LOGGER.info(describe_run(n, self.pmap.num_residues, self.options.num_steps, scripted))
+            self._announced = True
 
     def relax(self, steps: int) -> None:
         """Hand back to physical MD: ``simulation.step(steps)`` (reporters report as usual)."""
