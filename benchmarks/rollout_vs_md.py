@@ -46,12 +46,13 @@ def md_rmsd_to_start(data: str, start_frame: int = 0) -> tuple[np.ndarray, np.nd
 
 
 def weights_label(model: str) -> str:
-    """'default (6,865 steps, sha256 b643880a)' for a shipped model, else the path."""
+    """'default (6,865 steps, sha256 f9827a3a)' for a shipped model, else the path."""
     from openmm_starmd.model.checkpoint import SHIPPED, WEIGHTS_DIR
 
     if model in SHIPPED:
         manifest = json.loads((WEIGHTS_DIR / f"{SHIPPED[model]}.json").read_text())
-        return f"{model} (sha256 {manifest['sha256'][:8]})"
+        steps = f"{manifest['optimiser_steps']:,} steps, " if "optimiser_steps" in manifest else ""
+        return f"{model} ({steps}sha256 {manifest['sha256'][:8]})"
     return str(model)
 
 
