@@ -175,3 +175,29 @@ def test_cli_reuses_build_exports_and_import_error_without_one(plugin, villin, t
     assert torch.jit.load(str(out)).num_atoms == mod.topology.getNumAtoms()
     with pytest.raises(ImportError, match="starmd build-plugin"):
         load_plugin(tmp_path / "empty")
+
+
+def test_nan_positions_name_the_atoms_and_a_failed_step_leaves_the_integrator_usable(plugin, villin):
+    module, _ = plugin
+    mod, system, _, prop_path, reference = villin
+    sim = _simulation(module, mod, system, prop_path)
+    clean = np.asarray(mod.positions.value_in_unit(unit.nanometer))
+    ca = next(a.index for a in list(mod.topology.residues())[4].atoms() if a.name == "CA")
+    bad = clean.copy()
+    bad[ca, 1] = np.nan
+    sim.context.setPositions(bad * unit.nanometer)
+    before = sim.context.getState(getPositions=True, getVelocities=True)
+    with pytest.raises(openmm.OpenMMException, match=rf"1 atom\(s\) have NaN or infinite coordinates: CA of ASP 5 \(chain 0\) "
+                       rf"\(atom index {ca}\); set finite positions"):
+        sim.step(1)
+    after = sim.context.getState(getPositions=True, getVelocities=True)
+    assert np.array_equal(after.getPositions(asNumpy=True), before.getPositions(asNumpy=True), equal_nan=True)
+    assert np.array_equal(after.getVelocities(asNumpy=True), before.getVelocities(asNumpy=True))
+    assert after.getTime() == before.getTime() and sim.currentStep == 0 and sim.integrator.getNumJumps() == 0
+    # clean positions again: the same jumps as a run that never failed
+    sim.context.setPositions(mod.positions)
+    frames = FrameReporter()
+    sim.reporters.append(frames)
+    sim.step(NUM_JUMPS)
+    for j in range(NUM_JUMPS):
+        assert np.abs(frames.positions[j] - reference[j]).max() < TOL_NM

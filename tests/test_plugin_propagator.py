@@ -136,3 +136,20 @@ def test_propagator_rebuild_carries_solvent_like_rebuild_positions(villin_files,
     assert np.abs(plain - rebuild_positions(pmap, x, frame, residue_of_atom, None)).max() < 1e-9
     water_moved = np.abs(periodic - x).max(axis=1)[pmap.other_atoms] > 1e-6
     assert 0 < water_moved.sum() < pmap.other_atoms.size  # a shell moves, bulk solvent stays
+
+
+def test_export_propagator_checks_the_structure(villin_files, tmp_path):
+    from openmm_starmd.openmm.coarse_grain import ChainGapWarning
+
+    mod, _, core_path, _ = villin_files
+    positions = np.asarray(mod.positions.value_in_unit(unit.nanometer))
+    bad = positions.copy()
+    bad[7, 2] = np.inf
+    with pytest.raises(ValueError, match=r"positions: 1 atom\(s\) have NaN or infinite coordinates: \w+ of LEU 1 \(chain 0\) \(atom index 7\)"):
+        export_propagator(mod.topology, bad, tmp_path / "p.pt", model=core_path)
+    with pytest.raises(ValueError, match="D-configured Cα"):
+        export_propagator(mod.topology, positions * np.array([1.0, -1.0, 1.0]), tmp_path / "p.pt", model=core_path)
+    gap = villin_modeller()
+    gap.delete(list(gap.topology.residues())[20:22])
+    with pytest.warns(ChainGapWarning, match="pdbfixer"):
+        export_propagator(gap.topology, gap.positions, tmp_path / "gap.pt", model=core_path)

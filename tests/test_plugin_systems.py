@@ -25,12 +25,8 @@ def villin(tmp_path_factory):
     return mod, system, core_path, prop_path, None
 
 
-def test_explicit_solvent_jump_equals_python_generator(plugin, villin):
-    """Solvated villin in a periodic box: the kernel takes the minimum-image solvent-shell path."""
-    module, _ = plugin
-    _, _, core_path, _, _ = villin
-    topology, positions = solvated_villin()
-    # a jump computes no forces: masses and one periodic force (all charges and epsilons zero) suffice
+def _periodic_system(topology) -> openmm.System:
+    """Masses and one periodic force (all charges and epsilons zero): a jump computes no forces."""
     system = openmm.System()
     system.setDefaultPeriodicBoxVectors(*topology.getPeriodicBoxVectors())
     periodic = openmm.NonbondedForce()
@@ -40,6 +36,15 @@ def test_explicit_solvent_jump_equals_python_generator(plugin, villin):
         periodic.addParticle(0.0, 0.1, 0.0)
     system.addForce(periodic)
     assert system.usesPeriodicBoundaryConditions()
+    return system
+
+
+def test_explicit_solvent_jump_equals_python_generator(plugin, villin):
+    """Solvated villin in a periodic box: the kernel takes the minimum-image solvent-shell path."""
+    module, _ = plugin
+    _, _, core_path, _, _ = villin
+    topology, positions = solvated_villin()
+    system = _periodic_system(topology)
     solvated = SimpleNamespace(topology=topology, positions=positions)
     reference = python_generator_frames(solvated, system, core_path, num_jumps=1)[0]
     prop_path = export_propagator(topology, positions, Path(core_path).parent / "solvated_propagator.pt", model=core_path)
@@ -84,3 +89,32 @@ def test_relaxation_is_langevin_middle(plugin, villin, constraints):
     assert np.abs(x1 - x2).max() < 1e-6 * moved
     v1, v2 = (s.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond) for s in (ours, theirs))
     assert np.abs(v1 - v2).max() < 1e-6 * np.abs(v2).max()
+
+
+def test_protein_wrapped_per_residue_is_made_whole_as_the_python_generator_does(plugin, villin):
+    """Solvated villin moved to the box corner and wrapped residue by residue: the kernel makes the protein
+    whole along its bonds before coarse-graining and jumps exactly as the Python Generator does."""
+    module, _ = plugin
+    _, _, core_path, _, _ = villin
+    topology, positions = solvated_villin()
+    box = np.diag(np.asarray(topology.getPeriodicBoxVectors().value_in_unit(unit.nanometer)))
+    x = np.asarray(positions.value_in_unit(unit.nanometer))
+    protein = [[a.index for a in r.atoms()] for r in topology.residues() if r.name != "HOH" and len(list(r.atoms())) > 1]
+    ca = [a.index for a in topology.atoms() if a.name == "CA"]
+    x = x - x[ca].mean(0)  # the protein's centre at the box corner
+    for idx in [[a.index for a in r.atoms()] for r in topology.residues()]:
+        x[idx] -= np.floor(x[idx].mean(0) / box) * box  # every residue's centroid into the box
+    assert np.linalg.norm(np.diff(x[ca], axis=0), axis=-1).max() > 1.5 and len(protein) >= 35
+    wrapped = SimpleNamespace(topology=topology, positions=x * unit.nanometer)
+    system = _periodic_system(topology)
+    reference = python_generator_frames(wrapped, system, core_path, num_jumps=1)[0]
+    prop_path = export_propagator(topology, wrapped.positions, Path(core_path).parent / "wrapped_propagator.pt", model=core_path)
+    sim = _simulation(module, wrapped, system, prop_path)
+    sim.step(1)
+    ours = sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    assert np.abs(ours - reference).max() < TOL_NM
+    # the sampled frame is superposed on the whole protein: its Cα centroid is the whole structure's, far from the wrapped one's
+    from openmm_starmd.openmm.coarse_grain import make_whole, protein_bond_tree
+
+    whole = make_whole(x, np.diag(box), protein_bond_tree(topology))
+    assert np.linalg.norm(ours[ca].mean(0) - whole[ca].mean(0)) < 1e-3 < 1.0 < np.linalg.norm(x[ca].mean(0) - whole[ca].mean(0))

@@ -102,6 +102,11 @@ def _label(residue) -> str:
     return f"{residue.name} {residue.id} (chain {(residue.chain.id or '').strip() or residue.chain.index})"
 
 
+def atom_label(atom) -> str:
+    """An atom's name for messages: "CA of LYS 12 (chain A)"."""
+    return f"{atom.name} of {_label(atom.residue)}"
+
+
 def _is_hydrogen(atom) -> bool:
     return atom.element is not None and atom.element.symbol in ("H", "D")
 
@@ -271,7 +276,7 @@ def check_finite_positions(topology, positions_nm, what: str = "positions") -> N
     if bad.size == 0:
         return
     atoms = list(topology.atoms())
-    labels = [f"{atoms[i].name} of {_label(atoms[i].residue)} (atom index {i})" for i in bad[:_MAX_NAMED]]
+    labels = [f"{atom_label(atoms[i])} (atom index {i})" for i in bad[:_MAX_NAMED]]
     raise ValueError(f"{what}: {bad.size} atom(s) have NaN or infinite coordinates: {_named(labels, bad.size)}; "
                      "set finite positions (e.g. the input structure or a saved state) before generating")
 
@@ -373,5 +378,5 @@ def make_whole(positions_nm: np.ndarray, box_nm: Optional[np.ndarray], tree: np.
     return positions_nm + total
 
 
-__all__ = ["ProteinMap", "map_topology", "atom14_positions", "SEGMENT_GAP", "ChainGapWarning", "check_finite_positions",
+__all__ = ["ProteinMap", "map_topology", "atom14_positions", "atom_label", "SEGMENT_GAP", "ChainGapWarning", "check_finite_positions",
            "check_chirality", "warn_chain_gaps", "protein_bond_tree", "minimum_image", "make_whole"]

@@ -31,14 +31,23 @@ import math
 import os
 import warnings
 import zipfile
-from typing import Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from openmm_starmd.geometry.superpose import kabsch
-from openmm_starmd.openmm.coarse_grain import ProteinMap, map_topology
+from openmm_starmd.openmm.coarse_grain import (
+    ProteinMap,
+    atom_label,
+    check_chirality,
+    check_finite_positions,
+    make_whole,
+    map_topology,
+    protein_bond_tree,
+    warn_chain_gaps,
+)
 from openmm_starmd.openmm.rebuild import (
     CoarseFrame,
     carry_other_atoms,
@@ -110,6 +119,10 @@ class SystemPropagator(nn.Module):
         core: a scripted :class:`~openmm_starmd.model.core.StarMDCore` (as ``starmd export`` writes it).
         geometry: the traced system geometry (:func:`trace_geometry`).
         pmap: the system's protein map; num_atoms: atoms ``A`` of the whole system.
+        bond_tree: ``[E, 2]`` (parent, child) bonds of the protein in breadth-first order
+            (:func:`~openmm_starmd.openmm.coarse_grain.protein_bond_tree`): the C++ kernel makes the
+            protein whole along them in a periodic box, as the Generator does.
+        atom_labels: ``[A]`` names such as "CA of LYS 12 (chain A)" for the kernel's messages.
     """
 
     num_atoms: int
@@ -117,8 +130,10 @@ class SystemPropagator(nn.Module):
     num_other_atoms: int
     num_frames: int
     core_device: str
+    atom_labels: List[str]
 
-    def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int):
+    def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int,
+                 bond_tree: np.ndarray, atom_labels: List[str]):
         super().__init__()
         self.core = core
         self.geometry = geometry
@@ -134,6 +149,8 @@ class SystemPropagator(nn.Module):
         self.last_trans = torch.zeros(1, pmap.num_residues, 3)  # CA of the last context frame [1, N, 3]
         self.num_frames = 0
         self.core_device = "cpu"  # the geometry always runs on the CPU; only the core moves (set_core_device)
+        self.bond_tree = torch.as_tensor(np.asarray(bond_tree, dtype=np.int64).reshape(-1, 2))  # [E, 2]
+        self.atom_labels = list(atom_labels)
 
     def _check_positions(self, positions_nm: torch.Tensor) -> None:
         if positions_nm.dim() != 2 or positions_nm.shape[1] != 3 or positions_nm.shape[0] != self.num_atoms:
@@ -232,6 +249,8 @@ def export_propagator(topology, positions, path, model="default") -> str:
         topology: the ``openmm.app.Topology`` of the system the integrator will run.
         positions: ``[A, 3]`` positions (``openmm.unit`` quantity or nm numbers) of a structure of
             it; used to trace the geometry (and to find chain links when the topology has no bonds).
+            Refused (ValueError) when a coordinate is NaN or infinite (naming the atoms) or a Cα has
+            the D configuration under an L name; a chain gap warns (``ChainGapWarning``).
         path: output file.
         model: ``"default"``, a checkpoint path, a file written by ``starmd export``, or a core.
     """
@@ -243,15 +262,21 @@ def export_propagator(topology, positions, path, model="default") -> str:
     num_atoms = topology.getNumAtoms()
     if pos.shape != (num_atoms, 3):
         raise ValueError(f"positions: expected shape ({num_atoms}, 3) for a topology of {num_atoms} atoms, got {pos.shape}")
-    if not np.isfinite(pos).all():
-        raise ValueError("positions contain NaN or infinite values")
+    check_finite_positions(topology, pos, "positions")
+    box = topology.getPeriodicBoxVectors()
+    if box is not None:  # a protein wrapped across the box is made whole, as the Generator and the kernel do
+        pos = make_whole(pos, np.asarray(box.value_in_unit(unit.nanometer), dtype=np.float64), protein_bond_tree(topology))
     pmap = map_topology(topology, pos)
+    check_chirality(pmap, pos)
+    warn_chain_gaps(pmap, pos)
     core, config = load_scripted_core(model)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TorchScript.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
         residue_of_atom = np.array([a.residue.index for a in topology.atoms()], dtype=np.int64)
-        scripted = torch.jit.script(SystemPropagator(core, trace_geometry(pmap, pos, residue_of_atom), pmap, num_atoms))
+        labels = [atom_label(a) for a in topology.atoms()]
+        scripted = torch.jit.script(SystemPropagator(core, trace_geometry(pmap, pos, residue_of_atom), pmap, num_atoms,
+                                                     protein_bond_tree(topology), labels))
     system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
               "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels)}
     scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),

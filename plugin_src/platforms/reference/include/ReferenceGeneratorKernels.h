@@ -28,6 +28,9 @@ public:
     long long getNumJumps() const override { return numJumps; }
 
 private:
+    void jump(OpenMM::ContextImpl& context, const GeneratorIntegrator& integrator);
+    void checkFinite(const std::vector<OpenMM::Vec3>& positions) const;
+    void makeWhole(std::vector<OpenMM::Vec3>& positions, const OpenMM::Vec3* box) const;
     void start(int capacityFrames);
     void appendContext(const torch::Tensor& rots, const torch::Tensor& trans);
     void drawVelocities(OpenMM::ContextImpl& context, const GeneratorIntegrator& integrator);
@@ -36,6 +39,8 @@ private:
     torch::Device torchDevice = torch::Device(torch::kCPU);
     std::vector<double> masses;
     std::vector<torch::Tensor> historyRots, historyTrans;  // context frames [N,3,3], [N,3]
+    std::vector<std::string> atomLabels;  // "CA of LYS 12 (chain A)" per particle (from the propagator; may be empty)
+    std::vector<std::pair<int, int> > bondTree;  // (parent, child) protein bonds, breadth-first: makes the protein whole
     torch::Tensor log10Stride;
     uint64_t seed;
     int capacity;

@@ -24,6 +24,7 @@ static const double BOLTZ_KJ_PER_MOL_K = 0.00831446261815324;  // R / 1000
 static const uint64_t STREAM_CONTEXT = 0, STREAM_SAMPLE = 1, STREAM_VELOCITIES = 1001, STREAM_LANGEVIN = 1002;
 static const uint64_t SEED_MODULUS = 1ULL << 62;
 static const double RECTANGULAR_TOL = 1e-8;  // nm; numpy.allclose(box - diag, 0) in rebuild_positions
+static const size_t MAX_NAMED = 5;  // atoms named in one message
 
 uint64_t StarMD::deriveSeed(uint64_t seed, uint64_t frame, uint64_t stream) {
     uint64_t x = seed * 0x9E3779B97F4A7C15ULL + frame * 0xBF58476D1CE4E5B9ULL + stream * 0x94D049BB133111EBULL;
@@ -97,6 +98,17 @@ void ReferenceIntegrateGeneratorStepKernel::initialize(const System& system, con
             throw OpenMMException("GeneratorIntegrator: cannot move the model to '" + integrator.getDevice() + "': " + e.what_without_backtrace());
         }
     }
+    atomLabels.clear();
+    if (module.hasattr("atom_labels"))  // propagators exported before the labels existed name particles by index
+        for (const auto& label : module.attr("atom_labels").toListRef())
+            atomLabels.push_back(label.toStringRef());
+    bondTree.clear();
+    if (module.hasattr("bond_tree")) {
+        torch::Tensor tree = module.attr("bond_tree").toTensor().to(torch::kLong).contiguous();
+        const int64_t* t = tree.data_ptr<int64_t>();
+        for (int64_t e = 0; e < tree.size(0); e++)
+            bondTree.push_back(std::make_pair((int) t[2 * e], (int) t[2 * e + 1]));
+    }
     masses.resize(system.getNumParticles());
     for (int i = 0; i < system.getNumParticles(); i++)
         masses[i] = system.getParticleMass(i);
@@ -120,24 +132,89 @@ void ReferenceIntegrateGeneratorStepKernel::appendContext(const torch::Tensor& r
     historyTrans.push_back(trans);
 }
 
+void ReferenceIntegrateGeneratorStepKernel::checkFinite(const vector<Vec3>& positions) const {
+    vector<size_t> bad;
+    for (size_t i = 0; i < positions.size(); i++)
+        if (!(std::isfinite(positions[i][0]) && std::isfinite(positions[i][1]) && std::isfinite(positions[i][2])))
+            bad.push_back(i);
+    if (bad.empty())
+        return;
+    string names;
+    for (size_t k = 0; k < bad.size() && k < MAX_NAMED; k++) {
+        size_t i = bad[k];
+        names += (k > 0 ? ", " : "") + (i < atomLabels.size() ? atomLabels[i] + " (atom index " : string("particle (index "))
+                 + std::to_string(i) + ")";
+    }
+    if (bad.size() > MAX_NAMED)
+        names += " and " + std::to_string(bad.size() - MAX_NAMED) + " more";
+    throw OpenMMException("GeneratorIntegrator: " + std::to_string(bad.size()) + " atom(s) have NaN or infinite coordinates: "
+                          + names + "; set finite positions (e.g. the input structure or a saved state) before stepping");
+}
+
+void ReferenceIntegrateGeneratorStepKernel::makeWhole(vector<Vec3>& positions, const Vec3* box) const {
+    // as openmm_starmd.openmm.coarse_grain.make_whole: every tree bond at its minimum image, shifts
+    // accumulated from parent to child in breadth-first order (round half to even, as numpy.round)
+    vector<Vec3> shift(positions.size());
+    bool crossed = false;
+    for (const auto& edge : bondTree) {
+        Vec3 delta = positions[edge.second] - positions[edge.first], image = delta;
+        for (int k = 2; k >= 0; k--)
+            image -= box[k] * std::nearbyint(image[k] / box[k][k]);
+        Vec3 s = image - delta;
+        crossed = crossed || s[0] != 0 || s[1] != 0 || s[2] != 0;
+        shift[edge.second] = shift[edge.first] + s;
+    }
+    if (crossed)
+        for (size_t i = 0; i < positions.size(); i++)
+            positions[i] += shift[i];
+}
+
 void ReferenceIntegrateGeneratorStepKernel::execute(ContextImpl& context, const GeneratorIntegrator& integrator) {
+    // a failed jump leaves the Context as it was and the integrator usable: the context frames go back to
+    // those before the call, and the KV cache is rebuilt from them at the next jump
+    size_t numContext = historyTrans.size();
+    vector<Vec3> positions, velocities;
+    context.getPositions(positions);
+    context.getVelocities(velocities);
+    double time = context.getTime();
+    try {
+        jump(context, integrator);
+    }
+    catch (...) {
+        historyRots.resize(numContext);
+        historyTrans.resize(numContext);
+        started = false;
+        context.setPositions(positions);
+        context.setVelocities(velocities);
+        context.setTime(time);
+        throw;
+    }
+}
+
+void ReferenceIntegrateGeneratorStepKernel::jump(ContextImpl& context, const GeneratorIntegrator& integrator) {
     torch::NoGradGuard noGrad;
     KeepTorchRNG keepRNG;
     const System& system = context.getSystem();
     double startTime = context.getTime();
     vector<Vec3> positions;
     context.getPositions(positions);
+    checkFinite(positions);
+    Vec3 box[3];
+    if (system.usesPeriodicBoundaryConditions()) {
+        context.getPeriodicBoxVectors(box[0], box[1], box[2]);
+        makeWhole(positions, box);
+    }
     torch::Tensor x = toTensor(positions);
     log10Stride = torch::full({1}, std::log10(integrator.getStepSize() / PS_PER_NS), torch::dtype(torch::kFloat32));
 
-    // the KV cache needs a slot for the context frame and a scratch slot for the frame being sampled
-    if (!started)
-        start(integrator.getCacheCapacity());
-    if ((int) historyTrans.size() + 2 > capacity) {
+    // the KV cache needs a slot for the context frame and a scratch slot for the frame being sampled; it is
+    // (re)started with the context frames replayed when it is full, and after a failed jump
+    if (!started || (int) historyTrans.size() + 2 > capacity) {
         vector<torch::Tensor> rots = historyRots, trans = historyTrans;
         historyRots.clear();
         historyTrans.clear();
-        start(std::max((int) rots.size() + 2, 2 * capacity));
+        int needed = (int) rots.size() + 2;
+        start(!started ? std::max(std::max(integrator.getCacheCapacity(), capacity), needed) : std::max(needed, 2 * capacity));
         for (size_t k = 0; k < rots.size(); k++)
             appendContext(rots[k], trans[k]);
     }
@@ -151,10 +228,8 @@ void ReferenceIntegrateGeneratorStepKernel::execute(ContextImpl& context, const 
     // solvent, ions and ligands near the protein move with it: minimum-image distances in a
     // rectangular periodic box, plain distances otherwise (as StarMDGenerator does)
     const auto& f = sample->elements();
-    Vec3 box[3];
     bool rectangular = false;
     if (system.usesPeriodicBoundaryConditions()) {
-        context.getPeriodicBoxVectors(box[0], box[1], box[2]);
         rectangular = std::fabs(box[0][1]) <= RECTANGULAR_TOL && std::fabs(box[0][2]) <= RECTANGULAR_TOL && std::fabs(box[1][0]) <= RECTANGULAR_TOL
                       && std::fabs(box[1][2]) <= RECTANGULAR_TOL && std::fabs(box[2][0]) <= RECTANGULAR_TOL && std::fabs(box[2][1]) <= RECTANGULAR_TOL;
     }
