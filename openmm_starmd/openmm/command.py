@@ -70,6 +70,7 @@ class JumpRunConfig:
     threads: int = 1
     progress: Optional[bool] = None
     scripted: bool = True
+    md_after_ps: float = 0.0  # plain MD with the Simulation's own integrator after the last jump
 
     def validate(self) -> "JumpRunConfig":
         """Raise ValueError/TypeError/FileNotFoundError, naming the option, on a bad value; reads the
@@ -94,6 +95,8 @@ class JumpRunConfig:
         check_structure(self.pdb)
         _check_model(self.model)
         _check_platform(self.platform)
+        if isinstance(self.md_after_ps, bool) or not 0 <= self.md_after_ps < float("inf"):
+            raise ValueError(f"--md-after-ps: expected a number of ps >= 0, got {self.md_after_ps!r}")
         return self
 
 
@@ -222,6 +225,11 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     simulation.reporters.append(reporter_cls(str(out), gen.steps_per_jump))
     t_setup = time.perf_counter() - t0
     gen.step(cfg.frames)
+    if cfg.md_after_ps > 0:
+        md_steps = max(1, round(cfg.md_after_ps / simulation.integrator.getStepSize().value_in_unit(unit.picoseconds)))
+        t_md = time.perf_counter()
+        gen.relax(md_steps)  # ordinary MD from the last generated structure; reporters report as usual
+        LOGGER.info("MD after the jumps: %d steps (%.1f ps) in %.1f s", md_steps, cfg.md_after_ps, time.perf_counter() - t_md)
     state = simulation.context.getState(getPositions=True)
     pdb_out = out.with_suffix(".pdb")
     with open(pdb_out, "w") as handle:
