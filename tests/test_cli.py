@@ -68,3 +68,16 @@ def test_cpu_estimate_matches_its_measurements_and_scales():
     assert line.startswith("100 jump(s) of a 35-residue protein at 50 reverse-diffusion steps") and "3 min" in line
     with pytest.raises(ValueError, match="num_residues"):
         cpu_seconds_per_sample(0, 50, True)
+
+
+def test_run_jumps_runs_md_after_the_jumps(tmp_path):
+    from generator_helpers import tiny_checkpoint
+    from openmm_starmd.openmm.command import JumpRunConfig, run_jumps
+
+    model = tiny_checkpoint(tmp_path / "tiny.pt")
+    with pytest.raises(ValueError, match="--md-after-ps"):
+        JumpRunConfig(pdb=VILLIN, model=model, md_after_ps=-1.0).validate()
+    summary = run_jumps(JumpRunConfig(pdb=VILLIN, out=str(tmp_path / "t.dcd"), frames=1, stride_ns=0.05, model=model,
+                                      relax="none", num_steps=2, fallback_md_steps=5, progress=False, seed=1,
+                                      md_after_ps=0.02))
+    assert summary["statistics"]["md_steps"] == 5  # 0.02 ps / 4 fs
