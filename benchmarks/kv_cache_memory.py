@@ -7,10 +7,12 @@ cache (filled with random keys/values: the cost depends on their number, not the
 time = a + b·L is fitted and the log-log slope of the L-dependent part reported.
 
     python benchmarks/kv_cache_memory.py [--preset paper] [--quick]
+    python benchmarks/kv_cache_memory.py --replot     # redraw the figure from kv_cache_time_vs_L.json
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -83,12 +85,34 @@ def time_vs_length(cfg, num_res: int, lengths: list[int], repeats: int) -> tuple
     return np.array(lengths, dtype=float), np.array(times)
 
 
+def plot(res: dict, path: Path) -> None:
+    """Time per denoiser call vs L with its least-squares line, from the dict stored in kv_cache_time_vs_L.json."""
+    from plotting import new_figure, save
+
+    L, t_ms = np.asarray(res["L"], dtype=float), np.asarray(res["s_per_step"]) * 1e3
+    b, a = np.polyfit(L, t_ms, 1)
+    fig = new_figure(5.5, 3.9)
+    ax = fig.subplots()
+    ax.plot(L, t_ms, "o", color="black", label="measured")
+    ax.plot(L, a + b * L, "-", color="tab:orange", label=f"least-squares line: {a:.0f} ms + {b * 1e3:.0f} µs per cached frame")
+    ax.set_xlabel("cached context frames L")
+    ax.set_ylabel("ms per reverse-diffusion step")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"Denoiser call vs context length: `{res['preset']}`, N = {res['num_res']} residues", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    save(fig, path, res["date"], res["weights"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="small", help="model preset for the timing (memory uses 'paper' sizes too)")
     ap.add_argument("--num-res", type=int, default=50)
     ap.add_argument("--quick", action="store_true", help="fewer lengths and repeats")
+    ap.add_argument("--replot", action="store_true", help="redraw kv_cache_time_vs_L.png from its JSON without measuring")
     args = ap.parse_args()
+    if args.replot:
+        plot(json.loads((RESULTS / "kv_cache_time_vs_L.json").read_text()), RESULTS / "kv_cache_time_vs_L.png")
+        return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     lines = [f"# KV-cache memory and time per frame vs L", "", machine_info(), ""]
     for name in ("paper", args.preset):
@@ -111,23 +135,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "kv_cache_memory.md"
     out.write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot(L, t * 1e3, "o", label="measured")
-        ax.plot(L, pred * 1e3, "-", label=f"fit: {b * 1e6:.1f} µs per frame of context")
-        ax.set_xlabel("cached frames L")
-        ax.set_ylabel("ms per diffusion step")
-        ax.set_title(f"STAR-MD `{args.preset}`, N = {args.num_res}")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(RESULTS / "kv_cache_time_vs_L.png", dpi=120)
-    except ImportError:
-        pass
+    res = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "weights": f"random ({args.preset} preset)",
+           "preset": args.preset, "num_res": args.num_res, "machine": machine_info(), "L": L.tolist(),
+           "s_per_step": t.tolist()}
+    (RESULTS / "kv_cache_time_vs_L.json").write_text(json.dumps(res, indent=1) + "\n")
+    plot(res, RESULTS / "kv_cache_time_vs_L.png")
     print("\n".join(lines))
 
 

@@ -1,6 +1,7 @@
 """Time per generated frame vs context length L and vs protein size N, with log-log slopes.
 
     python benchmarks/scaling.py [--preset small] [--steps 50] [--threads 1] [--quick]
+    python benchmarks/scaling.py --replot          # redraw scaling.png from scaling.json
 
 One denoiser call (one reverse-diffusion step) of the frame being generated is timed with L
 frames in the KV cache; a frame costs ``steps`` such calls (plus one clean pass to append it,
@@ -92,27 +93,36 @@ class DenoiserTimer:
 
 
 def plot(res: dict, path: Path) -> None:
-    import matplotlib
+    """Both panels from the result dict (as stored in scaling.json): measured points, the log-log fits."""
+    from plotting import new_figure, plain_log_ticks, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = new_figure(10, 4.2)
+    ax_n, ax_l = fig.subplots(1, 2)
     n, tn = np.array(res["vs_N"]["N"]), np.array(res["vs_N"]["s_per_frame"])
-    axes[0].loglog(n, tn, "o-", label=f"slope {res['vs_N']['slope']:.2f}")
-    axes[0].set_xlabel("residues N")
-    axes[0].set_title(f"L = {res['vs_N']['L']} cached frames")
+    ax_n.loglog(n, tn, "o", color="black", label="measured")
+    fits = [(n, res["vs_N"]["slope"], "--", "all N")]
+    if res["vs_N"].get("slope_N_ge_50"):
+        fits.append((n[n >= 50], res["vs_N"]["slope_N_ge_50"], ":", "N ≥ 50"))
+    for xs, slope, style, what in fits:
+        ys = tn[np.isin(n, xs)]
+        scale = np.exp(np.mean(np.log(ys) - slope * np.log(xs)))  # the least-squares line's intercept at this slope
+        ax_n.loglog(xs, scale * xs ** slope, style, label=f"fit over {what}: t ∝ N^{slope:.2f}")
+    plain_log_ticks(ax_n.xaxis, n)
+    ax_n.set_xlabel("residues N")
+    ax_n.set_title(f"vs protein size ({res['vs_N']['L']} cached frame)", fontsize=10)
     L, tl = np.array(res["vs_L"]["L"]), np.array(res["vs_L"]["s_per_frame"])
-    axes[1].loglog(L, tl, "o-", label=f"context part slope {res['vs_L']['context_slope']:.2f}")
-    axes[1].set_xlabel("cached frames L")
-    axes[1].set_title(f"N = {res['vs_L']['N']} residues")
-    for ax in axes:
-        ax.set_ylabel(f"s per frame ({res['steps']} steps)")
-        ax.legend()
-    fig.suptitle(f"STAR-MD `{res['preset']}` (random weights), TorchScript, CPU, {res['threads']} thread(s)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax_l.loglog(L, tl, "o-", color="black",
+                label=f"measured (t(L) − t(1) ∝ (L − 1)^{res['vs_L']['context_slope']:.2f})")
+    plain_log_ticks(ax_l.xaxis, L)
+    ax_l.set_xlabel("cached context frames L")
+    ax_l.set_title(f"vs context length (N = {res['vs_L']['N']} residues)", fontsize=10)
+    for ax in (ax_n, ax_l):
+        ax.set_ylabel(f"s per frame ({res['steps']} reverse-diffusion steps)")
+        ax.legend(fontsize=8, loc="upper left")
+    core = "TorchScript" if res.get("scripted", True) else "eager"
+    fig.suptitle(f"Time per generated frame: STAR-MD `{res['preset']}`, {core}, CPU, {res['threads']} torch thread(s)",
+                 fontsize=11)
+    save(fig, path, res.get("date", "date not recorded"), res.get("weights", f"random ({res['preset']} preset)"))
 
 
 def main(argv=None) -> int:
@@ -123,7 +133,11 @@ def main(argv=None) -> int:
     ap.add_argument("--eager", action="store_true", help="time the eager core instead of TorchScript")
     ap.add_argument("--quick", action="store_true", help="fewer sizes and repeats (smoke test)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--replot", action="store_true", help="redraw scaling.png from scaling.json without measuring")
     args = ap.parse_args(argv)
+    if args.replot:
+        plot(json.loads((args.out / "scaling.json").read_text()), args.out / "scaling.png")
+        return 0
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
@@ -141,7 +155,8 @@ def main(argv=None) -> int:
         t_l.append(timer.seconds_per_call(n_for_l, L, repeats) * args.steps)
         print(f"N = {n_for_l}, L = {L}: {t_l[-1]:.2f} s per frame", flush=True)
     res = {"preset": args.preset, "steps": args.steps, "threads": args.threads, "scripted": not args.eager,
-           "machine": machine_info(), "uptime_before": load,
+           "machine": machine_info(), "uptime_before": load, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+           "weights": f"random ({args.preset} preset)",
            "vs_N": {"L": l_for_n, "N": sizes, "s_per_frame": t_n, "slope": loglog_slope(sizes, t_n),
                     "slope_N_ge_50": loglog_slope([n for n in sizes if n >= 50], [t for n, t in zip(sizes, t_n) if n >= 50])
                     if sum(n >= 50 for n in sizes) >= 2 else None},
