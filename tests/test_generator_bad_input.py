@@ -231,8 +231,8 @@ def test_messages_carry_no_internal_references(monkeypatch, tmp_path):
     assert "pip install" in str(info.value) and "starmd train" in str(info.value)
     internal = re.compile(r"\(#\d+\)|\bissue #?\d+|\bsession \d+", re.IGNORECASE)
     package = Path(checkpoint.__file__).parents[1]
-    found = [f"{p.relative_to(package)}:{n}" for p in package.rglob("*.py")
-             for n, line in enumerate(p.read_text().splitlines(), 1) if internal.search(line)]
+    sources = list(package.rglob("*.py")) + [p for p in (package.parent / "plugin_src").rglob("*") if p.suffix in (".cpp", ".h", ".i")]
+    found = [f"{p.name}:{n}" for p in sources for n, line in enumerate(p.read_text().splitlines(), 1) if internal.search(line)]
     assert found == []
 
 

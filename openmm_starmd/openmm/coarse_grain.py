@@ -319,10 +319,10 @@ def warn_chain_gaps(pmap: ProteinMap, positions_nm: Optional[np.ndarray] = None)
         parts.append(gap)
     warn_at_caller(
         f"the protein has {len(pmap.gaps)} chain gap(s) without a peptide bond: {_named(parts, len(pmap.gaps))}. "
-        "The model treats the pieces as separate segments, which it has rarely seen, and frames near a gap often "
-        "fail the validity gate (each failed interval falls back to MD). If residues are missing, build them "
-        "first: pdbfixer's findMissingResidues() then addMissingAtoms() models the missing residues so the chain "
-        "is whole", ChainGapWarning)
+        "The model treats the pieces as separate segments; its frames may then fail the validity gate, and each "
+        "failed interval falls back to MD. If residues are missing, build them first: pdbfixer's "
+        "findMissingResidues() then addMissingAtoms() models the missing residues so the chain is whole",
+        ChainGapWarning)
 
 
 def protein_bond_tree(topology) -> np.ndarray:
