@@ -187,6 +187,15 @@ def row_metrics(metrics: dict, with_dynamics: bool) -> dict:
     return row
 
 
+def draw_figures(figures: dict, plots: Path) -> None:
+    """dynamics_vs_lag.png and clash_break_over_time.png from the dict stored in paper_protocol/figures.json."""
+    stamp = {"date": figures["date"], "weights": figures["weights"]}
+    plot_curves(figures["curves"], plots / "dynamics_vs_lag.png", figures["interval_ns"], **stamp)
+    if figures["rates"]:
+        plot_rates({k: tuple(np.asarray(v) for v in cb) for k, cb in figures["rates"].items()},
+                   plots / "clash_break_over_time.png", figures["interval_ns"], **stamp)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="'default' or a checkpoint path")
@@ -201,7 +210,12 @@ def main(argv=None) -> int:
     parser.add_argument("--rotarama-dir", help="MolProbity rota8000-*.data grids (default: $STARMD_ROTARAMA_DIR, "
                         "else ../shared/data/rotarama_data beside the checkout, else what libtbx finds)")
     parser.add_argument("--rollouts-only", action="store_true", help="generate (and cache) rollouts, evaluate nothing")
+    parser.add_argument("--replot", action="store_true",
+                        help="redraw the figures from paper_protocol/figures.json without rolling out or evaluating")
     args = parser.parse_args(argv)
+    if args.replot:
+        draw_figures(json.loads((args.out / "paper_protocol" / "figures.json").read_text()), args.out / "paper_protocol")
+        return 0
     t_start = time.perf_counter()
     torch.set_num_threads(args.threads)
     from openmm_starmd.data.dataset import load_or_convert
@@ -259,9 +273,11 @@ def main(argv=None) -> int:
                 per_run[key]["mean_clash_rate"] = float(np.mean(g["clash_rate"]))
                 per_run[key]["mean_break_rate"] = float(np.mean(g["break_rate"]))
         rows.append((spec.label(args.num_steps), seed_rows, spec))
-    plot_curves(curves, plots / "dynamics_vs_lag.png", interval_ns)
-    if rates:
-        plot_rates(rates, plots / "clash_break_over_time.png", interval_ns)
+    figures = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "weights": f"{args.model} (sha256 {digest[:8]})",
+               "interval_ns": interval_ns, "rates": {k: [list(map(float, c)), list(map(float, b))] for k, (c, b) in rates.items()},
+               "curves": {k: {key: d[key] for key in ("lags", "rmsd_lag", "autocorr", "vamp2")} for k, d in curves.items()}}
+    (plots / "figures.json").write_text(json.dumps(figures, indent=1) + "\n")
+    draw_figures(figures, plots)
     elapsed = time.perf_counter() - t_start
     table = markdown_table([(label, aggregate(r)) for label, r, _ in rows])
     table += "\n\nCoverage on all frames (valid or not), as the paper's 'Unfiltered':\n\n" + markdown_table(

@@ -51,59 +51,63 @@ def markdown_table(rows: list[tuple[str, dict]], metrics=METRICS) -> str:
     return "\n".join(lines)
 
 
-def _save(fig, axes, path: Path) -> None:
-    """Legend on the first panel, tight layout, write ``path`` (folders made), close the figure."""
-    import matplotlib.pyplot as plt
+def _save(fig, path: Path, date: str, weights: str) -> None:
+    """Stamp (date, weights) and write ``path`` (folders made)."""
+    from plotting import save
 
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, date, weights)
 
 
-def plot_curves(curves: dict[str, dict], path: Path, interval_ns: float) -> None:
+def plot_curves(curves: dict[str, dict], path: Path, interval_ns: float, date: str = "date not recorded",
+                weights: str = "not recorded") -> None:
     """RMSD, autocorrelation and VAMP-2 vs lag: the reference dashed, every other curve solid.
 
     ``curves`` maps a label to an :func:`evaluate` ``dynamics`` dict; the label containing
     "reference" draws the dict's reference curve, the others its generated curve."""
-    import matplotlib
+    from plotting import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = (("rmsd_lag", "_nm", "Cα RMSD (nm)"), ("autocorr", "", "autocorrelation (top PCs)"), ("vamp2", "", "VAMP-2"))
+    fig = new_figure(13, 4.4)
+    axes = fig.subplots(1, 3)
+    panels = (("rmsd_lag", "_nm", "Cα RMSD between frames a lag apart", "mean Cα RMSD (nm)"),
+              ("autocorr", "", "Autocorrelation on the top reference PCs", "autocorrelation"),
+              ("vamp2", "", "VAMP-2 score on the top reference PCs", "VAMP-2 score"))
     for label, dyn in curves.items():
         lag_ns = np.array(dyn["lags"], dtype=float) * interval_ns
         is_ref = "reference" in label
-        for ax, (key, suffix, title) in zip(axes, panels):
+        for ax, (key, suffix, _, _) in zip(axes, panels):
             y = dyn[key][("reference" if is_ref else "generated") + suffix]
             ax.plot(lag_ns, y, "k--" if is_ref else "-", marker=None if is_ref else ".", label=label)
-            ax.set_xscale("log")
-            ax.set_xlabel("lag (ns)")
-            ax.set_title(title)
-    _save(fig, axes, path)
+    for ax, (_, _, title, ylabel) in zip(axes, panels):
+        ax.set_xscale("log")
+        ax.set_xlabel("lag (ns)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle("Dynamics vs lag: generated rollouts and MD against the reference MD (R1)", fontsize=11)
+    _save(fig, path, date, weights)
 
 
-def plot_rates(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, interval_ns: float) -> None:
+def plot_rates(series: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, interval_ns: float,
+               date: str = "date not recorded", weights: str = "not recorded") -> None:
     """Cα clash and break rates per generated frame over time (paper figure 3, right), one line per run.
 
     ``series`` maps a label to (clash_rate ``[F]``, break_rate ``[F]``) fractions."""
-    import matplotlib
+    from plotting import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
+    fig = new_figure(11, 4.0)
+    axes = fig.subplots(1, 2, sharex=True)
     for label, (clash, brk) in series.items():
         w = max(1, len(clash) // 50)  # running mean over w frames, so long runs do not hide short ones
         kernel = np.ones(w) / w
         t = interval_ns * (np.arange(len(clash) - w + 1) + (w + 1) / 2)
         for ax, y in zip(axes, (clash, brk)):
             ax.plot(t, 100 * np.convolve(np.asarray(y, dtype=float), kernel, mode="valid"), lw=1.0,
-                    label=f"{label} (mean of {w})" if w > 1 else label)
-    for ax, name in zip(axes, ("Cα clash rate (%)", "Cα break rate (%)")):
+                    label=f"{label} (running mean of {w} frames)" if w > 1 else label)
+    for ax, name in zip(axes, ("Cα clash rate", "Cα break rate")):
         ax.set_xlabel("generated time (ns)")
-        ax.set_title(name)
-    _save(fig, axes, path)
+        ax.set_ylabel(f"{name} (%)")
+        ax.set_title(f"{name} per generated frame", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle("Chain geometry of the generated frames over time", fontsize=11)
+    _save(fig, path, date, weights)

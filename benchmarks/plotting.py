@@ -46,3 +46,31 @@ def save(figure: Figure, path: Path, date: str, weights: str) -> None:
     stamp(figure, f"measured {date} · weights: {weights}")
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=110)
+
+
+def retitle_png(path: Path, title: str, stamp_text: str, replace_title: bool = True) -> None:
+    """Give a figure whose numbers were not kept (so it cannot be redrawn) a new title and a stamp.
+
+    With ``replace_title`` the image rows above the first axes frame (where an old one-line title
+    sits) are blanked and ``title`` is written there; otherwise (panel titles worth keeping) a strip
+    for ``title`` is added on top. ``stamp_text`` goes into a strip added at the bottom right. The
+    plotted pixels are not touched."""
+    import matplotlib.image
+    import numpy as np
+
+    image = matplotlib.image.imread(path)[..., :3].copy()
+    top_px = 0 if replace_title else 22
+    if replace_title:
+        dark = (image.mean(axis=-1) < 0.25).mean(axis=1)  # fraction of near-black pixels per row
+        image[: max(int(np.argmax(dark > 0.4)) - 1, 0)] = 1.0  # rows above the first axes frame's top edge
+    dpi, bottom_px = 100, 16
+    height, width = image.shape[:2]
+    total = height + top_px + bottom_px
+    figure = Figure(figsize=(width / dpi, total / dpi), dpi=dpi)
+    ax = figure.add_axes((0, bottom_px / total, 1, height / total))
+    ax.imshow(image, interpolation="nearest")
+    ax.set_axis_off()
+    figure.text(0.5, 1 - 5 / total, title, ha="center", va="top", fontsize=10)
+    figure.text(0.995, 3 / total, stamp_text, ha="right", va="bottom", fontsize=6, color="0.45")
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=dpi)
