@@ -25,6 +25,8 @@ def test_smoke_run_writes_every_section(tmp_path):
     assert sections["cuda_tests"]["returncode"] == 0  # the CUDA test below is selected and skips itself on a CPU
     (row,) = sections["generator"]["sizes"]
     assert row["residues"] == 7 and len(row["measured_frame_s"]) == 3 and row["rollout_s"] > 0
+    assert row["rollout_how"].startswith("estimated: 3 of 4 frames")  # the path a GPU run takes at 80 frames
+    assert 0 < row["network_call_s"]["context_1"] and 0 < row["network_call_s"]["context_4"]
     (md,) = sections["md"]["systems"]
     assert md["residues"] == 7 and md["platform"] == "CPU" and md["ns_per_day"] > 0
     assert sections["attention"]["shapes"][0]["max_abs_diff_vs_math_bf16"]  # bf16 variants checked against the math backend
