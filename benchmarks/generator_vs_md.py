@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import machine_info  # noqa: E402
+from plotting import weights_label  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SECONDS_PER_DAY = 86400.0
@@ -164,27 +165,72 @@ def markdown(results: list[dict], stride_ns: float) -> list[str]:
     return lines
 
 
-def plot(results: list[dict], stride_ns: float, path: Path) -> None:
-    import matplotlib
+def plot(results: list[dict], stride_ns: float, path: Path, date: str = "date not recorded",
+         weights: str = "not recorded") -> None:
+    """Simulated ns per day of wall time, plain MD and each generator row, by protein (from the JSON's results)."""
+    from matplotlib.ticker import NullFormatter
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from plotting import new_figure, save
 
-    n = np.array([r["residues"] for r in results])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    if len(results) == 1:
+        _plot_one(results[0], stride_ns, path, date, weights)
+        return
+    fig = new_figure(7.5, 4.8)
+    ax = fig.subplots()
+    n = [r["residues"] for r in results]
     ax.plot(n, [r["md"]["ns_per_day"] for r in results], "ks--", label="plain MD (OBC2, HMR, 4 fs)")
     for key, label in ROWS:
         pts = [(r["residues"], ns_per_day(stride_ns, r[key]["per_jump_s"])) for r in results if "per_jump_s" in r.get(key, {})]
         if pts:
-            ax.plot(*zip(*pts), "o-", label=label)
+            line, = ax.plot(*zip(*pts), "o-", label=label)
+            valid = [(r["residues"], r[key]["valid_ns_per_day"]) for r in results
+                     if r.get(key, {}).get("valid_ns_per_day", 0) > 0]
+            if valid:
+                ax.plot(*zip(*valid), "o:", mfc="none", color=line.get_color(), label=f"{label}: valid frames only")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("residues")
-    ax.set_ylabel(f"ns/day (generator at {stride_ns:g} ns per jump)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.set_xticks(n, [f"{r['structure']}\n{r['residues']}" for r in results])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("protein (residues)")
+    ax.set_ylabel("simulated ns per day of wall time")
+    ax.set_title(f"Generator vs plain MD on a CPU: {stride_ns:g} ns per jump\n(rows not marked 'real gate' time the jump "
+                 "with the validity gate opened)", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    save(fig, path, date, weights)
+
+
+def _plot_one(result: dict, stride_ns: float, path: Path, date: str, weights: str) -> None:
+    """One protein: a bar per propagator, the clock's ns/day and, where measured, the valid-frame ns/day."""
+    from plotting import new_figure, save
+
+    bars = [("plain MD (OBC2, HMR, 4 fs)", result["md"]["ns_per_day"], None)]
+    for key, label in ROWS:
+        if "per_jump_s" in result.get(key, {}):
+            bars.append((label, ns_per_day(stride_ns, result[key]["per_jump_s"]), result[key].get("valid_ns_per_day")))
+    fig = new_figure(9, 1.2 + 0.42 * len(bars))
+    ax = fig.subplots()
+    y = np.arange(len(bars))[::-1]
+    ax.barh(y + 0.18, [b[1] for b in bars], height=0.36, color="tab:blue", label="clock: every jump counts a stride")
+    valid = [np.nan if b[2] is None or b[2] <= 0 else b[2] for b in bars]
+    ax.barh(y - 0.18, valid, height=0.36, color="tab:green", label="valid frames only (model frames passing the real gate)")
+    ax.set_yticks(y, [b[0] for b in bars], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("simulated ns per day of wall time")
+    for yi, b in zip(y, bars):
+        if b[2] is not None and b[2] <= 0:
+            ax.text(ax.get_xlim()[0], yi - 0.18, " 0: no model frame passed", va="center", fontsize=7)
+    ax.set_title(f"Generator vs plain MD on a CPU: {result['structure']} ({result['residues']} residues),\n"
+                 f"{stride_ns:g} ns per jump", fontsize=10)
+    ax.legend(fontsize=7, loc="upper right")
+    save(fig, path, date, weights)
+
+
+def replot(json_path: Path) -> int:
+    """Redraw the figure beside ``json_path`` from the numbers stored in it, without measuring."""
+    doc = json.loads(json_path.read_text())
+    weights = doc.get("weights") or weights_label(doc["model"])
+    plot(doc["results"], doc["stride_ns"], json_path.with_suffix(".png"), doc.get("date", "date not recorded"), weights)
+    return 0
 
 
 def main(argv=None) -> int:
@@ -199,7 +245,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-minimize", action="store_true", help="skip the minimisation row (slow for large proteins)")
     parser.add_argument("--noise-scale", type=float, default=1.0, help="GeneratorOptions.noise_scale (default 1)")
     parser.add_argument("--merge", action="store_true", help="add to the structures already in generator_vs_md.json")
+    parser.add_argument("--replot", action="store_true", help="redraw generator_vs_md.png from its JSON without measuring")
     args = parser.parse_args(argv)
+    if args.replot:
+        return replot(args.out / "generator_vs_md.json")
     torch.set_num_threads(args.threads)
     json_path = args.out / "generator_vs_md.json"
     old = json.loads(json_path.read_text())["results"] if args.merge and json_path.is_file() else []
