@@ -51,10 +51,12 @@ PROCESS_START_S = 8.0  # importing torch and OpenMM in a fresh process, before t
 
 
 def md_many_systems() -> tuple:
-    """The training systems with MD in md_data/: offline names and seq: peptides."""
+    """The training systems with MD in md_data/, as ``starmd simulate`` names them (folder pep_SEQ is
+    seq:SEQ, bioemu_NAME is bioemu:NAME; the latter need the bioemu-benchmarks package)."""
     folder = ROOT / "md_data"
     names = sorted(d.name for d in folder.iterdir() if d.is_dir()) if folder.is_dir() else []
-    return tuple(f"seq:{n[4:]}" if n.startswith("pep_") else n for n in names)
+    prefixes = {"pep_": "seq:", "bioemu_": "bioemu:"}
+    return tuple(next((new + n[len(old):] for old, new in prefixes.items() if n.startswith(old)), n) for n in names)
 
 
 def sizes_for(args) -> sections.Sizes:

@@ -502,7 +502,7 @@ def md_many(rec: Record, sizes: Sizes, deadline: float, out: Path) -> None:
         log.close()
     rows = []
     for name, p, _ in procs:
-        stem = name[4:] if name.startswith("seq:") else name
+        stem = name.split(":", 1)[-1]  # seq:SEQ is folder pep_SEQ, bioemu:NAME is bioemu_NAME
         sub = next((d for d in folder.iterdir() if d.is_dir() and d.name.endswith(stem)), None)
         meta = {}
         if sub is not None and (sub / f"{sub.name}.json").is_file():
