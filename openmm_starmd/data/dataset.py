@@ -36,7 +36,11 @@ class DatasetConfig:
     """How examples are cut from trajectories.
 
     Attributes:
-        num_frames: L, frames per example (context length).
+        num_frames: L, frames per example (context length); with ``min_frames`` the largest L.
+        min_frames: 0 for a fixed L = ``num_frames``; else each draw takes a stride first
+            (log-uniform within what the trajectory allows at L = ``min_frames``) and then L
+            uniformly in [``min_frames``, the most frames that stride allows, capped at
+            ``num_frames``], so short trajectories still give examples at long strides.
         min_stride_ns, max_stride_ns: range of the log-uniform stride Δt.
         crop_residues: proteins longer than this are cropped to a random contiguous window.
         cache_dir: folder for the per-trajectory ``.npz`` caches (None: memory only).
@@ -44,6 +48,7 @@ class DatasetConfig:
     """
 
     num_frames: int = 8
+    min_frames: int = 0
     min_stride_ns: float = 0.01
     max_stride_ns: float = 10.0
     crop_residues: int = 256
@@ -53,6 +58,13 @@ class DatasetConfig:
     def validate(self) -> None:
         if self.num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {self.num_frames}")
+        if self.min_frames and not 2 <= self.min_frames <= self.num_frames:
+            raise ValueError(f"min_frames must be 0 (fixed L) or lie in [2, num_frames={self.num_frames}], got {self.min_frames}")
+
+    @property
+    def shortest(self) -> int:
+        """The fewest frames an example may have."""
+        return self.min_frames or self.num_frames
         if not 0 < self.min_stride_ns <= self.max_stride_ns:
             raise ValueError(f"need 0 < min_stride_ns <= max_stride_ns, got {self.min_stride_ns} and {self.max_stride_ns}")
         if self.crop_residues < 1:
@@ -269,12 +281,12 @@ def load_or_convert(source: TrajectorySource, cache_dir: Optional[Path]) -> Fram
 def stride_range_frames(num_frames_total: int, frame_interval_ps: float, config: DatasetConfig) -> Optional[tuple[int, int]]:
     """Allowed strides (in snapshots) ``[k_min, k_max]`` for a trajectory, or None if none fits.
 
-    k_max is limited by the trajectory length (``(L-1)·k <= F-1``) and ``max_stride_ns``;
-    k_min by ``min_stride_ns`` (at least one snapshot).
+    k_max is limited by the trajectory length (``(L-1)·k <= F-1`` at the shortest L) and
+    ``max_stride_ns``; k_min by ``min_stride_ns`` (at least one snapshot).
     """
     interval_ns = frame_interval_ps / PS_PER_NS
     k_min = max(1, math.ceil(config.min_stride_ns / interval_ns - 1e-9))
-    k_max = min((num_frames_total - 1) // (config.num_frames - 1), math.floor(config.max_stride_ns / interval_ns + 1e-9))
+    k_max = min((num_frames_total - 1) // (config.shortest - 1), math.floor(config.max_stride_ns / interval_ns + 1e-9))
     return (k_min, k_max) if k_max >= k_min else None
 
 
@@ -333,11 +345,23 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         t = int(rng.integers(len(self.trajectories)))
         return self.example(t, rng)
 
-    def example(self, trajectory: int, rng: np.random.Generator, crop_start: Optional[int] = None) -> Example:
-        """One example from trajectory number ``trajectory`` (stride, start and crop from ``rng``)."""
+    def draw_window(self, trajectory: int, rng: np.random.Generator) -> tuple[int, int]:
+        """(stride in snapshots, number of frames L) for trajectory number ``trajectory``: the stride
+        log-uniform within what the trajectory allows, then L (fixed, or uniform in what that stride
+        allows; see :class:`DatasetConfig`)."""
         frames, (k_min, k_max) = self.trajectories[trajectory], self.stride_ranges[trajectory]
-        L = self.config.num_frames
         k = sample_stride(k_min, k_max, rng)
+        if not self.config.min_frames:
+            return k, self.config.num_frames
+        most = min(self.config.num_frames, 1 + (frames.num_frames - 1) // k)
+        return k, int(rng.integers(self.config.min_frames, most + 1))
+
+    def example(self, trajectory: int, rng: np.random.Generator, crop_start: Optional[int] = None,
+                window: Optional[tuple[int, int]] = None) -> Example:
+        """One example from trajectory number ``trajectory`` (stride, start and crop from ``rng``;
+        ``window`` = (stride in snapshots, L) fixes the first two, see :meth:`draw_window`)."""
+        frames = self.trajectories[trajectory]
+        k, L = self.draw_window(trajectory, rng) if window is None else window
         start = int(rng.integers(frames.num_frames - (L - 1) * k))
         index = start + k * np.arange(L)
         N = frames.num_residues

@@ -25,7 +25,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps from 0.01 lr (default 100)")
     parser.add_argument("--min-lr-factor", type=float, default=0.1, help="cosine decay floor as a fraction of --lr (default 0.1)")
     parser.add_argument("--batch-size", type=int, default=4, help="examples per step and process (default 4)")
-    parser.add_argument("--frames", type=int, default=8, help="frames per example, the context length L (default 8)")
+    parser.add_argument("--frames", type=int, default=8, help="frames per example, the context length L (default 8); "
+                        "with --min-frames the largest L")
+    parser.add_argument("--min-frames", type=int, default=0, help="draw L per batch in [--min-frames, --frames] after the "
+                        "stride, so short trajectories give long-stride examples (0: L fixed at --frames)")
+    parser.add_argument("--set", dest="model_overrides", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override one StarMDConfig field of the preset, e.g. --set template_pair=false (repeatable; "
+                        "for ablations)")
+    parser.add_argument("--holdout-file", help="a split file (one system name per line, '#' comments): these systems are "
+                        "left out of training, e.g. md_data/validation_split.txt")
+    parser.add_argument("--validate-every", type=int, default=0, help="every N steps score the --holdout-file systems with raw "
+                        "rollouts (Cα validity, RMSD / MD, attractor); keeps CKPT.best.pt (0: never)")
+    parser.add_argument("--validation-jumps", type=int, default=10, help="jumps per validation rollout (default 10)")
+    parser.add_argument("--validation-num-steps", type=int, default=25, help="reverse-diffusion steps per validation jump (default 25)")
     parser.add_argument("--crop", type=int, default=256, help="longer proteins are cropped to this many residues (default 256)")
     parser.add_argument("--min-stride-ns", type=float, default=0.01, help="shortest stride between frames (default 0.01 ns)")
     parser.add_argument("--max-stride-ns", type=float, default=10.0, help="longest stride; trajectories cap it at their length (default 10 ns)")
@@ -47,17 +59,46 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``["template_pair=false", "skip_channels=0"]`` -> typed values for StarMDConfig fields."""
+    import dataclasses
+
+    from openmm_starmd.model.config import StarMDConfig
+
+    types = {f.name: f.type for f in dataclasses.fields(StarMDConfig)}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in types or key == "diffusion":
+            raise ValueError(f"--set expects FIELD=VALUE with a StarMDConfig field, got {item!r}")
+        kind = types[key] if isinstance(types[key], str) else types[key].__name__
+        if kind == "bool":
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"--set {key}: expected true or false, got {value!r}")
+            out[key] = value.lower() in ("true", "1")
+        elif kind == "int":
+            out[key] = int(value)
+        elif kind == "float":
+            out[key] = float(value)
+        else:
+            raise ValueError(f"--set cannot set {key} (type {kind})")
+    return out
+
+
 def config_from_args(args):
     from openmm_starmd.training.trainer import TrainConfig
+    from openmm_starmd.training.validation import read_split
 
     return TrainConfig(
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, init=args.init, resume=args.resume, lr=args.lr,
         warmup_steps=args.warmup_steps, min_lr_factor=args.min_lr_factor, batch_size=args.batch_size, num_frames=args.frames,
+        min_frames=args.min_frames, model_overrides=parse_overrides(args.model_overrides),
         crop_residues=args.crop, min_stride_ns=args.min_stride_ns, max_stride_ns=args.max_stride_ns, grad_clip=args.grad_clip,
         ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
-        plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout), reindex_every=args.reindex_every,
+        plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
-        max_wall_s=args.max_wall_s,
+        max_wall_s=args.max_wall_s, validate_every=args.validate_every, validation_split=args.holdout_file,
+        validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
     )
 
 

@@ -62,6 +62,8 @@ class TrainConfig:
     min_lr_factor: float = 0.1
     batch_size: int = 4
     num_frames: int = 8
+    min_frames: int = 0
+    model_overrides: dict = field(default_factory=dict)
     crop_residues: int = 256
     min_stride_ns: float = 0.01
     max_stride_ns: float = 10.0
@@ -79,6 +81,11 @@ class TrainConfig:
     bf16: bool = True
     progress: bool = True
     max_wall_s: float = 0.0
+    validate_every: int = 0
+    validation_split: Optional[Path] = None
+    validation_jumps: int = 10
+    validation_num_steps: int = 25
+    validation_strides_ns: tuple = (0.1, 1.25)
     loss: LossConfig = field(default_factory=LossConfig)
 
     def __post_init__(self):
@@ -88,6 +95,8 @@ class TrainConfig:
         self.plot_path = Path(self.plot_path) if self.plot_path is not None else self.out.with_name(self.out.name + ".loss.png")
         self.cache_dir = Path(self.cache_dir) if self.cache_dir is not None else None
         self.holdout = tuple(self.holdout)
+        self.validation_split = Path(self.validation_split) if self.validation_split is not None else None
+        self.validation_strides_ns = tuple(self.validation_strides_ns)
 
     def validate(self) -> "TrainConfig":
         positive = ("steps", "batch_size", "checkpoint_every", "plot_every", "crop_residues")
@@ -98,6 +107,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.num_frames must be >= 2, got {self.num_frames}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.validate_every < 0 or (self.validate_every and self.validation_split is None):
+            raise ValueError("validate_every needs a validation split (--holdout-file) and must be >= 0")
+        if self.init is not None and self.model_overrides:
+            raise ValueError("model overrides (--set) apply to a --preset; a model from --init keeps its configuration")
         if self.warmup_steps < 0 or self.reindex_every < 0 or self.max_wall_s < 0:
             raise ValueError("TrainConfig.warmup_steps, reindex_every and max_wall_s must be >= 0")
         if not 0 < self.warmup_start_factor <= 1 or not 0 <= self.min_lr_factor <= 1:
@@ -161,7 +174,7 @@ def build_dataset(cfg: TrainConfig) -> TrajectoryDataset:
     sources = [s for s in find_sources(cfg.data) if s.name not in cfg.holdout and s.key not in cfg.holdout]
     if not sources:
         raise ValueError(f"no training trajectories left under {str(cfg.data)!r} after holding out {list(cfg.holdout)}")
-    dcfg = DatasetConfig(num_frames=cfg.num_frames, min_stride_ns=cfg.min_stride_ns, max_stride_ns=cfg.max_stride_ns,
+    dcfg = DatasetConfig(num_frames=cfg.num_frames, min_frames=cfg.min_frames, min_stride_ns=cfg.min_stride_ns, max_stride_ns=cfg.max_stride_ns,
                          crop_residues=cfg.crop_residues, cache_dir=cfg.cache_dir, seed=cfg.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short trajectories are skipped; describe() lists what is used
@@ -170,10 +183,12 @@ def build_dataset(cfg: TrainConfig) -> TrajectoryDataset:
 
 def draw_batch(dataset: TrajectoryDataset, step: int, rank: int, batch_size: int, seed: int) -> Batch:
     """Batch ``step`` of rank ``rank``: one trajectory drawn uniformly, ``batch_size`` examples of it
-    (own stride, start and crop each); deterministic in (seed, step, rank)."""
+    (own start and crop each; one stride and L for the batch, so its frames stack); deterministic in
+    (seed, step, rank)."""
     rng = np.random.default_rng([seed, step, rank])
     trajectory = int(rng.integers(len(dataset.trajectories)))
-    return collate([dataset.example(trajectory, rng) for _ in range(batch_size)])
+    window = dataset.draw_window(trajectory, rng)
+    return collate([dataset.example(trajectory, rng, window=window) for _ in range(batch_size)])
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -198,8 +213,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # the last block's pair update feeds nothing downstream, so some parameters get no gradient
-            self.model = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=True)
+            # with the first architecture the last block's pair update feeds nothing downstream, so
+            # some parameters get no gradient; later configurations drop it
+            self.model = DistributedDataParallel(self.model, device_ids=ids,
+                                                 find_unused_parameters=self.model_cfg.last_edge_transition)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_steps, cfg.warmup_start_factor, cfg.min_lr_factor))
@@ -214,7 +231,7 @@ class Trainer:
     def _initial_model(self) -> tuple[StarMDConfig, StarMDCore]:
         if self.cfg.init is None:
             torch.manual_seed(self.cfg.seed)
-            model_cfg = preset(self.cfg.preset)
+            model_cfg = dataclasses.replace(preset(self.cfg.preset), **self.cfg.model_overrides).validate()
             core = StarMDCore(model_cfg)
             return model_cfg, core
         path, _ = resolve_model_path(self.cfg.init)
@@ -263,6 +280,49 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if self.ctx.is_main and self.cfg.log_path.is_file():
             _truncate_log(self.cfg.log_path, self.step)
+
+    # --- validation on unseen proteins --------------------------------------------------
+    @property
+    def validation_log_path(self) -> Path:
+        return self.cfg.out.with_name(self.cfg.out.name + ".val.jsonl")
+
+    @property
+    def best_path(self) -> Path:
+        return self.cfg.out.with_name(self.cfg.out.stem + ".best" + self.cfg.out.suffix)
+
+    def validate(self) -> dict:
+        """Score the EMA weights on the validation split (raw rollouts, see ``training.validation``),
+        append the record to ``CKPT.val.jsonl``, redraw ``CKPT.val.png`` and keep ``CKPT.best.pt``
+        when the mean Cα validity over the strides is the best so far (ties: the larger attractor ratio)."""
+        from openmm_starmd.training.validation import score_core
+
+        cfg = self.cfg
+        core = StarMDCore(self.model_cfg)
+        core.net.load_state_dict({k: v.detach().cpu() for k, v in self.ema.shadow.items()})
+        core.eval()
+        rng_state = torch.get_rng_state()  # validation must not change the training's random stream
+        start = time.monotonic()
+        report = score_core(core, cfg.data, cfg.validation_split, strides_ns=cfg.validation_strides_ns,
+                            jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps, seed=cfg.seed)
+        torch.set_rng_state(rng_state)
+        summary = report["summary"]
+        valid = [v["ca_valid"] for v in summary.values() if v["ca_valid"] is not None]
+        attract = [v["attractor_mean"] for v in summary.values() if v["attractor_mean"] is not None]
+        record = {"step": self.step, "score": float(np.mean(valid)) if valid else 0.0,
+                  "attractor": float(np.mean(attract)) if attract else 0.0, "summary": summary,
+                  "systems": report["systems"], "wall_s": round(time.monotonic() - start, 1)}
+        previous = read_log(self.validation_log_path) if self.validation_log_path.is_file() else []
+        previous = [r for r in previous if r["step"] < self.step]
+        best = max(previous, key=lambda r: (r["score"], r["attractor"]), default=None)
+        record["best"] = best is None or (record["score"], record["attractor"]) > (best["score"], best["attractor"])
+        with open(self.validation_log_path, "w") as f:
+            for r in previous + [record]:
+                f.write(json.dumps(r) + "\n")
+        if record["best"]:
+            save_checkpoint(self.best_path, self.model_cfg, self.net.state_dict(), self.ema.shadow,
+                            {**self._meta(), "validation": {"score": record["score"], "summary": summary}})
+        plot_validation(self.validation_log_path, self.validation_log_path.with_suffix(".png"))
+        return record
 
     # --- one step ------------------------------------------------------------------------
     def train_step(self) -> dict:
@@ -328,6 +388,8 @@ class Trainer:
                 self.save()
             if self.ctx.is_main and (self.step % cfg.plot_every == 0 or self.step == cfg.steps or out_of_time):
                 plot_log(cfg.log_path, cfg.plot_path)
+            if cfg.validate_every and self.ctx.is_main and (self.step % cfg.validate_every == 0 or self.step == cfg.steps):
+                self.validate()
             if out_of_time:
                 break
         if bar is not None:
@@ -377,5 +439,37 @@ def plot_log(log_path: Path, plot_path: Path, window: int = 25) -> None:
     os.replace(tmp, plot_path)
 
 
-__all__ = ["TrainConfig", "Trainer", "EMA", "lr_factor", "build_dataset", "draw_batch", "plot_log", "read_log",
+def plot_validation(log_path: Path, plot_path: Path) -> None:
+    """Cα validity, per-jump RMSD ratio and attractor ratio on the validation split against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_log(log_path)
+    if not records:
+        return
+    steps = [r["step"] for r in records]
+    strides = list(records[-1]["summary"])
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    panels = [("ca_valid", "Cα-valid fraction (raw samples)", 100.0), ("rmsd_ratio_median", "per-jump Cα RMSD / MD", 1.0),
+              ("attractor_mean", "rollout separation / MD spread", 1.0)]
+    for ax, (key, label, scale) in zip(axes, panels):
+        for s in strides:
+            y = [np.nan if r["summary"].get(s, {}).get(key) is None else scale * r["summary"][s][key] for r in records]
+            ax.plot(steps, y, "o-", label=f"Δt = {s.replace('ns', ' ns')}")
+        ax.set_xlabel("optimiser step")
+        ax.set_ylabel(label if scale == 1.0 else label.replace("fraction", "%"))
+        ax.legend(fontsize=8)
+    axes[1].axhspan(0.5, 2.0, color="0.9", zorder=0)
+    best = [r for r in records if r.get("best")]
+    fig.suptitle(f"validation on unseen proteins: {log_path.name}" + (f" (best at step {best[-1]['step']})" if best else ""))
+    fig.tight_layout()
+    tmp = plot_path.with_name(plot_path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, plot_path)
+
+
+__all__ = ["TrainConfig", "Trainer", "plot_validation", "EMA", "lr_factor", "build_dataset", "draw_batch", "plot_log", "read_log",
            "TRAIN_STATE_SUFFIX"]

@@ -1,0 +1,271 @@
+"""Validation on proteins the model never trained on: raw rollouts scored against their MD.
+
+    python -m openmm_starmd.training.validation --check md_data            # the split is unrelated by sequence
+    python -m openmm_starmd.training.validation --model CKPT --data md_data --jumps 100 --out report.json
+
+The split is a text file (default ``md_data/validation_split.txt``): one system name per line,
+``#`` starts a comment. ``starmd train --holdout-file`` leaves these systems out of training
+and ``starmd train --validate-every`` scores them during training.
+
+For every validation system and stride, two rollouts start from the pair of MD frames that lie
+farthest apart (Cα RMSD, superposed); each runs ``jumps`` raw jumps (no gate, no resampling,
+no relaxation) with the Generator's sampler settings. Reported per system and stride:
+
+* ``ca_valid``: fraction of generated frames that pass the Cα validity check;
+* ``rmsd_ratio``: mean per-jump Cα RMSD of the rollouts over the MD's mean Cα RMSD between
+  frames the same lag apart (None when the MD is shorter than the lag);
+* ``attractor``: how far apart the two rollouts stay — the mean Cα RMSD between them over the
+  last quarter of the jumps, over the MD's ensemble spread (mean Cα RMSD between MD frames).
+  MD trajectories started that far apart stay about that far apart on average; a model that
+  forgets its context collapses both rollouts onto one structure (ratio near 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from openmm_starmd.data.dataset import FramesTrajectory, load_or_convert
+from openmm_starmd.data.identity import identity
+from openmm_starmd.data.readers import find_sources
+from openmm_starmd.evaluation.validity import ca_valid
+from openmm_starmd.geometry import residue_constants
+from openmm_starmd.geometry.superpose import rmsd
+from openmm_starmd.units import ANGSTROM_PER_NM, PS_PER_NS
+
+MAX_IDENTITY = 0.30  # a validation system must be below this identity to every training system
+GENERATOR_NUM_STEPS = 50  # the Generator's default sampler (SDE, noise scale 0.5)
+GENERATOR_NOISE_SCALE = 0.5
+_PAIR_SUBSAMPLE = 80  # frames considered when looking for the farthest-apart start pair
+
+
+def read_split(path) -> tuple[str, ...]:
+    """System names of a split file (one per line, ``#`` starts a comment); () for None."""
+    if path is None:
+        return ()
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"split file {str(path)!r} not found")
+    names = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return tuple(n for n in names if n)
+
+
+def _sequence(source) -> str:
+    """One-letter sequence of a trajectory source's protein (X for unknown residues)."""
+    return "".join(residue_constants.RESTYPE_3TO1.get(r.name, "X") for r in source.topology().residues if r.is_protein)
+
+
+def _systems(data, names: Optional[Sequence[str]] = None) -> dict[str, list[FramesTrajectory]]:
+    """Trajectories under ``data`` grouped by system name (all replicas), optionally only ``names``."""
+    out: dict[str, list[FramesTrajectory]] = {}
+    for source in find_sources(data):
+        if names is not None and source.name not in names:
+            continue
+        out.setdefault(source.name, []).append(load_or_convert(source, None))
+    return out
+
+
+def check_split(data, split) -> list[dict]:
+    """Highest sequence identity of every validation system to any training system under ``data``
+    (every system not in the split). Raises ValueError when a split system has no data."""
+    names = read_split(split)
+    sequences = {}
+    for source in find_sources(data):
+        if source.name not in sequences:
+            sequences[source.name] = _sequence(source)
+    missing = [n for n in names if n not in sequences]
+    if missing:
+        raise ValueError(f"validation systems without MD under {str(data)!r}: {missing}")
+    training = [n for n in sequences if n not in names]
+    rows = []
+    for name in names:
+        scores = [(identity(sequences[name], sequences[t]), t) for t in training]
+        best, nearest = max(scores) if scores else (0.0, None)
+        rows.append({"system": name, "residues": len(sequences[name]), "max_identity": round(best, 3),
+                     "nearest_training_system": nearest, "unrelated": best < MAX_IDENTITY})
+    return rows
+
+
+def _far_pair(ca: torch.Tensor) -> tuple[int, int, float]:
+    """Indices of the two frames of ``ca [F, N, 3]`` (nm) farthest apart (Cα RMSD) among an even
+    subsample, and that RMSD in nm."""
+    idx = torch.linspace(0, ca.shape[0] - 1, min(_PAIR_SUBSAMPLE, ca.shape[0])).round().long().unique()
+    sub = ca[idx].double()
+    S = sub.shape[0]
+    d = rmsd(sub[:, None].expand(S, S, *sub.shape[1:]), sub[None].expand(S, S, *sub.shape[1:]))  # [S, S]
+    k = int(torch.argmax(d))
+    return int(idx[k // S]), int(idx[k % S]), float(d.flatten()[k])
+
+
+def _md_lag_rmsd_nm(trajectories: list[FramesTrajectory], stride_ns: float) -> Optional[float]:
+    values = []
+    for f in trajectories:
+        lag = stride_ns * PS_PER_NS / f.frame_interval_ps
+        k = int(round(lag))
+        if abs(lag - k) > 1e-6 or k < 1 or f.num_frames <= k:
+            continue
+        ca = torch.from_numpy(f.trans).double()
+        values.append(float(rmsd(ca[k:], ca[:-k]).mean()))
+    return float(np.mean(values)) if values else None
+
+
+def _md_spread_nm(ca: torch.Tensor) -> float:
+    """Mean Cα RMSD between MD frames (an even subsample of ``ca [F, N, 3]``, nm)."""
+    idx = torch.linspace(0, ca.shape[0] - 1, min(_PAIR_SUBSAMPLE, ca.shape[0])).round().long().unique()
+    sub = ca[idx].double()
+    S = sub.shape[0]
+    d = rmsd(sub[:, None].expand(S, S, *sub.shape[1:]), sub[None].expand(S, S, *sub.shape[1:]))
+    return float(d.sum() / max(S * (S - 1), 1))
+
+
+def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
+                    noise_scale: float, seed: int) -> dict:
+    """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
+    from openmm_starmd.geometry.so3 import quat_to_rotmat
+    from openmm_starmd.model.rollout import Rollout
+
+    first = trajectories[0]
+    quats = np.concatenate([f.quats for f in trajectories])
+    trans = np.concatenate([f.trans for f in trajectories])
+    ca_md = torch.from_numpy(trans)
+    a, b, start_sep = _far_pair(ca_md)
+    generated = []
+    for k, frame in enumerate((a, b)):
+        rollout = Rollout(core, torch.from_numpy(first.aatype), torch.from_numpy(first.residue_index), stride_ns,
+                          capacity_frames=jumps + 2, seed=seed + k, num_steps=num_steps, noise_scale=noise_scale,
+                          chain_index=torch.from_numpy(first.chain_index))
+        rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
+        out = rollout.run(jumps)
+        generated.append(torch.cat([ca_md[frame:frame + 1].double(), out.trans[0].double()]))  # [J+1, N, 3]
+    valid = np.concatenate([ca_valid(g[1:].numpy()) for g in generated])
+    per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
+    md_lag = _md_lag_rmsd_nm(trajectories, stride_ns)
+    tail = max(1, jumps // 4)
+    end_sep = float(rmsd(generated[0][-tail:], generated[1][-tail:]).mean())
+    spread = _md_spread_nm(ca_md)
+    model_jump = float(per_jump.mean())
+    return {
+        "residues": int(first.aatype.shape[0]), "stride_ns": stride_ns, "jumps": jumps, "starts": [a, b],
+        "ca_valid": float(valid.mean()),
+        "per_jump_rmsd_angstrom": model_jump * ANGSTROM_PER_NM,
+        "md_lag_rmsd_angstrom": None if md_lag is None else md_lag * ANGSTROM_PER_NM,
+        "rmsd_ratio": None if md_lag is None else model_jump / md_lag,
+        "start_separation_angstrom": start_sep * ANGSTROM_PER_NM,
+        "end_separation_angstrom": end_sep * ANGSTROM_PER_NM,
+        "md_spread_angstrom": spread * ANGSTROM_PER_NM,
+        "attractor": end_sep / spread if spread > 0 else None,
+        "finite": bool(all(torch.isfinite(g).all() for g in generated)),
+    }
+
+
+def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
+    """Per stride: mean Cα validity, median RMSD ratio, mean attractor ratio over the systems."""
+    out = {}
+    for s in strides_ns:
+        rows = [r for r in systems if math.isclose(r["stride_ns"], s)]
+        ratios = [r["rmsd_ratio"] for r in rows if r["rmsd_ratio"] is not None]
+        attractors = [r["attractor"] for r in rows if r["attractor"] is not None]
+        out[f"{s:g}ns"] = {"ca_valid": float(np.mean([r["ca_valid"] for r in rows])) if rows else None,
+                           "rmsd_ratio_median": float(np.median(ratios)) if ratios else None,
+                           "rmsd_ratio_systems": len(ratios),
+                           "attractor_mean": float(np.mean(attractors)) if attractors else None}
+    return out
+
+
+def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jumps: int = 20,
+               num_steps: int = GENERATOR_NUM_STEPS, noise_scale: float = GENERATOR_NOISE_SCALE, seed: int = 0,
+               systems: Optional[dict] = None) -> dict:
+    """Score a loaded core on every validation system at every stride (see the module doc)."""
+    names = read_split(split)
+    systems = systems if systems is not None else _systems(data, names)
+    missing = [n for n in names if n not in systems]
+    if missing:
+        raise ValueError(f"validation systems without MD under {str(data)!r}: {missing}")
+    rows = []
+    for name in names:
+        for s in strides_ns:
+            row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed)
+            row["system"] = name
+            rows.append(row)
+    return {"systems": rows, "summary": summarise(rows, strides_ns),
+            "settings": {"jumps": jumps, "num_steps": num_steps, "noise_scale": noise_scale, "seed": seed,
+                         "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)"}}
+
+
+def score_checkpoint(checkpoint, data, split, **options) -> dict:
+    """:func:`score_core` of a checkpoint's EMA weights (TorchScript core, one thread unless set)."""
+    from openmm_starmd.model.checkpoint import load_model
+
+    start = time.monotonic()
+    core = load_model(str(checkpoint), scripted=True)
+    report = score_core(core, data, split, **options)
+    report["checkpoint"] = str(checkpoint)
+    report["wall_s"] = round(time.monotonic() - start, 1)
+    return report
+
+
+def _fmt(x, spec: str) -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def ablation_table(results: dict, args) -> str:
+    """Markdown table of the ablation rows (one per configuration)."""
+    strides = [f"{s:g}ns" for s in args.strides]
+    head = ["row", "change", "steps"] + [f"Cα-valid {s}" for s in strides] + [f"RMSD ratio {s}" for s in strides] + \
+        [f"attractor {s}" for s in strides]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results["rows"].values():
+        sm = r["summary"]
+        cells = [r["row"], r["what"], str(r["steps"])]
+        cells += [_fmt(None if sm[s]["ca_valid"] is None else 100 * sm[s]["ca_valid"], ".0f") + " %" for s in strides]
+        cells += [_fmt(sm[s]["rmsd_ratio_median"], ".2f") for s in strides]
+        cells += [_fmt(sm[s]["attractor_mean"], ".2f") for s in strides]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m openmm_starmd.training.validation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="md_data", help="MD data root (default md_data)")
+    parser.add_argument("--split", default="md_data/validation_split.txt", help="validation split file")
+    parser.add_argument("--check", action="store_true", help="only check that the split is unrelated by sequence")
+    parser.add_argument("--model", default="default", help="'default' or a checkpoint path")
+    parser.add_argument("--strides", type=float, nargs="+", default=[0.1, 1.25], help="strides in ns (default 0.1 1.25)")
+    parser.add_argument("--jumps", type=int, default=20, help="jumps per rollout (default 20)")
+    parser.add_argument("--num-steps", type=int, default=GENERATOR_NUM_STEPS, help="reverse-diffusion steps per jump")
+    parser.add_argument("--noise-scale", type=float, default=GENERATOR_NOISE_SCALE, help="reverse-SDE noise scale")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--out", help="write the JSON report here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.check:
+        rows = check_split(args.data, args.split)
+        for r in rows:
+            print(f"{r['system']:<32} {r['residues']:>4} residues  max identity {100 * r['max_identity']:5.1f} % "
+                  f"({r['nearest_training_system']})  {'ok' if r['unrelated'] else 'TOO SIMILAR'}")
+        bad = [r["system"] for r in rows if not r["unrelated"]]
+        if bad:
+            print(f"{len(bad)} validation system(s) reach {100 * MAX_IDENTITY:.0f} % identity to a training system: {bad}")
+            return 1
+        print(f"all {len(rows)} validation systems are below {100 * MAX_IDENTITY:.0f} % identity to every training system")
+        return 0
+    report = score_checkpoint(args.model, args.data, args.split, strides_ns=args.strides, jumps=args.jumps,
+                              num_steps=args.num_steps, noise_scale=args.noise_scale, seed=args.seed)
+    text = json.dumps(report, indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(json.dumps(report["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

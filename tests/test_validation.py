@@ -1,0 +1,109 @@
+"""Validation on unseen proteins: the split check by sequence, raw-rollout scores against MD,
+training with validation (log, plot, best checkpoint), and variable context length."""
+import json
+import os
+
+import pytest
+import torch
+
+from openmm_starmd.data.dataset import DatasetConfig, TrajectoryDataset
+from openmm_starmd.data.identity import identity, max_identity
+from openmm_starmd.data.readers import find_sources
+from openmm_starmd.model import StarMDCore
+from openmm_starmd.model.config import tiny_v2
+from openmm_starmd.training.command import parse_overrides
+from openmm_starmd.training.trainer import TrainConfig, Trainer, draw_batch
+from openmm_starmd.training.validation import check_split, read_split, score_core
+from test_training import _smooth_villin
+
+
+@pytest.fixture(scope="module")
+def two_systems(tmp_path_factory):
+    import openmm.app
+
+    pdb = os.path.join(os.path.dirname(openmm.app.__file__), "data", "test.pdb")
+    root = tmp_path_factory.mktemp("val_data")
+    for name in ("villin", "villin_copy"):
+        folder = _smooth_villin(root / name, pdb)
+        for suffix in ("pdb", "dcd", "json"):  # the reader pairs files by stem: rename to the folder's name
+            (folder / f"villin.{suffix}").rename(folder / f"{name}.{suffix}")
+    (root / "split.txt").write_text("# held out\nvillin_copy   # same sequence as villin\n")
+    return root
+
+
+def test_identity_of_known_pairs():
+    assert identity("GYDPETGTWG", "GYDPETGTWG") == 1.0
+    assert identity("GEWTYDDATKTFTVTE", "GEWTWDDATKTWTWTE") == pytest.approx(13 / 16)
+    assert identity("KLVFFAEN", "NLYIQWLKDGGPSSGRPPPS") < 0.3  # a short peptide cannot make a long protein known
+    assert max_identity("AAAA", ["CCCC", "AAAC"]) == (0.75, 1)
+    with pytest.raises(ValueError):
+        identity("", "A")
+
+
+def test_split_check_flags_a_validation_system_that_shares_a_training_sequence(two_systems):
+    assert read_split(two_systems / "split.txt") == ("villin_copy",)
+    rows = check_split(two_systems, two_systems / "split.txt")
+    assert rows == [{"system": "villin_copy", "residues": 35, "max_identity": 1.0, "nearest_training_system": "villin",
+                     "unrelated": False}]
+    (two_systems / "bad_split.txt").write_text("no_such_system\n")
+    with pytest.raises(ValueError, match="no_such_system"):
+        check_split(two_systems, two_systems / "bad_split.txt")
+
+
+def test_raw_rollout_scores_against_md(two_systems):
+    torch.manual_seed(0)
+    core = StarMDCore(tiny_v2()).eval()  # untrained: every jump returns its context, a known answer
+    report = score_core(core, two_systems, two_systems / "split.txt", strides_ns=(0.01, 0.5), jumps=3, num_steps=2)
+    short, long = report["systems"]
+    assert short["system"] == "villin_copy" and short["stride_ns"] == 0.01 and short["jumps"] == 3
+    # the two starts are the farthest-apart frames of the smooth trajectory (ellipse phases 0 and π)
+    assert abs(short["starts"][0] - short["starts"][1]) == 15
+    assert 0.0 <= short["ca_valid"] <= 1.0 and short["finite"]
+    assert short["md_lag_rmsd_angstrom"] > 0 and short["rmsd_ratio"] == pytest.approx(
+        short["per_jump_rmsd_angstrom"] / short["md_lag_rmsd_angstrom"])
+    assert long["rmsd_ratio"] is None  # 0.5 ns is longer than the 0.3 ns of MD
+    assert short["start_separation_angstrom"] > short["md_spread_angstrom"] > 0
+    assert set(report["summary"]) == {"0.01ns", "0.5ns"}
+    assert report["summary"]["0.5ns"]["rmsd_ratio_systems"] == 0
+
+
+def test_training_validates_logs_plots_and_keeps_the_best_checkpoint(two_systems, tmp_path):
+    torch.set_num_threads(1)
+    cfg = TrainConfig(data=two_systems, out=tmp_path / "m.pt", preset="tiny_v2", steps=4, batch_size=2, num_frames=4,
+                      min_frames=2, crop_residues=11, warmup_steps=1, checkpoint_every=1000, plot_every=1000, progress=False,
+                      device="cpu", holdout=read_split(two_systems / "split.txt"), validate_every=2,
+                      validation_split=two_systems / "split.txt", validation_jumps=2, validation_num_steps=2,
+                      validation_strides_ns=(0.02,))
+    trainer = Trainer(cfg)
+    assert [t.key for t in trainer.dataset.trajectories] == ["villin/R1"]  # the validation system is held out
+    trainer.run()
+    log = [json.loads(line) for line in (tmp_path / "m.pt.val.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    assert log[0]["best"] and set(log[0]["summary"]) == {"0.02ns"}
+    assert (tmp_path / "m.best.pt").is_file() and (tmp_path / "m.pt.val.png").stat().st_size > 10_000
+
+
+def test_variable_context_length_draws_long_strides_from_short_trajectories(two_systems):
+    sources = [s for s in find_sources(two_systems) if s.name == "villin"]
+    fixed = TrajectoryDataset(sources, DatasetConfig(num_frames=8, min_stride_ns=0.01, max_stride_ns=10.0))
+    variable = TrajectoryDataset(sources, DatasetConfig(num_frames=8, min_frames=2, min_stride_ns=0.01, max_stride_ns=10.0))
+    assert fixed.stride_ranges[0] == (1, 4)  # 31 frames hold 8 frames at most 4 snapshots apart
+    assert variable.stride_ranges[0] == (1, 30)  # and 2 frames up to 30 apart
+    shapes = set()
+    for step in range(60):
+        batch = draw_batch(variable, step, 0, 2, seed=1)
+        k = round(float(batch.stride_ns[0]) * 100)  # snapshots of 10 ps
+        L = batch.trans.shape[1]
+        assert 2 <= L <= 8 and (L - 1) * k <= 30 and torch.all(batch.stride_ns == batch.stride_ns[0])
+        shapes.add((L, k))
+    assert max(k for _, k in shapes) > 4 and len({L for L, _ in shapes}) > 3
+    with pytest.raises(ValueError, match="min_frames"):
+        DatasetConfig(num_frames=4, min_frames=5).validate()
+
+
+def test_model_overrides_are_typed_and_checked():
+    assert parse_overrides(["template_pair=false", "skip_channels=0", "context_noise_t=0.02"]) == {
+        "template_pair": False, "skip_channels": 0, "context_noise_t": 0.02}
+    for bad in (["nonsense=1"], ["template_pair=maybe"], ["diffusion=1"], ["template_pair"]):
+        with pytest.raises(ValueError):
+            parse_overrides(bad)
