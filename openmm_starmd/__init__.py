@@ -36,6 +36,9 @@ _LAZY = {
     "StrideOutsideTrainingWarning": "openmm_starmd.openmm.generator",
     "GateConfig": "openmm_starmd.openmm.gate",
     "InvalidFrameError": "openmm_starmd.openmm.gate",
+    "FallbackFractionError": "openmm_starmd.openmm.gate",
+    "FallbackWarning": "openmm_starmd.openmm.gate",
+    "RebuiltEnergyWarning": "openmm_starmd.openmm.generator",
     "RelaxConfig": "openmm_starmd.openmm.relax",
 }
 

@@ -42,6 +42,14 @@ def test_ns_per_day_and_phase_means():
     assert generator_vs_md.phase_seconds_per_jump(before, after, 3) == pytest.approx({"sample": 1.0, "relax": 3.0})
 
 
+def test_valid_frame_ns_counts_only_gate_passing_model_frames():
+    # real gate: every interval that was not an MD fallback passed it; a fallback interval counts 0 ns
+    assert generator_vs_md.valid_frame_ns(0.05, jumps=4, fallbacks=3, real_gate_valid=0, real_gate=True) == pytest.approx(0.05)
+    # gate opened: only the frames the real gate would have accepted count
+    assert generator_vs_md.valid_frame_ns(1.25, jumps=4, fallbacks=0, real_gate_valid=1, real_gate=False) == pytest.approx(1.25)
+    assert generator_vs_md.valid_frame_ns(1.25, jumps=4, fallbacks=4, real_gate_valid=0, real_gate=True) == 0.0
+
+
 def test_parse_run():
     spec = paper_protocol.parse_run("0.01:100:0,1,2")
     assert (spec.stride_ns, spec.jumps, spec.seeds) == (0.01, 100, (0, 1, 2))

@@ -27,6 +27,7 @@ from openmm_starmd.units import PS_PER_NS
 _STRIDE_RE = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|ps|fs)?\s*$")
 MINIMIZE_ITERATIONS = 200  # of the prepared structure, before the first jump
 _PER_NS = {"ns": 1.0, "ps": 1.0 / PS_PER_NS, "fs": 1.0 / (PS_PER_NS * 1000.0), None: 1.0}
+RECOMMENDED = "recommended"  # --stride: the model's recommended stride
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".pdbx", ".mmcif")
 STRIPPED_RESIDUES = ("HOH", "WAT", "NA", "Na", "CL", "Cl", "K")  # water and ions, removed before the set-up
 
@@ -37,6 +38,16 @@ def parse_stride_ns(text: str) -> float:
     if not match:
         raise ValueError(f"--stride: expected a time such as 1.25ns, 500ps or a number of ns, got {text!r}")
     return float(match.group(1)) * _PER_NS[match.group(2)]
+
+
+def parse_fallback_steps(text):
+    """'full' -> None (MD for the whole interval), else an int number of MD steps."""
+    if text == "full":
+        return None
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--fallback-md-steps: expected a number of MD steps or 'full', got {text!r}") from None
 
 
 def parse_relax(text):
@@ -58,18 +69,18 @@ class JumpRunConfig:
     pdb: str
     out: str = "traj.xtc"
     frames: int = 8
-    stride_ns: float = 1.25
+    stride_ns: Optional[float] = None  # None: the model's recommended stride
     model: str = "default"
     relax: Optional[str] = "minimize"
     seed: Optional[int] = None
     num_steps: int = 50
     noise_scale: float = 0.5
     gate_judge: str = "sample"
-    fallback_md_steps: int = 500
+    fallback_md_steps: Optional[int] = 500  # None: MD for the whole interval
     platform: str = "CPU"
     threads: int = 1
     progress: Optional[bool] = None
-    scripted: bool = True
+    scripted: bool = False  # a TorchScript core restarted by a context replay gives wrong frames (GeneratorOptions.scripted)
     md_after_ps: float = 0.0  # plain MD with the Simulation's own integrator after the last jump
 
     def validate(self) -> "JumpRunConfig":
@@ -78,9 +89,11 @@ class JumpRunConfig:
         for name, option, low in (("frames", "--frames", 0), ("num_steps", "--num-steps", 2),
                                   ("fallback_md_steps", "--fallback-md-steps", 0), ("threads", "--threads", 1)):
             value = getattr(self, name)
+            if name == "fallback_md_steps" and value is None:  # MD for the whole interval
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{option}: expected an int >= {low}, got {value!r}")
-        if not self.stride_ns > 0 or self.stride_ns == float("inf"):
+        if self.stride_ns is not None and (not self.stride_ns > 0 or self.stride_ns == float("inf")):
             raise ValueError(f"--stride: expected a positive time, got {self.stride_ns:g} ns")
         if not 0 <= self.noise_scale < float("inf"):
             raise ValueError(f"--noise-scale: expected a number >= 0, got {self.noise_scale}")
@@ -215,9 +228,10 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     t0 = time.perf_counter()
     simulation = build_implicit_simulation(cfg.pdb, cfg.platform, cfg.threads)
     relax = parse_relax(cfg.relax)
-    gen = StarMDGenerator(simulation, model=cfg.model, stride=cfg.stride_ns * unit.nanoseconds, relax=relax, seed=cfg.seed,
+    stride = None if cfg.stride_ns is None else cfg.stride_ns * unit.nanoseconds
+    gen = StarMDGenerator(simulation, model=cfg.model, stride=stride, relax=relax, seed=cfg.seed,
                           options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale, progress=cfg.progress,
-                                                   scripted=cfg.scripted,
+                                                   scripted=cfg.scripted, torch_threads=cfg.threads,
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps, judge=cfg.gate_judge)))
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,15 +253,31 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     valid = ca_valid(ca, gen.pmap.neighbours) if history.n_frames and gen.pmap.num_residues > 1 else np.ones(len(ca), bool)
     stats = gen.statistics.as_dict()
     generated = stats["jumps"] - stats["fallbacks"]  # intervals whose frame came from the model (passed the gate)
-    stats["generated_ns"] = generated * cfg.stride_ns
+    stats["generated_ns"] = generated * gen.stride_ns
     step_ps = simulation.integrator.getStepSize().value_in_unit(unit.picoseconds)
     stats["fallback_md_ps"] = stats["fallback_md_steps"] * step_ps
-    return {"out": str(out), "pdb": str(pdb_out), "ns": stats["simulated_ns"], "wall_s": time.perf_counter() - t0,
+    sidecar = write_sidecar(out.with_suffix(".json"), gen, valid)
+    return {"out": str(out), "pdb": str(pdb_out), "sidecar": str(sidecar), "stride_ns": gen.stride_ns,
+            "ns": stats["simulated_ns"], "wall_s": time.perf_counter() - t0,
             "setup_s": t_setup, "valid_fraction": float(valid.mean()) if len(valid) else float("nan"),
             "generated_frames": generated,
             "sampled_valid_fraction": (generated / (generated + stats["invalid_frames"])
                                        if generated + stats["invalid_frames"] else float("nan")),
             "statistics": stats}
+
+
+def write_sidecar(path: Path, gen, ca_valid_frames: np.ndarray) -> Path:
+    """Per-frame provenance of the written trajectory as JSON: time (ps), ``fallback`` (True where MD stood
+    in for the model) and Cα validity of each frame, plus the Generator's statistics."""
+    import json
+
+    stats = gen.statistics.as_dict()
+    record = {"stride_ns": gen.stride_ns, "steps_per_jump": gen.steps_per_jump,
+              "frames": [{"time_ps": float(t), "fallback": bool(f), "ca_valid": bool(v)}
+                         for t, f, v in zip(gen.history.time, gen.fallback_frames, ca_valid_frames)],
+              "statistics": {k: (None if isinstance(v, float) and v != v else v) for k, v in stats.items()}}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
 
 
 def print_summary(summary: dict) -> None:
@@ -262,9 +292,15 @@ def print_summary(summary: dict) -> None:
           f"{summary['sampled_valid_fraction']:.0%} ({s['invalid_frames']} rejected, {s['resamples']} resamples)"
           + (f"; {s['repaired_frames']} accepted only after the minimisation repaired their Cα chain"
              if s.get("repaired_frames") else ""))
+    if s["fallbacks"]:
+        print(f"warning: {s['fallbacks']} of {s['jumps']} intervals were MD fallbacks, not the model's (model fraction "
+              f"{s['model_fraction']:.0%}): the clock advanced {summary['ns']:.3f} ns but only {s['physical_ns']:.4f} ns were "
+              f"simulated ({s['model_ns']:.3f} ns by the model, {s['fallback_md_ps']:.1f} ps of MD). Use a stride the model "
+              "was validated at (--stride, default: the model's recommended one), fine-tune it on this protein, or "
+              "--fallback-md-steps full for a correct clock")
     print(f"Cα-valid frames in the written trajectory (model and fallback frames): {summary['valid_fraction']:.0%}")
     print("wall time per phase (s): " + ", ".join(f"{k} {v:.1f}" for k, v in s["wall_s"].items()))
-    print(f"trajectory: {summary['out']}  last frame: {summary['pdb']}")
+    print(f"trajectory: {summary['out']}  last frame: {summary['pdb']}  per-frame sources: {summary['sidecar']}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -272,7 +308,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser._negative_number_matcher = re.compile(r"^-\.?[0-9]")
     parser.add_argument("pdb", help="input structure (PDB); water and ions are removed, hydrogens added")
     parser.add_argument("--frames", type=int, default=8, help="number of jumps")
-    parser.add_argument("--stride", default="1.25ns", help="time per jump, e.g. 1.25ns, 500ps, or a number of ns")
+    parser.add_argument("--stride", default=RECOMMENDED,
+                        help=f"time per jump, e.g. 50ps, 1.25ns or a number of ns; '{RECOMMENDED}': the stride the model's "
+                             "checkpoint recommends (0.05 ns for the shipped weights, where their validation passed)")
     parser.add_argument("--out", default="traj.xtc", help="output trajectory (.xtc or .dcd); the last frame goes to .pdb")
     parser.add_argument("--model", default="default", help="'default' (shipped weights) or a checkpoint path")
     parser.add_argument("--relax", default="minimize", help="'minimize', 'none', or a number of MD steps after minimising")
@@ -286,8 +324,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",
                         help="check Cα validity (no clash, no chain break) on the generated frame, as the STAR-MD paper does "
                              "('sample', the default), or on the structure after the restrained minimisation ('relaxed')")
-    parser.add_argument("--fallback-md-steps", type=int, default=500,
-                        help="MD steps run for an interval whose frames all fail the validity gate")
+    parser.add_argument("--fallback-md-steps", type=parse_fallback_steps, default=500,
+                        help="MD steps run for an interval whose frames all fail the validity gate (the clock still "
+                             "advances a full stride), or 'full' for MD over the whole interval (a correct clock)")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for OpenMM's CPU platform and for torch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -296,8 +335,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from openmm import OpenMMException
 
+    from openmm_starmd.openmm.gate import InvalidFrameError
+
     try:
-        cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=parse_stride_ns(args.stride),
+        stride_ns = None if args.stride == RECOMMENDED else parse_stride_ns(args.stride)
+        cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=stride_ns,
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
                             noise_scale=args.noise_scale, gate_judge=args.gate_judge,
                             fallback_md_steps=args.fallback_md_steps,
@@ -307,5 +349,8 @@ def run(args) -> int:
     except (ValueError, TypeError, OSError, MemoryError, OpenMMException) as exc:
         print(f"starmd generate: {exc}", file=sys.stderr)
         return 2
+    except InvalidFrameError as exc:  # the model failed (policy 'raise' or too many fallbacks): not a usage error
+        print(f"starmd generate: {exc}", file=sys.stderr)
+        return 1
     print_summary(summary)
     return 0
