@@ -244,13 +244,14 @@ def _plot_one(result: dict, stride_ns: float, path: Path, date: str, weights: st
     for key, label in ROWS:
         if "per_jump_s" in result.get(key, {}):
             bars.append((label, ns_per_day(stride_ns, result[key]["per_jump_s"]), result[key].get("valid_ns_per_day")))
-    fig = new_figure(9, 1.2 + 0.42 * len(bars))
+    fig = new_figure(9, max(3.0, 1.2 + 0.45 * len(bars)))
     ax = fig.subplots()
     y = np.arange(len(bars))[::-1]
     ax.barh(y + 0.18, [b[1] for b in bars], height=0.36, color="tab:blue", label="clock: every jump counts a stride")
     valid = [np.nan if b[2] is None or b[2] <= 0 else b[2] for b in bars]
     ax.barh(y - 0.18, valid, height=0.36, color="tab:green", label="valid frames only (model frames passing the real gate)")
     ax.set_yticks(y, [b[0] for b in bars], fontsize=8)
+    ax.set_ylim(-0.6, len(bars) - 0.4)
     ax.set_xscale("log")
     ax.set_xlabel("simulated ns per day of wall time")
     for yi, b in zip(y, bars):
