@@ -410,6 +410,15 @@ def read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
+def _stamp(fig) -> None:
+    """Date and package version, small in the lower right corner, in a strip the tight layout leaves free."""
+    from openmm_starmd import __version__
+
+    fig.text(0.995, 0.005, f"drawn {time.strftime('%Y-%m-%d', time.gmtime())} · openmm-starmd {__version__}",
+             ha="right", va="bottom", fontsize=6, color="0.45")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+
+
 def plot_log(log_path: Path, plot_path: Path, window: int = 25) -> None:
     """Loss curves (each weighted term and the total, moving average over ``window`` steps) to a PNG."""
     import matplotlib
@@ -430,9 +439,9 @@ def plot_log(log_path: Path, plot_path: Path, window: int = 25) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(f"loss (moving average over {window} steps)")
-    ax.set_title(f"STAR-MD training: {log_path.name}")
+    ax.set_title(f"STAR-MD training loss: {log_path.name.removesuffix('.log.jsonl')}")
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
+    _stamp(fig)
     tmp = plot_path.with_name(plot_path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
@@ -464,7 +473,7 @@ def plot_validation(log_path: Path, plot_path: Path) -> None:
     axes[1].axhspan(0.5, 2.0, color="0.9", zorder=0)
     best = [r for r in records if r.get("best")]
     fig.suptitle(f"validation on unseen proteins: {log_path.name}" + (f" (best at step {best[-1]['step']})" if best else ""))
-    fig.tight_layout()
+    _stamp(fig)
     tmp = plot_path.with_name(plot_path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
