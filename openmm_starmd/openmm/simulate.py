@@ -71,19 +71,29 @@ def run(args: argparse.Namespace) -> int:
             for r in range(1, args.replicas + 1):
                 try:
                     runs.append(ReplicaRun(Path(args.out), name, r, config, command))
-                except ValueError as exc:  # one structure that cannot be prepared must not stop the others
+                except ValueError as exc:  # an unknown name or a locked replica must not stop the others
                     if len(args.structures) == 1 and args.replicas == 1:
                         raise
                     print(f"skipping {name} R{r}: {exc}", flush=True)
         if not runs:
-            raise ValueError("no structure could be prepared; see the messages above")
+            raise ValueError("no structure can be simulated; see the messages above")
         while True:
             pending = [rr for rr in runs if rr.n_chunks_done < n_chunks]
             if not pending:
                 break
             for rr in pending:
-                rr.run_chunk()
+                try:
+                    rr.run_chunk()
+                except ValueError as exc:  # preparation failed: one structure must not stop the others
+                    if len(runs) == 1:
+                        raise
+                    print(f"skipping {rr.name} R{rr.replica}: {exc}", flush=True)
+                    rr.close()
+                    runs.remove(rr)
+                    continue
                 print(rr.progress_line(n_chunks), flush=True)
+            if not runs:
+                raise ValueError("no structure could be prepared; see the messages above")
             if (time.monotonic() - start) / 3600.0 > args.max_hours:
                 print(f"stopping: --max-hours {args.max_hours:g} reached", flush=True)
                 break
@@ -108,7 +118,8 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 class ReplicaRun:
-    """One replica of one structure: prepares it once, then runs and stores chunks.
+    """One replica of one structure: prepares it once (lazily, before its first chunk, so that a
+    round-robin over many structures starts writing data at once), then runs and stores chunks.
 
     Args:
         out: the data root; files go to ``out/<structure name>/``.
@@ -127,16 +138,23 @@ class ReplicaRun:
         self._lock = self.state_dir / f"{self.name}_R{replica}.lock"
         self._acquire_lock()
         try:
-            self._start()
+            self.meta = self._load_meta()
+            self.n_chunks_done = self._count_chunks()
         except BaseException:
             self.close()
             raise
+        self.started = False  # preparation and equilibration wait for this replica's first chunk
+
+    def start(self) -> None:
+        """Prepare the structure (first run) or pick up the last resume state; once, before the first chunk."""
+        if not self.started:
+            self._start()
+            self.started = True
 
     def _start(self) -> None:
         """Prepare the structure (first run) or pick up the last resume state."""
         from openmm import app
 
-        self.meta = self._load_meta()
         allatom = self.state_dir / f"{self.name}_allatom.pdb"
         if not allatom.exists():
             self._prepare(allatom)
@@ -238,6 +256,7 @@ class ReplicaRun:
         """Run one chunk, write its XTC, the next resume state and the JSON (retrying on blow-ups)."""
         import openmm
 
+        self.start()
         k = self.n_chunks_done
         for attempt in range(_MAX_RETRIES + 1):
             t0 = time.monotonic()

@@ -1,0 +1,147 @@
+"""A training campaign that can stop and resume at any time: MD and training side by side.
+
+    python -m openmm_starmd.training.campaign --hours 2          # resume both, one core each
+    python -m openmm_starmd.training.campaign --pack              # only write the compact state
+
+The campaign is described by ``md_data/campaign.json``: the structures ``starmd simulate`` runs
+(round-robin, resumable chunks under ``md_data/``) and the ``starmd train`` arguments of the
+model being trained. The live training state (fp32 weights, EMA, Adam moments, schedule, RNG)
+is kept under ``runs/campaign/`` (not committed). When the campaign stops, and with ``--pack``,
+it is packed into ``md_data/training/<name>.state.pt``: every floating tensor in float16, a
+size-bounded file that is committed, so the next machine resumes from it (the packed state is
+unpacked when no live state exists). Resuming from the packed state continues training exactly
+except for the float16 rounding of weights and optimiser moments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from openmm_starmd.training.trainer import TRAIN_STATE_SUFFIX
+
+CAMPAIGN_FILE = Path("md_data/campaign.json")
+LIVE_DIR = Path("runs/campaign")
+PACKED_DIR = Path("md_data/training")
+
+
+def _cast_floats(value, dtype: torch.dtype):
+    """``value`` with every floating tensor (at any depth of dicts and lists) cast to ``dtype``."""
+    if isinstance(value, torch.Tensor):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, dict):
+        return {k: _cast_floats(v, dtype) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_floats(v, dtype) for v in value)
+    return value
+
+
+def pack_state(state_path: Path, packed_path: Path) -> int:
+    """Write the training state ``state_path`` with floats in float16 to ``packed_path``; returns bytes."""
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    packed = _cast_floats({k: v for k, v in state.items() if k != "rng_cpu"}, torch.float16)
+    packed["rng_cpu"] = state["rng_cpu"]
+    packed["packed_from"] = state_path.name
+    packed_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = packed_path.with_name(packed_path.name + ".tmp")
+    torch.save(packed, tmp)
+    os.replace(tmp, packed_path)
+    return packed_path.stat().st_size
+
+
+def unpack_state(packed_path: Path, state_path: Path) -> None:
+    """The inverse of :func:`pack_state`: floats back to float32, written where ``--resume`` reads them."""
+    packed = torch.load(packed_path, map_location="cpu", weights_only=True)
+    packed.pop("packed_from", None)
+    rng = packed.pop("rng_cpu")
+    state = _cast_floats(packed, torch.float32)
+    state["rng_cpu"] = rng
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, state_path)
+
+
+def read_campaign(path: Path = CAMPAIGN_FILE) -> dict:
+    if not path.is_file():
+        raise ValueError(f"campaign file {str(path)!r} not found; run from the repository root")
+    campaign = json.loads(path.read_text())
+    for key in ("name", "simulate", "train"):
+        if key not in campaign:
+            raise ValueError(f"{path}: missing key {key!r}")
+    return campaign
+
+
+def commands(campaign: dict, hours: float) -> tuple[list[str], list[str], Path]:
+    """The ``starmd simulate`` and ``starmd train`` command lines of the campaign, and the live checkpoint."""
+    starmd = [sys.executable, "-m", "openmm_starmd.cli"]
+    simulate = [*starmd, "simulate", *campaign["simulate"]["structures"], "--out", "md_data", "--threads", "1",
+                "--max-hours", f"{hours:g}", *campaign["simulate"].get("args", [])]
+    ckpt = LIVE_DIR / f"{campaign['name']}.pt"
+    train = [*starmd, "train", "--data", "md_data", "--out", str(ckpt), "--resume", "--threads", "1", "--no-progress",
+             "--max-wall-s", f"{hours * 3600:g}", *campaign["train"]["args"]]
+    return simulate, train, ckpt
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m openmm_starmd.training.campaign", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hours", type=float, default=1.0, help="stop both jobs after this long (default 1)")
+    parser.add_argument("--campaign", type=Path, default=CAMPAIGN_FILE, help="campaign file (default md_data/campaign.json)")
+    parser.add_argument("--no-md", action="store_true", help="train only")
+    parser.add_argument("--no-train", action="store_true", help="run MD only")
+    parser.add_argument("--pack", action="store_true", help="only pack the live training state into md_data/training/")
+    parser.add_argument("--dry-run", action="store_true", help="print the two commands and stop")
+    args = parser.parse_args(argv)
+    if args.hours <= 0:
+        parser.error(f"--hours must be > 0, got {args.hours:g}")
+    campaign = read_campaign(args.campaign)
+    simulate, train, ckpt = commands(campaign, args.hours)
+    live_state = ckpt.with_name(ckpt.name + TRAIN_STATE_SUFFIX)
+    packed = PACKED_DIR / f"{campaign['name']}.state.pt"
+    if args.dry_run:
+        print(shlex.join(simulate))
+        print(shlex.join(train))
+        return 0
+    if args.pack:
+        if not live_state.is_file():
+            print(f"no live training state at {live_state}; nothing to pack", file=sys.stderr)
+            return 1
+        print(f"packed {live_state} -> {packed} ({pack_state(live_state, packed) / 1e6:.1f} MB)")
+        return 0
+    if not live_state.is_file() and packed.is_file():
+        unpack_state(packed, live_state)
+        print(f"resuming training from the packed state {packed}")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    jobs = []
+    if not args.no_md:
+        print("MD:       " + shlex.join(simulate), flush=True)
+        jobs.append(subprocess.Popen(simulate, env=env))
+    if not args.no_train:
+        print("training: " + shlex.join(train), flush=True)
+        jobs.append(subprocess.Popen(train, env=env))
+    try:
+        while any(job.poll() is None for job in jobs):
+            time.sleep(5)
+    except KeyboardInterrupt:
+        for job in jobs:
+            job.send_signal(signal.SIGINT)
+        for job in jobs:
+            job.wait()
+    if live_state.is_file():
+        print(f"packed {live_state} -> {packed} ({pack_state(live_state, packed) / 1e6:.1f} MB)")
+    failed = [job.args[3] for job in jobs if job.returncode not in (0, None, -signal.SIGINT)]
+    if failed:
+        print(f"failed: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The campaign's compact training state: packed to float16, unpacked, and resumed."""
+import torch
+
+from openmm_starmd.training.campaign import commands, pack_state, unpack_state
+from openmm_starmd.training.trainer import TrainConfig, Trainer
+from test_training import NUM_FRAMES  # noqa: F401  (the data fixture below is test_training's)
+from test_training import data_dir, villin_pdb_path_module  # noqa: F401
+
+
+def test_packed_state_is_half_the_size_and_resumes(data_dir, tmp_path):  # noqa: F811
+    torch.set_num_threads(1)
+    cfg = dict(data=data_dir, preset="tiny_v2", batch_size=2, num_frames=4, min_frames=2, crop_residues=11,
+               warmup_steps=1, checkpoint_every=1000, plot_every=1000, progress=False, device="cpu", seed=5)
+    Trainer(TrainConfig(out=tmp_path / "a.pt", steps=2, **cfg)).run()
+    state = tmp_path / "a.pt.train.pt"
+    packed = tmp_path / "packed.state.pt"
+    size = pack_state(state, packed)
+    assert size < 0.6 * state.stat().st_size
+    resumed_state = tmp_path / "b.pt.train.pt"
+    unpack_state(packed, resumed_state)
+    full = torch.load(state, weights_only=True)
+    back = torch.load(resumed_state, weights_only=True)
+    assert back["step"] == 2 and torch.equal(back["rng_cpu"], full["rng_cpu"])
+    for k, v in full["model"].items():
+        assert back["model"][k].dtype == torch.float32
+        assert torch.allclose(back["model"][k], v, rtol=1e-3, atol=1e-4)  # float16 rounding only
+    trainer = Trainer(TrainConfig(out=tmp_path / "b.pt", steps=3, resume=True, **cfg))
+    assert trainer.step == 2
+    assert len(trainer.run()) == 1 and trainer.step == 3
+
+
+def test_campaign_commands_run_md_and_training_on_one_core_each():
+    campaign = {"name": "x", "simulate": {"structures": ["bioemu:1ENH"], "args": ["--ns", "5"]},
+                "train": {"args": ["--preset", "small_v2"]}}
+    simulate, train, ckpt = commands(campaign, 1.5)
+    assert simulate[3:5] == ["simulate", "bioemu:1ENH"] and "--max-hours" in simulate and "--ns" in simulate
+    assert train[3] == "train" and "--resume" in train and train[train.index("--threads") + 1] == "1"
+    assert train[train.index("--max-wall-s") + 1] == "5400" and ckpt.name == "x.pt"
