@@ -514,10 +514,10 @@ class StarMDGenerator:
         if total < MIN_INTERVALS_JUDGED or stats.fallbacks <= limit * total:
             return
         raise FallbackFractionError(
-            f"{self._fallback_report(stats.jumps, stats.fallbacks, stats.fallback_md_ns)}, more than "
-            f"GateConfig.max_fallback_fraction={limit:g} of this generator's intervals allows. The Simulation is "
-            f"restored to where it was before this step() call. To go on, {self._advice()}; "
-            "max_fallback_fraction=1.0 never raises")
+            f"{self._fallback_report(stats.jumps, stats.fallbacks, stats.fallback_md_ns)}; at the end of this call "
+            f"more than GateConfig.max_fallback_fraction={limit:g} of this generator's {total} intervals would be MD "
+            f"fallbacks. The Simulation is restored to where it was before this step() call. To go on, "
+            f"{self._advice()}; max_fallback_fraction=1.0 never raises")
 
     # --- public API ------------------------------------------------------------------------
     @property
