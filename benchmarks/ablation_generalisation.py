@@ -23,6 +23,16 @@ from pathlib import Path
 # name, preset, extra `starmd train` arguments, what the row changes
 ROWS = [
     ("first", "small", ["--frames", "8"], "first architecture: absolute index, no template, τ 0.05/0.1, L = 8"),
+    ("first_warm", "default", ["--frames", "8"], "the shipped default weights trained on (first architecture)"),
+    ("generalising_warm", "small_v2", ["--frames", "8", "--min-frames", "2", "--warm-start", "default"],
+     "all changes on, matching weights from the shipped default"),
+    ("no_template_warm", "small_v2", ["--frames", "8", "--min-frames", "2", "--set", "template_pair=false",
+                                      "--warm-start", "default"], "warm start, without template pair features"),
+    ("absolute_index_warm", "small_v2", ["--frames", "8", "--min-frames", "2", "--set", "absolute_index=true",
+                                         "--warm-start", "default"], "warm start, with the absolute residue index"),
+    ("old_context_noise_warm", "small_v2", ["--frames", "8", "--min-frames", "2", "--set", "context_noise_t=0.05",
+                                            "--set", "context_noise_max_t=0.1", "--warm-start", "default"],
+     "warm start, context noise τ 0.05 / U[0, 0.1]"),
     ("generalising", "small_v2", ["--frames", "8", "--min-frames", "2"], "all changes on (small_v2, L = 2..8)"),
     ("no_template", "small_v2", ["--frames", "8", "--min-frames", "2", "--set", "template_pair=false"], "without template pair features"),
     ("absolute_index", "small_v2", ["--frames", "8", "--min-frames", "2", "--set", "absolute_index=true"], "with the absolute residue index"),
@@ -36,17 +46,19 @@ ROWS = [
 ]
 
 
+def _steps_done(log: Path) -> int:
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
 def train_row(name: str, preset: str, extra: list[str], args) -> Path:
     ckpt = args.runs / f"{name}.pt"
-    log = args.runs / f"{name}.pt.log.jsonl"
-    done = 0
-    if log.is_file():
-        lines = log.read_text().splitlines()
-        done = json.loads(lines[-1])["step"] if lines else 0
+    done = _steps_done(args.runs / f"{name}.pt.log.jsonl")
     if ckpt.is_file() and done >= args.steps:
         return ckpt
+    model = ["--init", "default"] if preset == "default" else ["--preset", preset]
     cmd = [sys.executable, "-m", "openmm_starmd.cli", "train", "--data", str(args.data), "--holdout-file", str(args.split),
-           "--preset", preset, "--steps", str(args.steps), "--out", str(ckpt), "--resume", "--seed", str(args.seed),
+           *model, "--steps", str(args.steps), "--out", str(ckpt), "--resume", "--seed", str(args.seed),
            "--threads", str(args.threads), "--cache-dir", str(args.runs / "cache"), "--checkpoint-every", "50",
            "--plot-every", "100000", "--no-progress", *extra]
     print(" ".join(cmd), flush=True)
@@ -63,6 +75,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ablation_generalisation"))
     parser.add_argument("--rows", nargs="*", help="only these rows (default: all)")
     parser.add_argument("--train-only", action="store_true", help="train the rows, score nothing")
+    parser.add_argument("--score-only", action="store_true", help="score the rows whose training has finished, train nothing "
+                        "(run beside a --train-only process)")
     parser.add_argument("--jumps", type=int, default=10, help="jumps per validation rollout")
     parser.add_argument("--num-steps", type=int, default=25, help="reverse-diffusion steps per jump in validation")
     parser.add_argument("--strides", type=float, nargs="+", default=[0.1, 1.25], help="validation strides (ns)")
@@ -74,7 +88,12 @@ def main(argv=None) -> int:
     results_path = args.out.with_suffix(".json")
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
     for name, preset, extra, what in rows:
-        ckpt = train_row(name, preset, extra, args)
+        if args.score_only:
+            ckpt = args.runs / f"{name}.pt"
+            if _steps_done(args.runs / f"{name}.pt.log.jsonl") < args.steps or not ckpt.is_file():
+                continue
+        else:
+            ckpt = train_row(name, preset, extra, args)
         if args.train_only:
             continue
         key = f"{name}@{args.steps}:{args.jumps}x{args.num_steps}"

@@ -36,3 +36,25 @@ def test_campaign_commands_run_md_and_training_on_one_core_each():
     assert simulate[3:5] == ["simulate", "bioemu:1ENH"] and "--max-hours" in simulate and "--ns" in simulate
     assert train[3] == "train" and "--resume" in train and train[train.index("--threads") + 1] == "1"
     assert train[train.index("--max-wall-s") + 1] == "5400" and ckpt.name == "x.pt"
+
+
+def test_warm_start_copies_every_matching_weight_and_keeps_the_new_inputs(tmp_path):
+    from openmm_starmd.model import StarMDCore
+    from openmm_starmd.model.checkpoint import save_checkpoint
+    from openmm_starmd.model.config import tiny, tiny_v2
+    from openmm_starmd.training.trainer import warm_start
+
+    torch.manual_seed(0)
+    parent = StarMDCore(tiny())
+    for p in parent.net.parameters():
+        torch.nn.init.normal_(p)
+    save_checkpoint(tmp_path / "parent.pt", tiny(), parent.net.state_dict())
+    child = StarMDCore(tiny_v2())
+    fresh = {k: v.clone() for k, v in child.net.state_dict().items()}
+    counts = warm_start(child, str(tmp_path / "parent.pt"))
+    state, source = child.net.state_dict(), parent.net.state_dict()
+    copied = [k for k in state if k in source and source[k].shape == state[k].shape]
+    assert counts["copied"] == len(copied) > 0 and counts["kept"] == len(state) - len(copied) > 0
+    assert all(torch.equal(state[k], source[k]) for k in copied)
+    assert torch.equal(state["pair_embed.template.weight"], fresh["pair_embed.template.weight"])  # new input: initialised
+    assert "seq_embed.index.weight" not in state  # no absolute index in the new network

@@ -20,6 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=1000, help="total optimiser steps of the run (default 1000)")
     parser.add_argument("--out", required=True, help="model checkpoint to write (CKPT); the resumable state goes to CKPT.train.pt")
     parser.add_argument("--init", help="start from these weights: 'default' (the shipped model) or a checkpoint path")
+    parser.add_argument("--warm-start", help="with --preset: copy every weight of this model ('default' or a checkpoint) "
+                        "whose name and shape match into the new network; new inputs keep their initialisation")
     parser.add_argument("--resume", action="store_true", help="continue from CKPT.train.pt when it exists")
     parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (Adam; default 2e-4)")
     parser.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps from 0.01 lr (default 100)")
@@ -92,7 +94,7 @@ def config_from_args(args):
     return TrainConfig(
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, init=args.init, resume=args.resume, lr=args.lr,
         warmup_steps=args.warmup_steps, min_lr_factor=args.min_lr_factor, batch_size=args.batch_size, num_frames=args.frames,
-        min_frames=args.min_frames, model_overrides=parse_overrides(args.model_overrides),
+        min_frames=args.min_frames, model_overrides=parse_overrides(args.model_overrides), warm_start=args.warm_start,
         crop_residues=args.crop, min_stride_ns=args.min_stride_ns, max_stride_ns=args.max_stride_ns, grad_clip=args.grad_clip,
         ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,

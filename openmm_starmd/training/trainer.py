@@ -64,6 +64,7 @@ class TrainConfig:
     num_frames: int = 8
     min_frames: int = 0
     model_overrides: dict = field(default_factory=dict)
+    warm_start: Optional[str] = None
     crop_residues: int = 256
     min_stride_ns: float = 0.01
     max_stride_ns: float = 10.0
@@ -109,6 +110,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if self.validate_every < 0 or (self.validate_every and self.validation_split is None):
             raise ValueError("validate_every needs a validation split (--holdout-file) and must be >= 0")
+        if self.init is not None and self.warm_start is not None:
+            raise ValueError("give --init (same network, all weights) or --warm-start (new network, matching weights), not both")
         if self.init is not None and self.model_overrides:
             raise ValueError("model overrides (--set) apply to a --preset; a model from --init keeps its configuration")
         if self.warmup_steps < 0 or self.reindex_every < 0 or self.max_wall_s < 0:
@@ -195,6 +198,19 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.default_rng([seed, step, rank, 7]).integers(2**62))
 
 
+def warm_start(core: StarMDCore, name_or_path: str) -> dict:
+    """Copy into ``core`` every weight of a model (EMA weights; ``"default"`` or a checkpoint path)
+    whose name and shape match; the rest (new inputs, changed layers) keep their initialisation.
+    Returns the counts of copied and kept tensors."""
+    parent = load_model(name_or_path, use_ema=True)
+    source = parent.net.state_dict()
+    target = core.net.state_dict()
+    copied = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    target.update(copied)
+    core.net.load_state_dict(target)
+    return {"copied": len(copied), "kept": len(target) - len(copied), "from": str(name_or_path)}
+
+
 # --------------------------------------------------------------------------- the trainer
 class Trainer:
     """Builds the model, data, optimiser and schedule from a :class:`TrainConfig` and runs it."""
@@ -205,6 +221,7 @@ class Trainer:
         self.device = self.ctx.device
         self.state_path = cfg.out.with_name(cfg.out.name + TRAIN_STATE_SUFFIX)
         self.parent_stage_steps: list[int] = []  # optimiser steps of the --init checkpoint's training stages
+        self.warm_started: Optional[dict] = None
         self.model_cfg, core = self._initial_model()
         self.diffuser = core.diffuser.to(self.device)
         self.net = core.net.to(self.device)
@@ -233,6 +250,8 @@ class Trainer:
             torch.manual_seed(self.cfg.seed)
             model_cfg = dataclasses.replace(preset(self.cfg.preset), **self.cfg.model_overrides).validate()
             core = StarMDCore(model_cfg)
+            if self.cfg.warm_start is not None:
+                self.warm_started = warm_start(core, self.cfg.warm_start)
             return model_cfg, core
         path, _ = resolve_model_path(self.cfg.init)
         parent = read_checkpoint(path)
@@ -246,7 +265,7 @@ class Trainer:
     def _meta(self) -> dict:
         return {"step": self.step, "steps": self.cfg.steps, "examples_seen": self.examples_seen, "wall_s": round(self.wall_s, 1),
                 "data": str(self.cfg.data), "holdout": list(self.cfg.holdout), "preset": self.cfg.preset,
-                "init": self.cfg.init, "world_size": self.ctx.world_size, "batch_size": self.cfg.batch_size,
+                "init": self.cfg.init, "warm_start": self.warm_started, "world_size": self.ctx.world_size, "batch_size": self.cfg.batch_size,
                 "stage_steps": [*self.parent_stage_steps, self.step],
                 "trajectories": [json.loads(line) for line in self.dataset.describe().splitlines()]}
 
