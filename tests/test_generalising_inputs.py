@@ -181,3 +181,38 @@ def test_amino_acid_dropout_hides_types_from_the_singles_only():
     hidden = seen[0] == 20
     assert 0 < hidden.sum() < hidden.numel()  # some, not all, residues hidden (p = 0.5 of 14)
     assert torch.equal(seen[0][~hidden], batch.aatype[~hidden])
+
+
+def test_context_window_equals_a_banded_block_causal_forward():
+    """With a window of W frames the cached rollout attends to the last W - 1 context frames and
+    itself, exactly as the block-causal pass with a banded mask (training with L = W)."""
+    B, W = 1, 3
+    torch.manual_seed(6)
+    core = randomize_(StarMDCore(tiny_v2()), seed=6, std=0.3).eval()
+    aatype, resid, clean, g = _frames(B, seed=8)
+    noisy = [_perturb(r, t, 0.3, g) for r, t in clean[1:]]
+    t_noisy = torch.rand(B, L - 1, generator=g)
+    log_stride = torch.full([B], 0.1)
+    net = core.net
+    s_seq, z_static = net.embed_protein(aatype, resid, torch.zeros_like(resid))
+    rots = torch.stack([r for r, _ in clean] + [r for r, _ in noisy], 1)
+    trans = torch.stack([t for _, t in clean] + [t for _, t in noisy], 1)
+    tmpl_r = torch.stack([r for r, _ in clean] + [r for r, _ in clean[:-1]], 1)
+    tmpl_t = torch.stack([t for _, t in clean] + [t for _, t in clean[:-1]], 1)
+    pos = block_causal_frame_index(L)
+    banded = block_causal_mask(L) & (pos[:, None] - pos[None, :] < W)
+    with torch.no_grad():
+        _, x_full, _, _ = net.forward_frames(s_seq, z_static, aatype, resid, rots, trans,
+                                             torch.cat([torch.zeros(B, L), t_noisy], 1), log_stride, pos, banded,
+                                             [], [], 0, False, tmpl_r, tmpl_t)
+    core.start(aatype, resid, torch.zeros_like(resid), L)
+    core.set_window(W)
+    err = 0.0
+    for ell in range(L):
+        if ell > 0:
+            _, x0, _ = core.denoise(noisy[ell - 1][0], noisy[ell - 1][1], float(t_noisy[0, ell - 1]), log_stride)
+            err = max(err, (x0 - x_full[:, L + ell - 1]).abs().max().item())
+        core.append_frame(clean[ell][0], clean[ell][1], log_stride, 0.0)
+    assert err < 1e-4, err
+    with pytest.raises(ValueError):
+        core.set_window(1)

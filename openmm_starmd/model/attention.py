@@ -63,6 +63,7 @@ class SpaceTimeAttention(nn.Module):
         v_cache: Optional[torch.Tensor],
         fill: int,
         append: bool,
+        cache_start: int = 0,
     ) -> torch.Tensor:
         """x ``[B, F, N, C]``, z ``[B, F, N, N, c_z]``, rope_cos/rope_sin from :func:`rope_tables`
         -> ``[B, F, N, C]``. Exactly one of ``frame_mask`` / ``k_cache`` is given."""
@@ -89,9 +90,11 @@ class SpaceTimeAttention(nn.Module):
             # the cache in place without concatenating copies of it.
             k_cache[:, :, fill:fill + N] = k
             v_cache[:, :, fill:fill + N] = v
-            n_frames = fill // N + 1
-            scores = torch.matmul(q, k_cache[:, :, :fill + N].transpose(-1, -2)) * D ** -0.5  # [B, H, N, n·N]
+            # keys of the frames from token ``cache_start`` on (a context window; 0: the whole history)
+            n_frames = (fill - cache_start) // N + 1
+            keys = k_cache[:, :, cache_start:fill + N]
+            scores = torch.matmul(q, keys.transpose(-1, -2)) * D ** -0.5  # [B, H, N, n·N]
             scores = scores.view(B, H, N, n_frames, N).add_(bias[:, :, 0, :, None, :])  # same bias in every key frame
-            out = torch.matmul(torch.softmax(scores.view(B, H, N, n_frames * N), dim=-1), v_cache[:, :, :fill + N])
+            out = torch.matmul(torch.softmax(scores.view(B, H, N, n_frames * N), dim=-1), v_cache[:, :, cache_start:fill + N])
         out = out.permute(0, 2, 1, 3).reshape(B, Fr, N, C)  # [B, F, N, C]
         return self.out(out)

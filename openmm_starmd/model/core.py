@@ -23,6 +23,7 @@ class StarMDCore(nn.Module):
     k_caches: List[torch.Tensor]
     v_caches: List[torch.Tensor]
     fill: int
+    window_frames: int
     num_frames: int
     capacity_frames: int
 
@@ -36,6 +37,7 @@ class StarMDCore(nn.Module):
         self.st_head_dim = cfg.st_head_dim
         self.context_noise_t = cfg.context_noise_t
         self.default_capacity = cfg.max_frames
+        self.window_frames = 0  # frames each generated or appended frame attends to, itself included (0: all)
         self.stride_min_ns = cfg.stride_min_ns
         self.stride_max_ns = cfg.stride_max_ns
         # rollout state (not parameters; reset by start())
@@ -83,6 +85,19 @@ class StarMDCore(nn.Module):
         self.template_trans = torch.zeros(0)
 
     @torch.jit.export
+    def set_window(self, frames: int) -> None:
+        """Attend to at most ``frames`` frames (the last ``frames - 1`` context frames and the frame
+        itself), as in training with context length L = ``frames``; 0 attends to the whole history."""
+        if frames < 0 or frames == 1:
+            raise ValueError("the context window must be 0 (whole history) or at least 2 frames")
+        self.window_frames = frames
+
+    def cache_start(self, num_res: int) -> int:
+        if self.window_frames <= 0:
+            return 0
+        return max(0, self.fill - (self.window_frames - 1) * num_res)
+
+    @torch.jit.export
     def cache_bytes(self) -> int:
         """Bytes held by the preallocated K and V caches (all layers)."""
         total = 0
@@ -100,7 +115,7 @@ class StarMDCore(nn.Module):
         r0, x0, tors, _ = self.net.forward_frames(self.s_seq, self.z_static, self.aatype, self.residue_index,
                                                   rots[:, None], trans[:, None], tt, log10_stride_ns, frame_index,
                                                   None, self.k_caches, self.v_caches, self.fill, append,
-                                                  template_rots[:, None], template_trans[:, None])
+                                                  template_rots[:, None], template_trans[:, None], self.cache_start(trans.shape[1]))
         return r0[:, 0], x0[:, 0], tors[:, 0]
 
     @torch.jit.export

@@ -76,12 +76,15 @@ class Rollout:
         capacity_frames: KV-cache capacity (context + generated frames); default the config's.
         chain_index: ``[N]`` chain of each residue (default all 0).
         align: superpose each generated frame's CA onto the previous frame's (Kabsch).
+        context_window: frames each frame attends to, itself included (0: the whole history; 8:
+            the longest context the model saw in training with L = 8).
     """
 
     def __init__(self, core, aatype: torch.Tensor, residue_index: torch.Tensor, stride_ns: float, *, replicas: int = 1,
                  seed: Optional[int] = None, num_steps: int = 200, ode: bool = False, noise_scale: float = 1.0,
                  capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
-                 openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None):
+                 openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None,
+                 context_window: int = 0):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         if num_steps < 1:
@@ -115,6 +118,8 @@ class Rollout:
         self.history_trans: list[torch.Tensor] = []
         self.num_context = 0
         self.core.start(self.aatype, self.residue_index, self.chain_index, self.capacity_frames, openfold_single, openfold_pair)
+        self.context_window = int(context_window)
+        self.core.set_window(self.context_window)
 
     def _device(self) -> torch.device:
         for p in self.core.parameters():
@@ -204,7 +209,7 @@ class Rollout:
         """Everything needed to resume exactly: seed, options and the frame history."""
         return {"seed": self.seed, "stride_ns": self.stride_ns, "replicas": self.replicas, "num_steps": self.num_steps,
                 "ode": self.ode, "noise_scale": self.noise_scale, "align": self.align,
-                "capacity_frames": self.capacity_frames, "num_context": self.num_context,
+                "capacity_frames": self.capacity_frames, "num_context": self.num_context, "context_window": self.context_window,
                 "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
                 "history_rots": torch.stack(self.history_rots, 1).cpu() if self.history_rots else None,
                 "history_trans": torch.stack(self.history_trans, 1).cpu() if self.history_trans else None}
@@ -214,7 +219,8 @@ class Rollout:
         """Rebuild a rollout (and its KV cache, by replaying the history) from :meth:`state_dict`."""
         r = Rollout(core, state["aatype"], state["residue_index"], state["stride_ns"], replicas=state["replicas"],
                     seed=state["seed"], num_steps=state["num_steps"], ode=state["ode"], noise_scale=state["noise_scale"],
-                    capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"])
+                    capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"],
+                    context_window=state.get("context_window", 0))
         if state["history_trans"] is not None:
             device = r._device()
             for k in range(state["history_trans"].shape[1]):

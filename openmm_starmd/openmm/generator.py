@@ -123,6 +123,8 @@ class GeneratorOptions:
             a scripted core started a second time (a context replay after ``relax()``, KV-cache
             growth, a restore) gives wrong frames that all fail the gate (measured 2026-11-29; the
             eager core is unaffected).
+        context_window: frames each generated frame attends to, itself included (0: the whole history;
+            see :class:`~openmm_starmd.model.rollout.Rollout`).
         torch_threads: torch CPU threads while the Generator runs the model (the caller's setting
             is restored after each call); None leaves torch's own setting. Default 1: on the 2-core
             machine of benchmarks/results/sample_time.md a 50-step villin sample took 0.76-0.85 s on
@@ -142,6 +144,7 @@ class GeneratorOptions:
     relax_config: RelaxConfig = field(default_factory=RelaxConfig)
     scripted: bool = False
     torch_threads: Optional[int] = 1
+    context_window: int = 0
 
     def validate(self) -> "GeneratorOptions":
         for name, low in (("num_steps", 2), ("capacity_frames", 2), ("max_residues", 1)):
@@ -152,6 +155,9 @@ class GeneratorOptions:
             raise ValueError(f"GeneratorOptions.history: expected 'all', 'protein' or 'none', got {self.history!r}")
         if isinstance(self.noise_scale, bool) or not isinstance(self.noise_scale, (int, float)) or not self.noise_scale >= 0:
             raise ValueError(f"GeneratorOptions.noise_scale: expected a number >= 0, got {self.noise_scale!r}")
+        window = self.context_window
+        if isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1:
+            raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history) or an int >= 2, got {window!r}")
         threads = self.torch_threads
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"GeneratorOptions.torch_threads: expected an int >= 1 or None, got {threads!r}")
@@ -469,7 +475,8 @@ class StarMDGenerator:
             self.rollout = Rollout(self.core, self.pmap.aatype, self.pmap.residue_index, self.stride_ns, seed=self.seed,
                                    num_steps=self.options.num_steps, noise_scale=self.options.noise_scale,
                                    chain_index=self.pmap.chain_index,
-                                   capacity_frames=self.options.capacity_frames)
+                                   capacity_frames=self.options.capacity_frames,
+                                   context_window=self.options.context_window)
             self.rollout.add_context(current.rots, current.trans)
         self._warn_untrained_stride()
 
