@@ -28,6 +28,7 @@ def _frames(B, seed, scale=0.1):
     aatype, resid, rots, trans = random_protein(N, seed)
     g = torch.Generator().manual_seed(seed + 1)
     clean = [_perturb(rots.expand(B, N, 3, 3), trans.expand(B, N, 3), scale, g) for _ in range(L)]
+    clean = [(r, t - t.mean(1, keepdim=True)) for r, t in clean]  # centred, as training and the rollout centre frames
     return aatype.expand(B, N), resid.expand(B, N), clean, g
 
 
@@ -216,3 +217,16 @@ def test_context_window_equals_a_banded_block_causal_forward():
     assert err < 1e-4, err
     with pytest.raises(ValueError):
         core.set_window(1)
+
+
+def test_untrained_network_that_starts_from_the_template_returns_its_context_frame():
+    """Zero-initialised updates: x̂₀ is the last clean context frame, so sampling reproduces it
+    (a propagator that is valid before it learns any motion)."""
+    torch.manual_seed(9)
+    core = StarMDCore(tiny_v2()).eval()
+    aatype, resid, rots, trans = random_protein(N, 9)
+    roll = Rollout(core, aatype, resid, 0.1, seed=1, num_steps=3, capacity_frames=4)
+    roll.add_context(rots, trans)
+    out = roll.run(2)
+    assert (out.trans[0, -1] - trans).abs().max() < 1e-4  # aligned back onto the context frame
+    assert (out.rots[0, -1] - rots).abs().max() < 1e-4

@@ -50,8 +50,8 @@ class StarMDCore(nn.Module):
         self.z_static = torch.zeros(0)
         self.aatype = torch.zeros(0, dtype=torch.long)
         self.residue_index = torch.zeros(0, dtype=torch.long)
-        # the last context frame as it entered the cache (after context noise): the template of
-        # the next frame for a model with template pair features
+        # the last context frame as given (before context noise): the template of the next frame
+        # for a model with template inputs
         self.template_rots = torch.zeros(0)
         self.template_trans = torch.zeros(0)
 
@@ -125,12 +125,14 @@ class StarMDCore(nn.Module):
         if self.num_frames >= self.capacity_frames:
             raise RuntimeError("KV cache is full: start() the rollout with a larger capacity_frames")
         N = trans.shape[1]
+        trans = trans - trans.mean(dim=1, keepdim=True)  # centred, as training centres every frame
+        clean_rots, clean_trans = rots, trans
         with torch.no_grad():
             if noise_t > 0.0:
                 rots, trans = self.diffuser.forward_marginal(rots, trans, torch.full([trans.shape[0]], noise_t, device=trans.device))
-            self._run(rots, trans, noise_t, log10_stride_ns, True, rots, trans)  # a context frame is its own template
-        self.template_rots = rots
-        self.template_trans = trans
+            self._run(rots, trans, noise_t, log10_stride_ns, True, clean_rots, clean_trans)  # its own clean template
+        self.template_rots = clean_rots
+        self.template_trans = clean_trans
         self.fill += N
         self.num_frames += 1
 

@@ -36,6 +36,10 @@ def init_weights(model: nn.Module) -> None:
         if isinstance(module, BackboneUpdate):
             nn.init.zeros_(module.linear.weight)
             nn.init.zeros_(module.linear.bias)
+    offset = getattr(model, "offset_embed", None)
+    if isinstance(offset, nn.Linear):
+        nn.init.zeros_(offset.weight)
+        nn.init.zeros_(offset.bias)
     head = getattr(model, "torsion_head", None)
     if head is not None:
         # Zero weights, bias (sin, cos) = (0, 1) per torsion: the raw output starts at unit length,

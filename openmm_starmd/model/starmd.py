@@ -35,7 +35,11 @@ class StarMD(nn.Module):
         self.rope_base_residue = cfg.rope_base_residue
         self.rope_base_frame = cfg.rope_base_frame
         self.detach_rotations = cfg.detach_rotations
-        self.use_template = cfg.template_pair
+        self.use_template = cfg.template_pair or cfg.start_from_template
+        self.template_pair = cfg.template_pair
+        self.start_from_template = cfg.start_from_template
+        # the noisy input relative to the template, per residue: R_tᵀ(x - t_t) (nm) and R_tᵀR (9); zero-initialised
+        self.offset_embed = nn.Linear(12, cfg.c_s) if cfg.start_from_template else nn.Identity()
         self.skip_channels = cfg.skip_channels
         self.seq_embed = SequenceEmbedding(cfg.c_s, cfg.c_relpos, cfg.openfold_single_dim, cfg.absolute_index)
         self.pair_embed = PairEmbedding(cfg.c_z, cfg.relpos_max, cfg.distogram_bins, cfg.distogram_min_nm,
@@ -107,10 +111,16 @@ class StarMD(nn.Module):
         template: Optional[torch.Tensor] = None
         if self.use_template:
             if template_rots is None or template_trans is None:
-                raise ValueError("this model was built with template pair features; pass template_rots and template_trans")
-            template = template_features(template_rots, template_trans, pseudo_beta(template_rots, template_trans, aatype_f),
-                                         self.pair_embed.bin_edges)
+                raise ValueError("this model was built with template inputs; pass template_rots and template_trans")
+            if self.template_pair:
+                template = template_features(template_rots, template_trans, pseudo_beta(template_rots, template_trans, aatype_f),
+                                             self.pair_embed.bin_edges)
         z = self.pair_embed(z_static, pseudo_beta(rots, trans, aatype_f), template)
+        if self.start_from_template and template_rots is not None and template_trans is not None:
+            offset = torch.einsum("bfnij,bfni->bfnj", template_rots, trans - template_trans)  # [B, F, N, 3] nm
+            rel_rot = torch.einsum("bfnij,bfnik->bfnjk", template_rots, rots).reshape(B, Fr, N, 9)
+            s = s + self.offset_embed(torch.cat([offset, rel_rot], dim=-1))
+            rots, trans = template_rots, template_trans  # the structure module starts from the template
         cond = self.cond_embed(t, log10_stride_ns)
         skip = self.skip_proj(s_seq)  # [B, N, c_skip] (unused without a skip)
         rope_cos, rope_sin = rope_tables(residue_index, frame_index, Fr, self.st_head_dim, self.rope_base_residue, self.rope_base_frame)

@@ -87,9 +87,10 @@ def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDC
     rots_in = torch.cat([rots_c, rots_t], 1)  # [B, 2L-1, N, 3, 3]
     trans_in = torch.cat([trans_c, trans_t], 1)  # [B, 2L-1, N, 3]
     t_in = torch.cat([tau[:, None].expand(B, L), t], 1)  # [B, 2L-1]
-    # template of clean frame ℓ: itself; of noisy frame ℓ: clean context frame ℓ-1 (as the KV-cached rollout sees them)
-    template_rots = torch.cat([rots_c, rots_c[:, :-1]], 1)
-    template_trans = torch.cat([trans_c, trans_c[:, :-1]], 1)
+    # template of clean frame ℓ: itself; of noisy frame ℓ: clean frame ℓ-1; both before context noise, as the
+    # KV-cached rollout sees them
+    template_rots = torch.cat([rots_0, rots_0[:, :-1]], 1)
+    template_trans = torch.cat([trans_0, trans_0[:, :-1]], 1)
     aatype_seen = batch.aatype
     if model_cfg.aatype_dropout > 0.0:
         hidden = torch.rand(batch.aatype.shape, device=device) < model_cfg.aatype_dropout
