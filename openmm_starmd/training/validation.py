@@ -126,7 +126,7 @@ def _md_spread_nm(ca: torch.Tensor) -> float:
 
 
 def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
-                    noise_scale: float, seed: int) -> dict:
+                    noise_scale: float, seed: int, context_window: int = 0) -> dict:
     """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
     from openmm_starmd.geometry.so3 import quat_to_rotmat
     from openmm_starmd.model.rollout import Rollout
@@ -140,7 +140,7 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
     for k, frame in enumerate((a, b)):
         rollout = Rollout(core, torch.from_numpy(first.aatype), torch.from_numpy(first.residue_index), stride_ns,
                           capacity_frames=jumps + 2, seed=seed + k, num_steps=num_steps, noise_scale=noise_scale,
-                          chain_index=torch.from_numpy(first.chain_index))
+                          chain_index=torch.from_numpy(first.chain_index), context_window=context_window)
         rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
         out = rollout.run(jumps)
         generated.append(torch.cat([ca_md[frame:frame + 1].double(), out.trans[0].double()]))  # [J+1, N, 3]
@@ -181,9 +181,14 @@ def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
 
 def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jumps: int = 20,
                num_steps: int = GENERATOR_NUM_STEPS, noise_scale: float = GENERATOR_NOISE_SCALE, seed: int = 0,
-               systems: Optional[dict] = None) -> dict:
+               systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None) -> dict:
     """Score a loaded core on every validation system at every stride (see the module doc)."""
     names = read_split(split)
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise ValueError(f"not validation systems of {str(split)!r}: {unknown}")
+        names = tuple(n for n in names if n in only)
     systems = systems if systems is not None else _systems(data, names)
     missing = [n for n in names if n not in systems]
     if missing:
@@ -191,12 +196,13 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
     rows = []
     for name in names:
         for s in strides_ns:
-            row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed)
+            row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window)
             row["system"] = name
             rows.append(row)
     return {"systems": rows, "summary": summarise(rows, strides_ns),
             "settings": {"jumps": jumps, "num_steps": num_steps, "noise_scale": noise_scale, "seed": seed,
-                         "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)"}}
+                         "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)",
+                         "context_window": context_window}}
 
 
 def score_checkpoint(checkpoint, data, split, **options) -> dict:
@@ -243,6 +249,8 @@ def main(argv=None) -> int:
     parser.add_argument("--num-steps", type=int, default=GENERATOR_NUM_STEPS, help="reverse-diffusion steps per jump")
     parser.add_argument("--noise-scale", type=float, default=GENERATOR_NOISE_SCALE, help="reverse-SDE noise scale")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--context-window", type=int, default=0, help="frames each frame attends to (0: whole history)")
+    parser.add_argument("--systems", nargs="+", help="only these validation systems")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--out", help="write the JSON report here")
     args = parser.parse_args(argv)
@@ -259,7 +267,8 @@ def main(argv=None) -> int:
         print(f"all {len(rows)} validation systems are below {100 * MAX_IDENTITY:.0f} % identity to every training system")
         return 0
     report = score_checkpoint(args.model, args.data, args.split, strides_ns=args.strides, jumps=args.jumps,
-                              num_steps=args.num_steps, noise_scale=args.noise_scale, seed=args.seed)
+                              num_steps=args.num_steps, noise_scale=args.noise_scale, seed=args.seed,
+                              context_window=args.context_window, only=args.systems)
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
