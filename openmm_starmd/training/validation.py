@@ -93,14 +93,19 @@ def check_split(data, split) -> list[dict]:
     return rows
 
 
-def _far_pair(ca: torch.Tensor) -> tuple[int, int, float]:
-    """Indices of the two frames of ``ca [F, N, 3]`` (nm) farthest apart (Cα RMSD) among an even
-    subsample, and that RMSD in nm."""
+def _pairwise_rmsd(ca: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame indices ``[S]`` of an even subsample of ``ca [F, N, 3]`` (nm) and their Cα RMSDs ``[S, S]`` (nm)."""
     idx = torch.linspace(0, ca.shape[0] - 1, min(_PAIR_SUBSAMPLE, ca.shape[0])).round().long().unique()
     sub = ca[idx].double()
     S = sub.shape[0]
-    d = rmsd(sub[:, None].expand(S, S, *sub.shape[1:]), sub[None].expand(S, S, *sub.shape[1:]))  # [S, S]
+    return idx, rmsd(sub[:, None].expand(S, S, *sub.shape[1:]), sub[None].expand(S, S, *sub.shape[1:]))
+
+
+def _far_pair(ca: torch.Tensor) -> tuple[int, int, float]:
+    """The two frames of ``ca [F, N, 3]`` (nm) farthest apart (Cα RMSD, among an even subsample) and that RMSD in nm."""
+    idx, d = _pairwise_rmsd(ca)
     k = int(torch.argmax(d))
+    S = idx.shape[0]
     return int(idx[k // S]), int(idx[k % S]), float(d.flatten()[k])
 
 
@@ -118,10 +123,8 @@ def _md_lag_rmsd_nm(trajectories: list[FramesTrajectory], stride_ns: float) -> O
 
 def _md_spread_nm(ca: torch.Tensor) -> float:
     """Mean Cα RMSD between MD frames (an even subsample of ``ca [F, N, 3]``, nm)."""
-    idx = torch.linspace(0, ca.shape[0] - 1, min(_PAIR_SUBSAMPLE, ca.shape[0])).round().long().unique()
-    sub = ca[idx].double()
-    S = sub.shape[0]
-    d = rmsd(sub[:, None].expand(S, S, *sub.shape[1:]), sub[None].expand(S, S, *sub.shape[1:]))
+    idx, d = _pairwise_rmsd(ca)
+    S = idx.shape[0]
     return float(d.sum() / max(S * (S - 1), 1))
 
 
