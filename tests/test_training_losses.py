@@ -172,3 +172,16 @@ def test_lr_schedule_and_ema():
     for _ in range(300):
         ema.update(lin)
     assert torch.allclose(ema.shadow["weight"], torch.full((5, 3), 2.0), atol=1e-6)
+
+
+def test_ca_bond_loss_is_the_squared_bond_length_error_in_angstrom(diffuser):
+    target = _target(diffuser, seed=4)
+    perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
+    cfg = LossConfig(ca_bond_weight=2.0, ca_bond_max_nm=10.0)  # every consecutive pair counts as bonded here
+    assert compute_losses(diffuser, perfect, target, cfg)["ca_bond"] < 1e-8
+    stretched = perfect._replace(trans=target.trans_0 * 1.1)  # every distance 10 % longer
+    d = torch.linalg.norm(target.trans_0[:, :, 1:] - target.trans_0[:, :, :-1], dim=-1) * 10.0  # Å
+    terms = compute_losses(diffuser, stretched, target, cfg)
+    assert torch.isclose(terms["ca_bond"], ((0.1 * d) ** 2).mean(), rtol=1e-4)
+    without = compute_losses(diffuser, stretched, target, LossConfig(ca_bond_max_nm=10.0))
+    assert torch.isclose(terms["total"] - without["total"], 2.0 * terms["ca_bond"], rtol=1e-4)

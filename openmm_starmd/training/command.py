@@ -48,6 +48,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights (default 0.999)")
     parser.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (default 1.0)")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
+    parser.add_argument("--ca-bond-weight", type=float, default=0.0, help="weight of the consecutive-Cα distance loss "
+                        "at every diffusion time (Å²; 0 keeps the paper's losses)")
     parser.add_argument("--plot-every", type=int, default=100, help="steps between loss-plot updates (default 100)")
     parser.add_argument("--reindex-every", type=int, default=0, help="re-scan --data every N steps for new trajectory chunks (0: never)")
     parser.add_argument("--log", dest="log_path", help="loss log, JSON lines (default CKPT.log.jsonl)")
@@ -88,6 +90,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def config_from_args(args):
+    from openmm_starmd.training.losses import LossConfig
     from openmm_starmd.training.trainer import TrainConfig
     from openmm_starmd.training.validation import read_split
 
@@ -99,6 +102,7 @@ def config_from_args(args):
         ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
+        loss=LossConfig(ca_bond_weight=args.ca_bond_weight),
         max_wall_s=args.max_wall_s, validate_every=args.validate_every, validation_split=args.holdout_file,
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
     )

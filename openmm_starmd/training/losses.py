@@ -33,7 +33,7 @@ import torch
 
 from openmm_starmd.diffusion import SE3Diffuser
 from openmm_starmd.geometry import frames_to_atom14, residue_constants as rc, torsion_angles_to_frames
-from openmm_starmd.units import NM_PER_ANGSTROM
+from openmm_starmd.units import ANGSTROM_PER_NM, NM_PER_ANGSTROM
 
 NUM_BACKBONE_ATOMS = 4  # N, CA, C, O: the first four atom14 slots
 
@@ -49,6 +49,8 @@ class LossConfig:
     sc_fape_weight: float = 0.5
     bb_coord_weight: float = 0.25
     dist_map_weight: float = 0.25
+    ca_bond_weight: float = 0.0  # consecutive-Cα distance error at every t (Å²; what the Cα break check judges)
+    ca_bond_max_nm: float = 4.2 * NM_PER_ANGSTROM  # true Cα-Cα below this: a peptide bond (longer: a chain gap)
     low_t_threshold: float = 0.25  # bb_coord and dist_map only for t <= this
     torsion_norm_weight: float = 0.02  # AF2 angle-norm term inside the torsion loss
     fape_clamp_nm: float = 10.0 * NM_PER_ANGSTROM
@@ -62,7 +64,7 @@ class LossConfig:
                 raise TypeError(f"LossConfig.{name} must be a number, got {type(value).__name__}")
             if value < 0:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {value}")
-        for name in ("fape_clamp_nm", "fape_length_scale_nm", "dist_map_cutoff_nm"):
+        for name in ("fape_clamp_nm", "fape_length_scale_nm", "dist_map_cutoff_nm", "ca_bond_max_nm"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"LossConfig.{name} must be > 0, got {getattr(self, name)}")
         return self
@@ -70,7 +72,7 @@ class LossConfig:
     def weights(self) -> Dict[str, float]:
         return {"rot_score": self.rot_score_weight, "trans_score": self.trans_score_weight, "torsion": self.torsion_weight,
                 "bb_fape": self.bb_fape_weight, "sc_fape": self.sc_fape_weight, "bb_coord": self.bb_coord_weight,
-                "dist_map": self.dist_map_weight}
+                "dist_map": self.dist_map_weight, "ca_bond": self.ca_bond_weight}
 
 
 class Prediction(NamedTuple):
@@ -249,7 +251,14 @@ def compute_losses(diffuser: SE3Diffuser, pred: Prediction, target: Target, cfg:
     low_t = (target.t <= cfg.low_t_threshold).to(bb_coord)  # [B, F]
     low_t_frames = low_t.sum().clamp_min(1.0)
 
+    # consecutive Cα distances (residues i, i+1 bonded in the truth), error in Å², every frame and t
+    d_pred = torch.linalg.norm(pred.trans[:, :, 1:] - pred.trans[:, :, :-1], dim=-1)  # [B, F, N-1] nm
+    d_true = torch.linalg.norm(target.trans_0[:, :, 1:] - target.trans_0[:, :, :-1], dim=-1)
+    bonded = (residue_mask[:, None, 1:] * residue_mask[:, None, :-1]) * (d_true < cfg.ca_bond_max_nm).to(d_true)
+    ca_bond = _masked_mean(((d_pred - d_true) * ANGSTROM_PER_NM) ** 2, bonded, -1)  # [B, F]
+
     terms = {
+        "ca_bond": ca_bond.mean(),
         "rot_score": rot.mean(), "trans_score": trans.mean(), "torsion": tors.mean(), "bb_fape": bb_fape.mean(),
         "sc_fape": sc_fape.mean(), "bb_coord": (bb_coord * low_t).sum() / low_t_frames,
         "dist_map": (dist_map * low_t).sum() / low_t_frames,

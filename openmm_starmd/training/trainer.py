@@ -38,7 +38,7 @@ from openmm_starmd.training.distributed import DistributedContext, all_reduce_me
 from openmm_starmd.training.losses import LossConfig
 
 TRAIN_STATE_SUFFIX = ".train.pt"
-LOG_TERMS = ("total", "rot_score", "trans_score", "torsion", "bb_fape", "sc_fape", "bb_coord", "dist_map")
+LOG_TERMS = ("total", "rot_score", "trans_score", "torsion", "bb_fape", "sc_fape", "bb_coord", "dist_map", "ca_bond")
 
 
 @dataclass
@@ -451,7 +451,7 @@ def plot_log(log_path: Path, plot_path: Path, window: int = 25) -> None:
     steps = np.array([r["step"] for r in records])
     fig, ax = plt.subplots(figsize=(8, 5))
     for name in LOG_TERMS:
-        y = np.array([r[name] for r in records], dtype=float)
+        y = np.array([r.get(name, np.nan) for r in records], dtype=float)  # a term added later: NaN before it
         w = min(window, len(y))
         smooth = np.convolve(y, np.ones(w) / w, mode="valid")
         ax.plot(steps[w - 1:], smooth, label=name, lw=2.0 if name == "total" else 1.0)
