@@ -7,10 +7,11 @@ The campaign is described by ``md_data/campaign.json``: the structures ``starmd 
 (round-robin, resumable chunks under ``md_data/``) and the ``starmd train`` arguments of the
 model being trained. The live training state (fp32 weights, EMA, Adam moments, schedule, RNG)
 is kept under ``runs/campaign/`` (not committed). When the campaign stops, and with ``--pack``,
-it is packed into ``md_data/training/<name>.state.pt``: every floating tensor in float16, a
-size-bounded file that is committed, so the next machine resumes from it (the packed state is
-unpacked when no live state exists). Resuming from the packed state continues training exactly
-except for the float16 rounding of weights and optimiser moments.
+it is packed into ``md_data/training/<name>.state.pt``: the EMA weights in float16 (about 5 MB
+for ``small_v2``) with the step, schedule and RNG, so the next machine resumes from it (the packed
+state is unpacked when no live state exists). Resuming from the packed state is a warm restart:
+the weights start from the EMA weights and Adam's moments start afresh; the step count, learning
+-rate schedule and data order continue.
 """
 from __future__ import annotations
 
@@ -45,9 +46,12 @@ def _cast_floats(value, dtype: torch.dtype):
 
 
 def pack_state(state_path: Path, packed_path: Path) -> int:
-    """Write the training state ``state_path`` with floats in float16 to ``packed_path``; returns bytes."""
+    """Write the size-bounded form of the training state ``state_path`` to ``packed_path``: EMA
+    weights in float16, no raw weights, no Adam moments (see the module doc); returns bytes."""
     state = torch.load(state_path, map_location="cpu", weights_only=True)
-    packed = _cast_floats({k: v for k, v in state.items() if k != "rng_cpu"}, torch.float16)
+    keep = {k: v for k, v in state.items() if k not in ("rng_cpu", "model", "optimizer")}
+    packed = _cast_floats(keep, torch.float16)
+    packed["optimizer"] = {"state": {}, "param_groups": state["optimizer"]["param_groups"]}
     packed["rng_cpu"] = state["rng_cpu"]
     packed["packed_from"] = state_path.name
     packed_path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,6 +67,7 @@ def unpack_state(packed_path: Path, state_path: Path) -> None:
     packed.pop("packed_from", None)
     rng = packed.pop("rng_cpu")
     state = _cast_floats(packed, torch.float32)
+    state["model"] = {k: v.clone() for k, v in state["ema"]["shadow"].items()}  # warm restart from the EMA weights
     state["rng_cpu"] = rng
     state_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, state_path)
