@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -116,7 +117,15 @@ def main(argv=None) -> int:
     if not args.train_only:
         from openmm_starmd.training.validation import ablation_table
 
-        args.out.with_suffix(".md").write_text(ablation_table(results, args) + "\n")
+        header = (f"# Ablation: inputs for unseen proteins ({time.strftime('%Y-%m-%d')}, {os.cpu_count()}-core CPU, one thread)\n\n"
+                  f"Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:] if argv is None else argv)}`\n\n"
+                  f"Each row: `starmd train` for the same number of steps on the training systems (validation "
+                  f"proteins held out), then raw rollouts on the validation split (gate open, no relaxation): "
+                  f"{args.jumps} jumps per rollout, {args.num_steps} reverse steps, noise scale 0.5, two rollouts per "
+                  f"protein and stride from the MD frames farthest apart. RMSD ratio: median over proteins of the "
+                  f"per-jump Cα RMSD over the MD's at the same lag (n/a: MD shorter than the lag). Attractor: "
+                  f"final separation of the two rollouts over the MD ensemble spread.\n\n")
+        args.out.with_suffix(".md").write_text(header + ablation_table(results, args) + "\n")
     return 0
 
 
