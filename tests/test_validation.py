@@ -107,3 +107,11 @@ def test_model_overrides_are_typed_and_checked():
     for bad in (["nonsense=1"], ["template_pair=maybe"], ["diffusion=1"], ["template_pair"]):
         with pytest.raises(ValueError):
             parse_overrides(bad)
+
+
+def test_committed_validation_split_is_unrelated_to_every_training_system():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "md_data"
+    rows = check_split(root, root / "validation_split.txt")
+    assert len(rows) >= 10 and all(r["unrelated"] for r in rows), [r for r in rows if not r["unrelated"]]
