@@ -62,14 +62,11 @@ def test_template_features_are_invariant_to_a_global_rigid_motion():
     assert (f0 - f2).abs().max() > 0.1
 
 
-@pytest.mark.parametrize("make", [tiny, tiny_v2], ids=["first", "generalising"])
-def test_cached_denoise_equals_block_causal_forward_with_templates(make):
-    """The rollout's KV cache (template = last context frame) equals the full block-causal pass
-    whose noisy frame ℓ has clean frame ℓ-1 as its template."""
-    B = 2
-    torch.manual_seed(0)
-    core = randomize_(StarMDCore(make()), seed=0, std=0.3).eval()
-    aatype, resid, clean, g = _frames(B, seed=0)
+def _cached_vs_full_error(core, B, seed, window=0):
+    """Largest difference between the KV-cached denoiser (template = last clean context frame,
+    context window ``window``) and the block-causal full forward whose noisy frame ℓ has clean
+    frame ℓ-1 as its template (mask banded to ``window`` frames when given)."""
+    aatype, resid, clean, g = _frames(B, seed=seed)
     noisy = [_perturb(r, t, 0.3, g) for r, t in clean[1:]]
     t_noisy = torch.rand(B, L - 1, generator=g)
     log_stride = torch.full([B], 0.1)
@@ -79,20 +76,31 @@ def test_cached_denoise_equals_block_causal_forward_with_templates(make):
     trans = torch.stack([t for _, t in clean] + [t for _, t in noisy], 1)
     tmpl_r = torch.stack([r for r, _ in clean] + [r for r, _ in clean[:-1]], 1)
     tmpl_t = torch.stack([t for _, t in clean] + [t for _, t in clean[:-1]], 1)
-    t_all = torch.cat([torch.zeros(B, L), t_noisy], 1)
+    pos = block_causal_frame_index(L)
+    mask = block_causal_mask(L) & (pos[:, None] - pos[None, :] < window) if window else block_causal_mask(L)
     with torch.no_grad():
-        r_full, x_full, tor_full, _ = net.forward_frames(s_seq, z_static, aatype, resid, rots, trans, t_all, log_stride,
-                                                         block_causal_frame_index(L), block_causal_mask(L), [], [], 0, False,
-                                                         tmpl_r, tmpl_t)
+        r_full, x_full, tor_full, _ = net.forward_frames(s_seq, z_static, aatype, resid, rots, trans,
+                                                         torch.cat([torch.zeros(B, L), t_noisy], 1), log_stride, pos,
+                                                         mask, [], [], 0, False, tmpl_r, tmpl_t)
     core.start(aatype, resid, torch.zeros_like(resid), L)
+    core.set_window(window)
     err = 0.0
     for ell in range(L):
         if ell > 0:
             r0, x0, tor = core.denoise(noisy[ell - 1][0], noisy[ell - 1][1], float(t_noisy[0, ell - 1]), log_stride)
-            j = L + ell - 1
+            j = L + ell - 1  # replicas share t in the cached call: compare replica 0
             err = max(err, (x0[0] - x_full[0, j]).abs().max().item(), (r0[0] - r_full[0, j]).abs().max().item(),
                       (tor[0] - tor_full[0, j]).abs().max().item())
         core.append_frame(clean[ell][0], clean[ell][1], log_stride, 0.0)
+    return err
+
+
+@pytest.mark.parametrize("make", [tiny, tiny_v2], ids=["first", "generalising"])
+def test_cached_denoise_equals_block_causal_forward_with_templates(make):
+    """The rollout's KV cache (template = last context frame) equals the full block-causal pass."""
+    torch.manual_seed(0)
+    core = randomize_(StarMDCore(make()), seed=0, std=0.3).eval()
+    err = _cached_vs_full_error(core, B=2, seed=0)
     assert err < 1e-4, err
 
 
@@ -187,33 +195,9 @@ def test_amino_acid_dropout_hides_types_from_the_singles_only():
 def test_context_window_equals_a_banded_block_causal_forward():
     """With a window of W frames the cached rollout attends to the last W - 1 context frames and
     itself, exactly as the block-causal pass with a banded mask (training with L = W)."""
-    B, W = 1, 3
     torch.manual_seed(6)
     core = randomize_(StarMDCore(tiny_v2()), seed=6, std=0.3).eval()
-    aatype, resid, clean, g = _frames(B, seed=8)
-    noisy = [_perturb(r, t, 0.3, g) for r, t in clean[1:]]
-    t_noisy = torch.rand(B, L - 1, generator=g)
-    log_stride = torch.full([B], 0.1)
-    net = core.net
-    s_seq, z_static = net.embed_protein(aatype, resid, torch.zeros_like(resid))
-    rots = torch.stack([r for r, _ in clean] + [r for r, _ in noisy], 1)
-    trans = torch.stack([t for _, t in clean] + [t for _, t in noisy], 1)
-    tmpl_r = torch.stack([r for r, _ in clean] + [r for r, _ in clean[:-1]], 1)
-    tmpl_t = torch.stack([t for _, t in clean] + [t for _, t in clean[:-1]], 1)
-    pos = block_causal_frame_index(L)
-    banded = block_causal_mask(L) & (pos[:, None] - pos[None, :] < W)
-    with torch.no_grad():
-        _, x_full, _, _ = net.forward_frames(s_seq, z_static, aatype, resid, rots, trans,
-                                             torch.cat([torch.zeros(B, L), t_noisy], 1), log_stride, pos, banded,
-                                             [], [], 0, False, tmpl_r, tmpl_t)
-    core.start(aatype, resid, torch.zeros_like(resid), L)
-    core.set_window(W)
-    err = 0.0
-    for ell in range(L):
-        if ell > 0:
-            _, x0, _ = core.denoise(noisy[ell - 1][0], noisy[ell - 1][1], float(t_noisy[0, ell - 1]), log_stride)
-            err = max(err, (x0 - x_full[:, L + ell - 1]).abs().max().item())
-        core.append_frame(clean[ell][0], clean[ell][1], log_stride, 0.0)
+    err = _cached_vs_full_error(core, B=1, seed=8, window=3)
     assert err < 1e-4, err
     with pytest.raises(ValueError):
         core.set_window(1)
