@@ -2,6 +2,7 @@
 no absolute residue index, template pair features, amino-acid dropout, detached rotations,
 the skip connection and no dead last EdgeTransition."""
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch
 from conftest import randomize_, random_protein
 from openmm_starmd.data.dataset import Batch
 from openmm_starmd.diffusion import SE3Diffuser
-from openmm_starmd.geometry.so3 import rotvec_to_rotmat, uniform_random_rotmat
+from openmm_starmd.geometry.so3 import rotmat_to_rotvec, rotvec_to_rotmat, uniform_random_rotmat
 from openmm_starmd.model import Rollout, StarMDCore, block_causal_frame_index, block_causal_mask
 from openmm_starmd.model.config import StarMDConfig, generalising, tiny, tiny_v2
 from openmm_starmd.model.embeddings import template_features
@@ -214,3 +215,59 @@ def test_untrained_network_that_starts_from_the_template_returns_its_context_fra
     out = roll.run(2)
     assert (out.trans[0, -1] - trans).abs().max() < 1e-4  # aligned back onto the context frame
     assert (out.rots[0, -1] - rots).abs().max() < 1e-4
+
+
+def test_history_errors_reach_context_and_templates_but_not_the_targets(monkeypatch):
+    """Training on history with generated-like errors: the context tokens and the templates are the
+    perturbed frames, the targets the clean ones, and the errors have the documented size."""
+    import openmm_starmd.training.block_causal as bc
+
+    cfg = tiny_v2()
+    torch.manual_seed(10)
+    batch = _batch()
+    seen = {}
+
+    class Capture(BlockCausalModel):
+        def forward(self, *args):
+            seen["args"] = args
+            return super().forward(*args)
+
+    def capture_target(diffuser, pred, target, loss_cfg):
+        seen["target"] = target
+        return {"total": pred.trans.sum()}
+
+    monkeypatch.setattr(bc, "compute_losses", capture_target)
+    model = Capture(StarMDCore(cfg).net)
+    clean_rots, clean_trans = bc.align_and_centre(batch.rots, batch.trans, batch.residue_mask)
+    for errors, perturbed in ((None, False), (bc.HistoryErrors(0.5, 10.0, 1.0), True)):
+        training_losses(model, SE3Diffuser(cfg.diffusion), batch, cfg, LossConfig(), history_errors=errors)
+        template_rots, template_trans = seen["args"][11], seen["args"][12]
+        B, L = clean_trans.shape[:2]
+        assert torch.equal(template_trans[:, L:], template_trans[:, :L - 1])  # noisy frame ℓ: the history frame ℓ-1
+        moved = (template_trans[:, :L] - clean_trans).norm(dim=-1)  # nm
+        assert bool((moved > 0).any()) == perturbed
+        assert float(moved.max()) < 0.5  # a few RMS lengths of 0.05 nm at most
+        assert torch.equal(seen["target"].trans_0, clean_trans[:, 1:])
+        assert torch.equal(seen["target"].rots_0, clean_rots[:, 1:])
+
+
+def test_history_error_size_and_mask():
+    from openmm_starmd.training.block_causal import HistoryErrors, perturb_history
+
+    torch.manual_seed(11)
+    B, L, N = 4000, 2, 16
+    rots = uniform_random_rotmat([B, L, N])
+    trans = torch.randn(B, L, N, 3)
+    mask = torch.ones(B, N)
+    mask[:, -1] = 0
+    r, t = perturb_history(rots, trans, mask, HistoryErrors(max_angstrom=0.5, max_degrees=10.0, prob=1.0))
+    d2 = ((t - trans) ** 2).sum(-1)[..., :-1]  # nm²
+    # level s ~ U[0, 1]: E[|Δx|²] = (0.05 nm)² E[s²] = (0.05 nm)² / 3
+    assert abs(float(d2.mean()) / (0.05**2 / 3) - 1) < 0.05
+    angle = rotmat_to_rotvec(r @ rots.transpose(-1, -2)).norm(dim=-1)
+    assert abs(float((angle[..., :-1] ** 2).mean()) / (math.radians(10.0) ** 2 / 3) - 1) < 0.05
+    assert torch.equal(t[..., -1, :], trans[..., -1, :]) and torch.allclose(r[..., -1, :, :], rots[..., -1, :, :])
+    none = perturb_history(rots, trans, mask, HistoryErrors())
+    assert none[0] is rots and none[1] is trans
+    with pytest.raises(ValueError):
+        HistoryErrors(max_angstrom=-1.0).validate()

@@ -7,23 +7,71 @@
   ``context_noise_prob`` per example (else τ = 0) and are conditioned on t = τ.
 * The L-1 target frames get independent t ~ U[t_min, 1] per frame.
 * Δt enters as log10(stride_ns) of each example.
+* Optionally (:class:`HistoryErrors`) the history frames, as context tokens and as templates, carry
+  per-residue errors like those of generated frames, while the targets stay the clean MD frames:
+  a rollout's history is its own output, and a network trained only on clean MD history copies
+  the errors of that output forward, jump after jump.
 
 Randomness comes from torch's global generator; the trainer seeds it per step, so a step is a
 pure function of (seed, step, rank, weights).
 """
 from __future__ import annotations
 
-from typing import Dict
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional
 
 import torch
 from torch import nn
 
 from openmm_starmd.data.dataset import Batch
+from openmm_starmd.geometry.so3 import rotvec_to_rotmat
 from openmm_starmd.geometry.superpose import kabsch
 from openmm_starmd.model.config import StarMDConfig
 from openmm_starmd.model.embeddings import NUM_RESTYPES_WITH_UNKNOWN
 from openmm_starmd.model.starmd import block_causal_frame_index, block_causal_mask, log10_stride
 from openmm_starmd.training.losses import LossConfig, Prediction, Target, compute_losses
+
+
+@dataclass(frozen=True)
+class HistoryErrors:
+    """Errors put on the history frames of a training example (training only; 0 Å and 0°: none).
+
+    With probability ``prob`` an example gets a level s ~ U[0, 1]; each history residue then moves by
+    an isotropic Gaussian of RMS length s·``max_angstrom`` and turns by a rotation vector of RMS
+    angle s·``max_degrees``. Generated frames err by about 0.2–0.5 Å per residue (their
+    consecutive Cα distances scatter by 0.3–0.5 Å); MD frames by none."""
+
+    max_angstrom: float = 0.0
+    max_degrees: float = 0.0
+    prob: float = 0.75
+
+    def validate(self) -> "HistoryErrors":
+        if self.max_angstrom < 0 or self.max_degrees < 0:
+            raise ValueError(f"history errors must be >= 0, got {self.max_angstrom} Å and {self.max_degrees}°")
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"history error probability must lie in [0, 1], got {self.prob}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.prob > 0 and (self.max_angstrom > 0 or self.max_degrees > 0)
+
+
+def perturb_history(rots: torch.Tensor, trans: torch.Tensor, residue_mask: torch.Tensor,
+                    errors: HistoryErrors) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rots [B, L, N, 3, 3]``, ``trans [B, L, N, 3]`` (nm) with per-residue errors drawn by ``errors``
+    (see :class:`HistoryErrors`); masked residues stay put."""
+    if not errors.enabled:
+        return rots, trans
+    B = trans.shape[0]
+    level = torch.rand(B, device=trans.device) * (torch.rand(B, device=trans.device) < errors.prob).to(trans.dtype)
+    level = level[:, None, None, None] * residue_mask[:, None, :, None].to(trans.dtype)  # [B, 1, N, 1]
+    sigma_nm = errors.max_angstrom * 0.1 / math.sqrt(3.0)  # per component: RMS length max_angstrom at level 1
+    sigma_rad = math.radians(errors.max_degrees) / math.sqrt(3.0)
+    trans = trans + torch.randn_like(trans) * level * sigma_nm
+    rots = rotvec_to_rotmat(torch.randn_like(trans) * level * sigma_rad) @ rots
+    return rots, trans
 
 
 def align_and_centre(rots: torch.Tensor, trans: torch.Tensor, residue_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,8 +117,10 @@ def noise_levels(B: int, L: int, model_cfg: StarMDConfig, t_min: float, device: 
 
 
 def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDConfig, loss_cfg: LossConfig,
-                    autocast_dtype=None) -> Dict[str, torch.Tensor]:
+                    autocast_dtype=None, history_errors: Optional[HistoryErrors] = None) -> Dict[str, torch.Tensor]:
     """Loss terms of one block-causal pass over ``batch`` (tensors already on the model's device).
+
+    ``history_errors``: errors on the history frames (context tokens and templates), not on the targets.
 
     ``model`` is a :class:`BlockCausalModel` (or its DDP wrapper). ``autocast_dtype``: e.g.
     ``torch.bfloat16`` to run the network under CUDA autocast; losses are computed in fp32."""
@@ -82,15 +132,18 @@ def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDC
     rots_0, trans_0 = align_and_centre(batch.rots, batch.trans, mask)
     tau, t = noise_levels(B, L, model_cfg, diffuser.t_min, device)
     mask_l = mask[:, None].expand(B, L, N)
-    rots_c, trans_c = diffuser.forward_marginal(rots_0, trans_0, tau[:, None].expand(B, L), mask_l)  # τ = 0: clean
+    rots_h, trans_h = rots_0, trans_0  # the history as the network sees it
+    if history_errors is not None and history_errors.enabled:
+        rots_h, trans_h = perturb_history(rots_0, trans_0, mask, history_errors)
+    rots_c, trans_c = diffuser.forward_marginal(rots_h, trans_h, tau[:, None].expand(B, L), mask_l)  # τ = 0: clean
     rots_t, trans_t = diffuser.forward_marginal(rots_0[:, 1:], trans_0[:, 1:], t, mask_l[:, 1:])
     rots_in = torch.cat([rots_c, rots_t], 1)  # [B, 2L-1, N, 3, 3]
     trans_in = torch.cat([trans_c, trans_t], 1)  # [B, 2L-1, N, 3]
     t_in = torch.cat([tau[:, None].expand(B, L), t], 1)  # [B, 2L-1]
     # template of clean frame ℓ: itself; of noisy frame ℓ: clean frame ℓ-1; both before context noise, as the
     # KV-cached rollout sees them
-    template_rots = torch.cat([rots_0, rots_0[:, :-1]], 1)
-    template_trans = torch.cat([trans_0, trans_0[:, :-1]], 1)
+    template_rots = torch.cat([rots_h, rots_h[:, :-1]], 1)
+    template_trans = torch.cat([trans_h, trans_h[:, :-1]], 1)
     aatype_seen = batch.aatype
     if model_cfg.aatype_dropout > 0.0:
         hidden = torch.rand(batch.aatype.shape, device=device) < model_cfg.aatype_dropout
@@ -118,4 +171,4 @@ def batch_to(batch: Batch, device: torch.device) -> Batch:
 
 UNKNOWN_RESTYPE = NUM_RESTYPES_WITH_UNKNOWN - 1  # index 20: the type a dropped residue shows
 
-__all__ = ["align_and_centre", "BlockCausalModel", "noise_levels", "training_losses", "batch_to"]
+__all__ = ["HistoryErrors", "perturb_history", "align_and_centre", "BlockCausalModel", "noise_levels", "training_losses", "batch_to"]

@@ -50,6 +50,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
     parser.add_argument("--ca-bond-weight", type=float, default=0.0, help="weight of the consecutive-Cα distance loss "
                         "at every diffusion time (Å²; 0 keeps the paper's losses)")
+    parser.add_argument("--history-error-angstrom", type=float, default=0.0, help="train on history frames (context and "
+                        "templates) with per-residue errors of RMS length up to this, as generated frames have; targets "
+                        "stay clean (Å; 0: clean MD history)")
+    parser.add_argument("--history-error-degrees", type=float, default=0.0, help="the same for the residue orientations "
+                        "(RMS angle, degrees; 0: none)")
+    parser.add_argument("--history-error-prob", type=float, default=0.75, help="fraction of examples that get history "
+                        "errors (default 0.75)")
     parser.add_argument("--plot-every", type=int, default=100, help="steps between loss-plot updates (default 100)")
     parser.add_argument("--reindex-every", type=int, default=0, help="re-scan --data every N steps for new trajectory chunks (0: never)")
     parser.add_argument("--log", dest="log_path", help="loss log, JSON lines (default CKPT.log.jsonl)")
@@ -90,6 +97,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def config_from_args(args):
+    from openmm_starmd.training.block_causal import HistoryErrors
     from openmm_starmd.training.losses import LossConfig
     from openmm_starmd.training.trainer import TrainConfig
     from openmm_starmd.training.validation import read_split
@@ -103,6 +111,7 @@ def config_from_args(args):
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
         loss=LossConfig(ca_bond_weight=args.ca_bond_weight),
+        history_errors=HistoryErrors(args.history_error_angstrom, args.history_error_degrees, args.history_error_prob),
         max_wall_s=args.max_wall_s, validate_every=args.validate_every, validation_split=args.holdout_file,
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
     )

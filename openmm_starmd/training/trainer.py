@@ -33,7 +33,7 @@ from openmm_starmd.data.readers import find_sources
 from openmm_starmd.model.checkpoint import load_model, read_checkpoint, resolve_model_path, save_checkpoint, stage_steps
 from openmm_starmd.model.config import StarMDConfig, preset
 from openmm_starmd.model.core import StarMDCore
-from openmm_starmd.training.block_causal import BlockCausalModel, batch_to, training_losses
+from openmm_starmd.training.block_causal import BlockCausalModel, HistoryErrors, batch_to, training_losses
 from openmm_starmd.training.distributed import DistributedContext, all_reduce_mean, any_rank, barrier, resolve_device
 from openmm_starmd.training.losses import LossConfig
 
@@ -88,6 +88,7 @@ class TrainConfig:
     validation_num_steps: int = 25
     validation_strides_ns: tuple = (0.1, 1.25)
     loss: LossConfig = field(default_factory=LossConfig)
+    history_errors: HistoryErrors = field(default_factory=HistoryErrors)
 
     def __post_init__(self):
         self.data = Path(self.data)
@@ -124,6 +125,7 @@ class TrainConfig:
         if not self.grad_clip > 0:
             raise ValueError(f"TrainConfig.grad_clip must be > 0, got {self.grad_clip}")
         self.loss.validate()
+        self.history_errors.validate()
         return self
 
     def to_dict(self) -> dict:
@@ -351,7 +353,7 @@ class Trainer:
         torch.manual_seed(_step_seed(cfg.seed, self.step, self.ctx.rank))
         self.model.train()
         terms = training_losses(self.model, self.diffuser, batch, self.model_cfg, cfg.loss,
-                                torch.bfloat16 if cfg.bf16 else None)
+                                torch.bfloat16 if cfg.bf16 else None, cfg.history_errors)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
