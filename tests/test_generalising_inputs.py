@@ -12,7 +12,7 @@ from openmm_starmd.data.dataset import Batch
 from openmm_starmd.diffusion import SE3Diffuser
 from openmm_starmd.geometry.so3 import rotmat_to_rotvec, rotvec_to_rotmat, uniform_random_rotmat
 from openmm_starmd.model import Rollout, StarMDCore, block_causal_frame_index, block_causal_mask
-from openmm_starmd.model.config import StarMDConfig, generalising, tiny, tiny_v2
+from openmm_starmd.model.config import StarMDConfig, generalising, tiny, tiny_v2, tiny_v3
 from openmm_starmd.model.embeddings import template_features
 from openmm_starmd.training.block_causal import BlockCausalModel, training_losses
 from openmm_starmd.training.losses import LossConfig
@@ -96,7 +96,7 @@ def _cached_vs_full_error(core, B, seed, window=0):
     return err
 
 
-@pytest.mark.parametrize("make", [tiny, tiny_v2], ids=["first", "generalising"])
+@pytest.mark.parametrize("make", [tiny, tiny_v2, tiny_v3], ids=["first", "generalising", "blended_start"])
 def test_cached_denoise_equals_block_causal_forward_with_templates(make):
     """The rollout's KV cache (template = last context frame) equals the full block-causal pass."""
     torch.manual_seed(0)
@@ -105,10 +105,11 @@ def test_cached_denoise_equals_block_causal_forward_with_templates(make):
     assert err < 1e-4, err
 
 
-def test_model_with_templates_is_se3_equivariant():
+@pytest.mark.parametrize("make", [tiny_v2, tiny_v3], ids=["generalising", "blended_start"])
+def test_model_with_templates_is_se3_equivariant(make):
     B = 1
     torch.manual_seed(1)
-    core = randomize_(StarMDCore(tiny_v2()), seed=1, std=0.3).eval()
+    core = randomize_(StarMDCore(make()), seed=1, std=0.3).eval()
     aatype, resid, clean, g = _frames(B, seed=4)
     R = uniform_random_rotmat([])
     shift = torch.tensor([0.4, 0.2, -0.9])
@@ -163,8 +164,9 @@ def _batch(B=2, seed=3):
                  torsion_mask=torch.ones(B, N, 7), residue_mask=torch.ones(B, N), openfold_single=None, openfold_pair=None)
 
 
-def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search():
-    cfg = tiny_v2()
+@pytest.mark.parametrize("make", [tiny_v2, tiny_v3], ids=["generalising", "blended_start"])
+def test_every_parameter_gets_a_gradient_so_ddp_needs_no_unused_parameter_search(make):
+    cfg = make()
     torch.manual_seed(4)
     core = StarMDCore(cfg)
     model = BlockCausalModel(core.net)
@@ -271,3 +273,33 @@ def test_history_error_size_and_mask():
     assert none[0] is rots and none[1] is trans
     with pytest.raises(ValueError):
         HistoryErrors(max_angstrom=-1.0).validate()
+
+
+def test_blended_start_is_the_template_at_high_noise_and_the_input_at_low_noise():
+    """An untrained blended-start network (zero updates) returns its start frames: the last context
+    frame at t = 1, where the input is noise, and the noisy input itself as t -> 0."""
+    torch.manual_seed(12)
+    core = StarMDCore(tiny_v3()).eval()
+    aatype, resid, clean, g = _frames(1, seed=12, scale=0.3)
+    (tr, tt), (xr, xt) = clean[0], clean[1]
+    s_seq, z_static = core.net.embed_protein(aatype, resid, torch.zeros_like(resid))
+
+    def start(t):
+        with torch.no_grad():
+            r0, x0, _, _ = core.net.forward_frames(s_seq, z_static, aatype, resid, xr[:, None], xt[:, None], torch.full([1, 1], t),
+                                                   torch.full([1], -1.0), torch.zeros(1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool), [], [], 0,
+                                                   False, tr[:, None], tt[:, None])
+        return r0[:, 0], x0[:, 0]
+
+    r_hi, x_hi = start(1.0)
+    assert (x_hi - tt).abs().max() < 1e-3 and (r_hi - tr).abs().max() < 2e-2
+    r_lo, x_lo = start(1e-6)
+    assert (x_lo - xt).abs().max() < 1e-3
+    # rotations keep IGSO(3) noise of sigma_min = 0.1 rad at t = 0: the start is on the geodesic, 80 % of the way
+    # (motion scale 0.2 rad at 0.1 ns against 0.1 rad of noise)
+    expected = tr @ rotvec_to_rotmat(0.8 * rotmat_to_rotvec(tr.transpose(-1, -2) @ xr))
+    assert (r_lo - expected).abs().max() < 2e-3
+    r_mid, x_mid = start(0.05)  # in between, on the segment from the template to the input
+    w = ((x_mid - tt) * (xt - tt)).sum() / ((xt - tt) ** 2).sum()
+    assert 0.05 < float(w) < 0.95
+    assert (x_mid - (tt + w * (xt - tt))).abs().max() < 2e-3

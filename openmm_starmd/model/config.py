@@ -52,6 +52,9 @@ class StarMDConfig:
     detach_rotations: bool = False  # stop the rotation gradient between diffusion blocks (AlphaFold2/FrameDiff)
     skip_channels: int = 0  # FrameDiff/table-9 skip from the initial singles into every block (0: none; paper 64)
     last_edge_transition: bool = True  # the last block's EdgeTransition (its output is never used)
+    blend_start: bool = False  # with start_from_template: the structure module starts from the template moved
+    # towards the noisy input by the linear least-squares weight of the noise level (learned motion scale): the
+    # template at high t, nearly the noisy input at low t, where the input is closer to the answer
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     @property
@@ -86,6 +89,8 @@ class StarMDConfig:
             raise ValueError("OpenFold feature dims must be >= 0")
         if not 0.0 <= self.aatype_dropout < 1.0:
             raise ValueError(f"aatype_dropout must lie in [0, 1), got {self.aatype_dropout}")
+        if self.blend_start and not self.start_from_template:
+            raise ValueError("blend_start needs start_from_template")
         if self.skip_channels < 0:
             raise ValueError(f"skip_channels must be >= 0, got {self.skip_channels}")
         self.diffusion.validate()
@@ -153,8 +158,19 @@ def small_v2() -> StarMDConfig:
     return generalising(small())
 
 
+def tiny_v3() -> StarMDConfig:
+    """:func:`tiny_v2` with the blended start (``blend_start``)."""
+    return dataclasses.replace(tiny_v2(), blend_start=True).validate()
+
+
+def small_v3() -> StarMDConfig:
+    """:func:`small_v2` with the blended start: the structure module starts near the noisy input at low
+    noise, where the input is closer to the answer than the last context frame."""
+    return dataclasses.replace(small_v2(), blend_start=True).validate()
+
+
 PRESETS = {"tiny": tiny, "small": small, "paper": paper, "paper_no_openfold": paper_no_openfold, "tiny_v2": tiny_v2,
-           "small_v2": small_v2}
+           "small_v2": small_v2, "tiny_v3": tiny_v3, "small_v3": small_v3}
 
 
 def preset(name: str) -> StarMDConfig:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from openmm_starmd.geometry import pseudo_beta
+from openmm_starmd.geometry.so3 import rotmat_to_rotvec, rotvec_to_rotmat
 from openmm_starmd.model.attention import rope_tables
 from openmm_starmd.model.blocks import DiffusionBlock
 from openmm_starmd.model.config import StarMDConfig
@@ -50,6 +51,41 @@ class StarMD(nn.Module):
         self.torsion_head = nn.Sequential(nn.LayerNorm(cfg.c_s), nn.Linear(cfg.c_s, cfg.c_s), nn.ReLU(),
                                           nn.Linear(cfg.c_s, cfg.num_torsions * 2))
         init_weights(self)
+        # blend_start: log motion scales a + b·log10(stride) for translations (nm) and rotations (rad), learned;
+        # initialised to 1 Å and 0.2 rad per component at 0.1 ns, growing as stride^0.25
+        self.blend_start = cfg.blend_start
+        d = cfg.diffusion
+        self.trans_beta_min, self.trans_beta_max, self.trans_scale = d.trans_beta_min, d.trans_beta_max, d.trans_scale_per_nm
+        self.rot_sigma_min, self.rot_sigma_max = d.rot_sigma_min, d.rot_sigma_max
+        if cfg.blend_start:
+            self.blend = nn.Parameter(torch.tensor([math.log(0.1) + 0.25 * math.log(10.0), 0.25 * math.log(10.0),
+                                                    math.log(0.2) + 0.25 * math.log(10.0), 0.25 * math.log(10.0)]))
+        else:
+            self.register_buffer("blend", torch.zeros(4), persistent=False)
+
+    def blended_start(self, rots: torch.Tensor, trans: torch.Tensor, template_rots: torch.Tensor, template_trans: torch.Tensor,
+                      t: torch.Tensor, log10_stride_ns: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Start frames of the structure module: the template moved towards the noisy frame by the linear
+        least-squares weight of its noise level. Translations: x_t = α x_0 + σ z, x_0 = template + δ with
+        δ of RMS s per component: w = α s² / (α² s² + σ²) on x_t - α·template. Rotations: the rotation
+        from the template to R_t scaled by s_r² / (s_r² + σ_r(t)²). Translations are taken about the
+        template's centroid (the origin, for the centred frames of training and the rollout), so the
+        start is equivariant under any rigid motion. Shapes as :meth:`forward_frames`."""
+        ls = log10_stride_ns[:, None, None, None]  # [B, 1, 1, 1]
+        tt = t[:, :, None, None]  # [B, F, 1, 1]
+        integrated = self.trans_beta_min * tt + 0.5 * (self.trans_beta_max - self.trans_beta_min) * tt * tt
+        alpha = torch.exp(-0.5 * integrated)
+        var = -torch.expm1(-integrated)
+        s2 = torch.exp(2.0 * (self.blend[0] + self.blend[1] * ls)) * self.trans_scale**2
+        w = alpha * s2 / (alpha * alpha * s2 + var)
+        centre = template_trans.mean(dim=-2, keepdim=True)  # both frames are centred in use; this keeps equivariance
+        trans = template_trans + w * ((trans - centre) - alpha * (template_trans - centre))
+        sigma_r = torch.log(tt * math.exp(self.rot_sigma_max) + (1.0 - tt) * math.exp(self.rot_sigma_min))
+        r2 = torch.exp(2.0 * (self.blend[2] + self.blend[3] * ls))
+        w_r = r2 / (r2 + sigma_r * sigma_r)
+        rel = rotmat_to_rotvec(template_rots.transpose(-1, -2) @ rots)  # [B, F, N, 3]
+        rots = template_rots @ rotvec_to_rotmat(w_r * rel)
+        return rots, trans
 
     @torch.jit.export
     def embed_protein(
@@ -120,7 +156,10 @@ class StarMD(nn.Module):
             offset = torch.einsum("bfnij,bfni->bfnj", template_rots, trans - template_trans)  # [B, F, N, 3] nm
             rel_rot = torch.einsum("bfnij,bfnik->bfnjk", template_rots, rots).reshape(B, Fr, N, 9)
             s = s + self.offset_embed(torch.cat([offset, rel_rot], dim=-1))
-            rots, trans = template_rots, template_trans  # the structure module starts from the template
+            if self.blend_start:
+                rots, trans = self.blended_start(rots, trans, template_rots, template_trans, t, log10_stride_ns)
+            else:
+                rots, trans = template_rots, template_trans  # the structure module starts from the template
         cond = self.cond_embed(t, log10_stride_ns)
         skip = self.skip_proj(s_seq)  # [B, N, c_skip] (unused without a skip)
         rope_cos, rope_sin = rope_tables(residue_index, frame_index, Fr, self.st_head_dim, self.rope_base_residue, self.rope_base_frame)
