@@ -8,7 +8,7 @@ import torch
 
 from conftest import randomize_, random_protein
 from openmm_starmd.model import Rollout, StarMDCore, tiny
-from openmm_starmd.model.config import tiny_v2
+from openmm_starmd.model.config import tiny_v2, tiny_v3
 from openmm_starmd.model.export import export_core, script_core
 
 N = 7
@@ -20,7 +20,7 @@ def _core(seed=0, make=tiny):
     return randomize_(StarMDCore(make()), seed=seed, std=0.05).eval()
 
 
-@pytest.mark.parametrize("make", [tiny, tiny_v2], ids=["first", "generalising"])
+@pytest.mark.parametrize("make", [tiny, tiny_v2, tiny_v3], ids=["first", "generalising", "blended_start"])
 def test_scripted_equals_eager_rollout(make):
     core = _core(make=make)
     scripted = script_core(_core(make=make))
