@@ -303,3 +303,19 @@ def test_blended_start_is_the_template_at_high_noise_and_the_input_at_low_noise(
     w = ((x_mid - tt) * (xt - tt)).sum() / ((xt - tt) ** 2).sum()
     assert 0.05 < float(w) < 0.95
     assert (x_mid - (tt + w * (xt - tt))).abs().max() < 2e-3
+
+
+def test_low_t_fraction_oversamples_the_low_noise_range():
+    from openmm_starmd.training.block_causal import noise_levels
+
+    torch.manual_seed(13)
+    cfg = tiny_v3()
+    for fraction in (0.0, 0.5):
+        _, t = noise_levels(20000, 3, cfg, 0.01, torch.device("cpu"), fraction)
+        assert float(t.min()) >= 0.01 and float(t.max()) <= 1.0
+        # below 0.1: the uniform share (0.09 / 0.99) plus the log-uniform fraction
+        expected = fraction + (1 - fraction) * 0.09 / 0.99
+        assert abs(float((t < 0.1).float().mean()) - expected) < 0.01
+        if fraction:  # log-uniform: about as many below 10^-1.5 as between 10^-1.5 and 0.1 (0.48 expected)
+            low = t[t < 0.1]
+            assert 0.42 < float((low < 0.1**1.5).float().mean()) < 0.54

@@ -108,19 +108,31 @@ class BlockCausalModel(nn.Module):
                                        frame_mask, [], [], 0, False, template_rots, template_trans)
 
 
-def noise_levels(B: int, L: int, model_cfg: StarMDConfig, t_min: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Context noise τ ``[B]`` (0 with probability 1 - context_noise_prob) and target times t ``[B, L-1]``."""
+LOW_T_MAX = 0.1  # upper end of the low-noise range that --low-t-fraction over-samples
+
+
+def noise_levels(B: int, L: int, model_cfg: StarMDConfig, t_min: float, device: torch.device,
+                 low_t_fraction: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context noise τ ``[B]`` (0 with probability 1 - context_noise_prob) and target times t ``[B, L-1]``:
+    U[t_min, 1], except that a fraction ``low_t_fraction`` of the target frames get t log-uniform in
+    [t_min, 0.1]. The last reverse steps, at low t, decide the local geometry of a generated frame
+    (its Cα-Cα distances), and uniform t gives them about 5 % of the training signal."""
     tau = torch.rand(B, device=device) * model_cfg.context_noise_max_t
     tau = torch.where(torch.rand(B, device=device) < model_cfg.context_noise_prob, tau, torch.zeros_like(tau))
     t = t_min + (1.0 - t_min) * torch.rand(B, L - 1, device=device)
+    if low_t_fraction > 0.0:
+        low = t_min * (LOW_T_MAX / t_min) ** torch.rand(B, L - 1, device=device)
+        t = torch.where(torch.rand(B, L - 1, device=device) < low_t_fraction, low, t)
     return tau, t
 
 
 def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDConfig, loss_cfg: LossConfig,
-                    autocast_dtype=None, history_errors: Optional[HistoryErrors] = None) -> Dict[str, torch.Tensor]:
+                    autocast_dtype=None, history_errors: Optional[HistoryErrors] = None,
+                    low_t_fraction: float = 0.0) -> Dict[str, torch.Tensor]:
     """Loss terms of one block-causal pass over ``batch`` (tensors already on the model's device).
 
     ``history_errors``: errors on the history frames (context tokens and templates), not on the targets.
+    ``low_t_fraction``: see :func:`noise_levels`.
 
     ``model`` is a :class:`BlockCausalModel` (or its DDP wrapper). ``autocast_dtype``: e.g.
     ``torch.bfloat16`` to run the network under CUDA autocast; losses are computed in fp32."""
@@ -130,7 +142,7 @@ def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDC
         raise ValueError(f"a training example needs at least 2 frames, got L={L}")
     mask = batch.residue_mask  # [B, N]
     rots_0, trans_0 = align_and_centre(batch.rots, batch.trans, mask)
-    tau, t = noise_levels(B, L, model_cfg, diffuser.t_min, device)
+    tau, t = noise_levels(B, L, model_cfg, diffuser.t_min, device, low_t_fraction)
     mask_l = mask[:, None].expand(B, L, N)
     rots_h, trans_h = rots_0, trans_0  # the history as the network sees it
     if history_errors is not None and history_errors.enabled:

@@ -57,6 +57,9 @@ def add_arguments(parser) -> None:
                         "(RMS angle, degrees; 0: none)")
     parser.add_argument("--history-error-prob", type=float, default=0.75, help="fraction of examples that get history "
                         "errors (default 0.75)")
+    parser.add_argument("--low-t-fraction", type=float, default=0.0, help="fraction of target frames whose diffusion time "
+                        "is drawn log-uniformly in [t_min, 0.1] instead of U[t_min, 1] (the low-noise steps set the local "
+                        "geometry; default 0)")
     parser.add_argument("--plot-every", type=int, default=100, help="steps between loss-plot updates (default 100)")
     parser.add_argument("--reindex-every", type=int, default=0, help="re-scan --data every N steps for new trajectory chunks (0: never)")
     parser.add_argument("--log", dest="log_path", help="loss log, JSON lines (default CKPT.log.jsonl)")
@@ -112,6 +115,7 @@ def config_from_args(args):
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
         loss=LossConfig(ca_bond_weight=args.ca_bond_weight),
         history_errors=HistoryErrors(args.history_error_angstrom, args.history_error_degrees, args.history_error_prob),
+        low_t_fraction=args.low_t_fraction,
         max_wall_s=args.max_wall_s, validate_every=args.validate_every, validation_split=args.holdout_file,
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
     )

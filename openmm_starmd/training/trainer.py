@@ -89,6 +89,7 @@ class TrainConfig:
     validation_strides_ns: tuple = (0.1, 1.25)
     loss: LossConfig = field(default_factory=LossConfig)
     history_errors: HistoryErrors = field(default_factory=HistoryErrors)
+    low_t_fraction: float = 0.0
 
     def __post_init__(self):
         self.data = Path(self.data)
@@ -126,6 +127,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.grad_clip must be > 0, got {self.grad_clip}")
         self.loss.validate()
         self.history_errors.validate()
+        if not 0.0 <= self.low_t_fraction <= 1.0:
+            raise ValueError(f"TrainConfig.low_t_fraction must lie in [0, 1], got {self.low_t_fraction}")
         return self
 
     def to_dict(self) -> dict:
@@ -353,7 +356,8 @@ class Trainer:
         torch.manual_seed(_step_seed(cfg.seed, self.step, self.ctx.rank))
         self.model.train()
         terms = training_losses(self.model, self.diffuser, batch, self.model_cfg, cfg.loss,
-                                torch.bfloat16 if cfg.bf16 else None, cfg.history_errors)
+                                torch.bfloat16 if cfg.bf16 else None, cfg.history_errors,
+                                cfg.low_t_fraction)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
