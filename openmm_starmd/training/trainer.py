@@ -86,6 +86,7 @@ class TrainConfig:
     validation_split: Optional[Path] = None
     validation_jumps: int = 10
     validation_num_steps: int = 25
+    validation_noise_scale: float = 0.5
     validation_strides_ns: tuple = (0.1, 1.25)
     loss: LossConfig = field(default_factory=LossConfig)
     history_errors: HistoryErrors = field(default_factory=HistoryErrors)
@@ -327,7 +328,8 @@ class Trainer:
         rng_state = torch.get_rng_state()  # validation must not change the training's random stream
         start = time.monotonic()
         report = score_core(core, cfg.data, cfg.validation_split, strides_ns=cfg.validation_strides_ns,
-                            jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps, seed=cfg.seed)
+                            jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps,
+                            noise_scale=cfg.validation_noise_scale, seed=cfg.seed)
         torch.set_rng_state(rng_state)
         summary = report["summary"]
         valid = [v["ca_valid"] for v in summary.values() if v["ca_valid"] is not None]
