@@ -105,3 +105,35 @@ def test_plots_write_pngs(tmp_path):
     table.plot_rates({"model": (np.zeros(7), np.full(7, 0.1))}, tmp_path / "b.png", 0.01)
     for name in ("a.png", "b.png"):
         assert matplotlib.image.imread(tmp_path / name).ndim == 3
+
+
+def test_denoiser_accuracy_of_an_untrained_template_start_is_the_md_motion(tmp_path):
+    """An untrained template-start network returns its context frame whatever the noise, so the
+    measured x̂₀ error is the MD motion over the lag at every t and the input error grows with t."""
+    import json
+
+    import torch
+
+    import denoiser_accuracy
+    from openmm_starmd.model import StarMDCore
+    from openmm_starmd.model.checkpoint import save_checkpoint
+    from openmm_starmd.model.config import tiny_v2
+    from test_training import _smooth_villin
+
+    import openmm.app
+
+    villin = Path(openmm.app.__file__).parent / "data" / "test.pdb"
+    data = _smooth_villin(tmp_path / "data" / "villin", str(villin)).parent
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", tiny_v2(), StarMDCore(tiny_v2()).net.state_dict())
+    out = tmp_path / "acc"
+    assert denoiser_accuracy.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                                   "--lag-ns", "0.1", "--starts", "3", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["systems"]["villin"]
+    x0 = [r["x0_rmsd_angstrom"] for r in rows]
+    assert max(x0) - min(x0) < 1e-3 and 0.05 < x0[0] < 3.0  # the context frame's distance to the target, every t
+    inputs = [r["input_rmsd_angstrom"] for r in rows]
+    assert inputs == sorted(inputs) and inputs[-1] > 10 * inputs[0]
+    bond_errors = [r["bond_error_angstrom"] for r in rows]
+    assert max(bond_errors) - min(bond_errors) < 1e-4  # the context frame's chain, every t
+    assert "| villin | 0.01 |" in out.with_suffix(".md").read_text()
