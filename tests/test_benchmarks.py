@@ -137,3 +137,14 @@ def test_denoiser_accuracy_of_an_untrained_template_start_is_the_md_motion(tmp_p
     bond_errors = [r["bond_error_angstrom"] for r in rows]
     assert max(bond_errors) - min(bond_errors) < 1e-4  # the context frame's chain, every t
     assert "| villin | 0.01 |" in out.with_suffix(".md").read_text()
+
+
+def test_sampler_sweep_refuses_validation_systems(tmp_path):
+    """The sampler is chosen on training proteins; naming a validation protein stops before any work."""
+    import sampler_sweep
+
+    data = Path(__file__).resolve().parents[1] / "md_data"
+    with pytest.raises(SystemExit, match="validation systems"):
+        sampler_sweep.main(["--model", "default", "--data", str(data), "--systems", "trp_cage", "villin",
+                            "--out", str(tmp_path / "sweep")])
+    assert not (tmp_path / "sweep.json").exists()
