@@ -16,7 +16,6 @@ Writes ``OUT.json`` and ``OUT.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ from openmm_starmd.evaluation.validity import BREAK_DISTANCE_NM  # noqa: E402
 from openmm_starmd.geometry.so3 import quat_to_rotmat  # noqa: E402
 from openmm_starmd.geometry.superpose import kabsch  # noqa: E402
 from openmm_starmd.training.validation import _systems  # noqa: E402
+from reports import write_report  # noqa: E402
 
 NOISE_LEVELS = (0.01, 0.05, 0.2, 0.5)
 
@@ -91,19 +91,13 @@ def main(argv=None) -> int:
     report = {"model": args.model, "lag_ns": args.lag_ns, "starts": args.starts, "systems": {}}
     for name in args.systems:
         report["systems"][name] = measure(core, systems[name], args.lag_ns, args.starts, args.seed)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    lines = [f"# One denoiser call on MD frames: `{Path(args.model).name}`", "",
-             f"Command: `python benchmarks/denoiser_accuracy.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
-             "| system | t | RMSD x_t → truth (Å) | RMSD x̂₀ → truth (Å) | mean Cα-Cα error of x̂₀ (Å) | Cα-Cα > 4.19 Å |",
-             "|---|---|---|---|---|---|"]
-    for name, rows in report["systems"].items():
-        for r in rows:
-            lines.append(f"| {name} | {r['t']:g} | {r['input_rmsd_angstrom']:.2f} | {r['x0_rmsd_angstrom']:.2f} | "
-                         f"{r['bond_error_angstrom']:.3f} | {100 * r['bond_break_fraction']:.1f} % |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = [[name, f"{r['t']:g}", f"{r['input_rmsd_angstrom']:.2f}", f"{r['x0_rmsd_angstrom']:.2f}",
+              f"{r['bond_error_angstrom']:.3f}", f"{100 * r['bond_break_fraction']:.1f} %"]
+             for name, rows in report["systems"].items() for r in rows]
+    print(write_report(args.out, report, f"One denoiser call on MD frames: `{Path(args.model).name}`", "denoiser_accuracy.py",
+                       argv if argv is not None else sys.argv[1:],
+                       ["system", "t", "RMSD x_t → truth (Å)", "RMSD x̂₀ → truth (Å)", "mean Cα-Cα error of x̂₀ (Å)",
+                        "Cα-Cα > 4.19 Å"], table), end="")
     return 0
 
 

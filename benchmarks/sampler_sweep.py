@@ -27,6 +27,7 @@ from openmm_starmd.evaluation.validity import ca_valid  # noqa: E402
 from openmm_starmd.geometry.so3 import quat_to_rotmat  # noqa: E402
 from openmm_starmd.model.rollout import Rollout  # noqa: E402
 from openmm_starmd.training.validation import _far_pair, _systems  # noqa: E402
+from reports import write_report  # noqa: E402
 
 
 def rollouts(core, trajectories, stride_ns: float, jumps: int, num_steps: int, noise_scale: float, seed: int) -> list[np.ndarray]:
@@ -82,18 +83,13 @@ def main(argv=None) -> int:
                      "jump_rmsd_angstrom": float(np.concatenate(jumps).mean()), "frames": int(sum(len(v) for v in valid)),
                      "wall_s": round(time.monotonic() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"model": args.model, "systems": args.systems, "stride_ns": args.stride_ns,
-                                                    "jumps": args.jumps, "rows": rows}, indent=1) + "\n")
-    lines = [f"# Sampler sweep on training proteins: `{Path(args.model).name}`", "",
-             f"Command: `python benchmarks/sampler_sweep.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
-             "| reverse steps | noise scale | frames | Cα-valid | Cα-Cα mean ± sd (Å) | per-jump RMSD (Å) |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['num_steps']} | {r['noise_scale']:g} | {r['frames']} | {100 * r['ca_valid']:.0f} % | "
-                     f"{r['bond_mean_angstrom']:.2f} ± {r['bond_std_angstrom']:.2f} | {r['jump_rmsd_angstrom']:.2f} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = [[str(r["num_steps"]), f"{r['noise_scale']:g}", str(r["frames"]), f"{100 * r['ca_valid']:.0f} %",
+              f"{r['bond_mean_angstrom']:.2f} ± {r['bond_std_angstrom']:.2f}", f"{r['jump_rmsd_angstrom']:.2f}"] for r in rows]
+    data = {"model": args.model, "systems": args.systems, "stride_ns": args.stride_ns, "jumps": args.jumps, "rows": rows}
+    print(write_report(args.out, data, f"Sampler sweep on training proteins: `{Path(args.model).name}`", "sampler_sweep.py",
+                       argv if argv is not None else sys.argv[1:],
+                       ["reverse steps", "noise scale", "frames", "Cα-valid", "Cα-Cα mean ± sd (Å)", "per-jump RMSD (Å)"], table),
+          end="")
     return 0
 
 

@@ -1,0 +1,18 @@
+"""Writing a benchmark's result as OUT.json (every figure) and OUT.md (a table with its command)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_report(out, data: dict, title: str, script: str, argv: list[str], header: list[str], rows: list[list[str]]) -> str:
+    """Write ``out``.json and ``out``.md (title, the command that made it, the table); return the markdown."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    lines = [f"# {title}", "", f"Command: `python benchmarks/{script} {' '.join(argv)}`", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    text = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(text)
+    return text
