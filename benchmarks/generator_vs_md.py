@@ -285,7 +285,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenMM CPU threads (default 1)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)")
     parser.add_argument("--no-minimize", action="store_true", help="skip the minimisation row (slow for large proteins)")
-    parser.add_argument("--noise-scale", type=float, default=0.5, help="GeneratorOptions.noise_scale (default 0.5, the Generator's)")
+    parser.add_argument("--noise-scale", type=float, default=None,
+                        help="GeneratorOptions.noise_scale (default: the Generator's, i.e. the one the weights record)")
     parser.add_argument("--merge", action="store_true", help="add to the structures already in generator_vs_md.json")
     parser.add_argument("--replot", action="store_true", help="redraw NAME.png from NAME.json without measuring")
     args = parser.parse_args(argv)
@@ -297,6 +298,11 @@ def main(argv=None) -> int:
         args.stride_ns = stride_card(args.model).recommended
         if args.stride_ns is None:
             parser.error(f"--stride-ns: the checkpoint {args.model} records no recommended stride; give one")
+    if args.noise_scale is None:
+        from openmm_starmd.model.checkpoint import stride_card
+        from openmm_starmd.openmm.generator import GeneratorOptions
+
+        args.noise_scale = GeneratorOptions().with_sampler_of(stride_card(args.model)).noise_scale
     torch.set_num_threads(args.threads)
     command = "python benchmarks/generator_vs_md.py " + " ".join(sys.argv[1:] if argv is None else argv)
     json_path = args.out / f"{args.name}.json"

@@ -1,14 +1,14 @@
 """A generated rollout against MD on a training protein: Cα RMSD to the start over time, and the
 Cα validity of every generated frame.
 
-    python benchmarks/rollout_vs_md.py [--data md_data/villin] [--model default] [--stride-ns 0.05]
-                                       [--jumps 26] [--seeds 0 1 2] [--num-steps 50] [--noise-scale 0.5]
+    python benchmarks/rollout_vs_md.py [--data md_data/villin] [--model default] [--stride-ns 0.1]
+                                       [--jumps 13] [--seeds 0 1 2] [--num-steps 50] [--noise-scale X]
 
 From the first frame of the system's first MD trajectory, the model rolls out ``--jumps`` frames per
 seed (:func:`openmm_starmd.training.heldout.evaluate`: KV-cached rollout, each frame superposed on
 the previous one). The MD curve is the same trajectory's Cα RMSD to that frame (superposed), frame
-by frame. The defaults are the Generator's sampler (50 reverse steps, noise scale 0.5) at a stride
-inside the shipped weights' trained range; 26 jumps of 0.05 ns cover villin's 1.3 ns of MD.
+by frame. The defaults are the Generator's sampler (50 reverse steps, the noise scale the weights record) at the shipped
+weights' recommended stride; 13 jumps of 0.1 ns cover villin's 1.3 ns of MD.
 Writes benchmarks/results/rollout_vs_md.{json,md} and the figure docs/rollout_vs_md.png.
 """
 from __future__ import annotations
@@ -94,15 +94,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT / "md_data" / "villin"))
     ap.add_argument("--model", default="default")
-    ap.add_argument("--stride-ns", type=float, default=0.05)
-    ap.add_argument("--jumps", type=int, default=26)
+    ap.add_argument("--stride-ns", type=float, default=0.1)
+    ap.add_argument("--jumps", type=int, default=13)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--num-steps", type=int, default=50)
-    ap.add_argument("--noise-scale", type=float, default=0.5)
+    ap.add_argument("--noise-scale", type=float, default=None, help="default: the one the weights record (the Generator's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of rollout_vs_md.{json,md}")
     ap.add_argument("--figure", type=Path, default=FIGURE)
     args = ap.parse_args(argv)
+    if args.noise_scale is None:
+        from openmm_starmd.model.checkpoint import stride_card
+        from openmm_starmd.openmm.generator import GeneratorOptions
+
+        args.noise_scale = GeneratorOptions().with_sampler_of(stride_card(args.model)).noise_scale
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     times, md = md_rmsd_to_start(args.data)

@@ -54,7 +54,8 @@ def main() -> int:
                         "per-frame record (created if needed)")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the samples and velocities (same seed, same run)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for OpenMM and torch")
-    parser.add_argument("--noise-scale", type=float, default=0.5, help="reverse-SDE noise multiplier (1: exact SDE)")
+    parser.add_argument("--noise-scale", type=float, default=None,
+                        help="reverse-SDE noise multiplier (1: exact SDE; default: the one the weights were validated with)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="relaxed",
                         help="Cα validity checked after the restrained minimisation ('relaxed') or on the raw "
                              "generated frame ('sample', the Generator's own default and the paper's metric)")

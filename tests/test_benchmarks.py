@@ -148,3 +148,33 @@ def test_sampler_sweep_refuses_validation_systems(tmp_path):
         sampler_sweep.main(["--model", "default", "--data", str(data), "--systems", "trp_cage", "villin",
                             "--out", str(tmp_path / "sweep")])
     assert not (tmp_path / "sweep.json").exists()
+
+
+def test_sampler_sweep_of_an_untrained_template_start_reports_no_motion(tmp_path):
+    """An untrained template-start network returns its context frame, so every jump is ~0 Å and its
+    ratio to the MD motion at the same lag is ~0, while the MD reference itself is positive."""
+    import json
+
+    import torch
+
+    import sampler_sweep
+    from openmm_starmd.model import StarMDCore
+    from openmm_starmd.model.checkpoint import save_checkpoint
+    from openmm_starmd.model.config import tiny_v2
+    from openmm_starmd.training.validation import _md_lag_rmsd_nm, _systems
+    from test_training import _smooth_villin
+
+    import openmm.app
+
+    villin = Path(openmm.app.__file__).parent / "data" / "test.pdb"
+    data = _smooth_villin(tmp_path / "data" / "villin", str(villin)).parent
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", tiny_v2(), StarMDCore(tiny_v2()).net.state_dict())
+    out = tmp_path / "sweep"
+    assert sampler_sweep.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                               "--settings", "3:0.5", "--stride-ns", "0.01", "--out", str(out)]) == 0
+    row = json.loads(out.with_suffix(".json").read_text())["rows"][0]
+    assert _md_lag_rmsd_nm(_systems(str(data), ["villin"])["villin"], 0.01) > 0.005  # nm
+    assert row["frames"] == 4 and row["jump_rmsd_angstrom"] < 0.01
+    assert row["rmsd_ratio_systems"] == 1 and row["rmsd_ratio_median"] < 0.01
+    assert "| 3 | 0.5 | 4 |" in out.with_suffix(".md").read_text()

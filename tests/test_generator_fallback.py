@@ -165,13 +165,32 @@ def test_stride_none_takes_the_checkpoint_recommended_stride(tmp_path, tiny_path
         StarMDGenerator(sim, tiny_path, relax=None, options=GeneratorOptions(**FAST))
 
 
-def test_shipped_weights_record_the_strides_their_validation_passed_at():
+def test_shipped_weights_record_the_strides_and_sampler_their_validation_used():
     from openmm_starmd.model.checkpoint import stride_card
 
     card = stride_card("default")
-    assert card.validated == (0.05, 0.1) and card.recommended == 0.05
+    assert card.validated == (0.1, 1.25) and card.recommended == 0.1
     assert card.trained[0] <= card.validated[0] <= card.validated[1] <= card.trained[1]
-    assert "training proteins only" in card.note
+    assert card.num_steps == 50 and card.noise_scale == 0.25
+    assert "validation proteins never trained on" in card.note
+
+
+def test_the_sampler_comes_from_the_weights_card_unless_the_user_names_one(tmp_path, tiny_path):
+    meta = {**VALIDATED_META, "recommended_num_steps": 7, "recommended_noise_scale": 0.125}
+    path = _checkpoint_with_meta(tmp_path / "sampler.pt", meta)
+    sim = vacuum_simulation(villin_modeller())
+    fast = {k: v for k, v in FAST.items() if k not in ("num_steps", "noise_scale")}
+    gen = StarMDGenerator(sim, path, relax=None, seed=1, options=GeneratorOptions(**fast))
+    assert (gen.options.num_steps, gen.options.noise_scale) == (7, 0.125)
+    assert (gen.rollout.num_steps, gen.rollout.noise_scale) == (7, 0.125)
+    mine = GeneratorOptions(**{**fast, "num_steps": 3, "noise_scale": 0.75})
+    gen = StarMDGenerator(sim, path, relax=None, seed=1, options=mine)
+    assert (gen.rollout.num_steps, gen.rollout.noise_scale) == (3, 0.75)
+    assert mine.num_steps == 3  # the caller's options object is not modified
+    gen = StarMDGenerator(sim, tiny_path, stride=0.05, relax=None, seed=1, options=GeneratorOptions(**fast))
+    assert (gen.rollout.num_steps, gen.rollout.noise_scale) == (50, 0.5)  # no card: the fallbacks
+    with pytest.raises(ValueError, match="noise_scale"):
+        GeneratorOptions(noise_scale=-1.0).validate()
 
 
 def test_stride_outside_the_validated_range_warns_once_with_one_range(tmp_path):

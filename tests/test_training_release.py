@@ -35,6 +35,39 @@ def test_release_round_trip_and_sha_check(tmp_path, monkeypatch):
         load_model("default")
 
 
+def test_release_from_a_training_state_takes_its_ema_and_records_the_card(tmp_path):
+    from openmm_starmd.model.checkpoint import stride_card
+    from openmm_starmd.training.campaign import pack_state
+
+    cfg = tiny()
+    core = StarMDCore(cfg)
+    ema = {k: v + 0.01 if v.dtype.is_floating_point else v for k, v in core.net.state_dict().items()}
+    state = {"model_config": cfg.to_dict(), "model": core.net.state_dict(), "ema": {"decay": 0.99, "updates": 5, "shadow": ema},
+             "optimizer": {"state": {}, "param_groups": []}, "scheduler": {}, "step": 40, "wall_s": 3.0, "examples_seen": 160,
+             "rng_cpu": torch.get_rng_state(),
+             "train_config": json.dumps({"data": "/scratch/md_data", "holdout": ["trp_cage"], "preset": "tiny", "batch_size": 4})}
+    torch.save(state, tmp_path / "run.pt.train.pt")
+    pack_state(tmp_path / "run.pt.train.pt", tmp_path / "run.state.pt")
+    trajectories = [{"key": "villin/R1", "frame_interval_ps": 10.0, "stride_frames": [1, 20]}]
+    save_checkpoint(tmp_path / "run.pt", cfg, core.net.state_dict(), ema, {"step": 41, "trajectories": trajectories})
+    card = {"validated_stride_ns": [0.1, 0.2], "recommended_stride_ns": 0.1, "recommended_num_steps": 30,
+            "recommended_noise_scale": 0.25, "stride_validation": "measured on a test"}
+    manifest = release_weights(tmp_path / "run.state.pt", "v", tmp_path / "weights", card=card, parent_steps=(100,),
+                               meta_from=tmp_path / "run.pt")
+    assert manifest["optimiser_steps"] == 140 and manifest["recommended_noise_scale"] == 0.25
+    payload = torch.load(tmp_path / "weights" / "v.pt", weights_only=True)
+    meta = payload["meta"]
+    assert meta["stage_steps"] == [100, 40] and meta["preset"] == "tiny" and meta["data"] == "md_data"
+    assert meta["trajectories"] == trajectories and meta["weights"] == "EMA"
+    for k, v in load_model(tmp_path / "weights" / "v.pt").net.state_dict().items():  # the EMA, through two float16 casts
+        assert torch.allclose(v, ema[k].float(), atol=2e-3, rtol=1e-3), k
+    got = stride_card(tmp_path / "weights" / "v.pt")
+    assert got.validated == (0.1, 0.2) and got.recommended == 0.1 and (got.num_steps, got.noise_scale) == (30, 0.25)
+    assert got.trained == pytest.approx((0.01, 0.2))
+    with pytest.raises(ValueError, match="unknown keys"):
+        release_weights(tmp_path / "run.pt", "w", tmp_path / "weights", card={"noise": 0.3})
+
+
 @pytest.mark.skipif(not (WEIGHTS_DIR / "default.pt").is_file(), reason="no shipped default weights in this tree")
 def test_shipped_default_loads_and_rolls_out():
     from openmm_starmd.model.rollout import Rollout
@@ -95,5 +128,8 @@ def test_shipped_default_describes_itself_consistently():
     assert steps in summary
     card = (Path(__file__).resolve().parents[1] / "docs" / "model_card.md").read_text()
     assert re.search(rf"= {steps}", card), "docs/model_card.md gives another step count"
-    options = GeneratorOptions()
+    from openmm_starmd.model.checkpoint import stride_card
+
+    options = GeneratorOptions().with_sampler_of(stride_card("default"))
+    assert (options.num_steps, options.noise_scale) == (manifest["recommended_num_steps"], manifest["recommended_noise_scale"])
     assert f"use {options.num_steps} reverse-diffusion steps per frame and noise scale {options.noise_scale:g}" in summary

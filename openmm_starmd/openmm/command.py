@@ -73,8 +73,8 @@ class JumpRunConfig:
     model: str = "default"
     relax: Optional[str] = "minimize"
     seed: Optional[int] = None
-    num_steps: int = 50
-    noise_scale: float = 0.5
+    num_steps: Optional[int] = None  # None: the weights' recommended sampler (GeneratorOptions)
+    noise_scale: Optional[float] = None
     gate_judge: str = "sample"
     fallback_md_steps: Optional[int] = 500  # None: MD for the whole interval
     platform: str = "CPU"
@@ -89,13 +89,13 @@ class JumpRunConfig:
         for name, option, low in (("frames", "--frames", 0), ("num_steps", "--num-steps", 2),
                                   ("fallback_md_steps", "--fallback-md-steps", 0), ("threads", "--threads", 1)):
             value = getattr(self, name)
-            if name == "fallback_md_steps" and value is None:  # MD for the whole interval
+            if name in ("fallback_md_steps", "num_steps") and value is None:  # MD for the whole interval; the weights' steps
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{option}: expected an int >= {low}, got {value!r}")
         if self.stride_ns is not None and (not self.stride_ns > 0 or self.stride_ns == float("inf")):
             raise ValueError(f"--stride: expected a positive time, got {self.stride_ns:g} ns")
-        if not 0 <= self.noise_scale < float("inf"):
+        if self.noise_scale is not None and not 0 <= self.noise_scale < float("inf"):
             raise ValueError(f"--noise-scale: expected a number >= 0, got {self.noise_scale}")
         if self.gate_judge not in ("sample", "relaxed"):
             raise ValueError(f"--gate-judge: expected 'sample' or 'relaxed', got {self.gate_judge!r}")
@@ -317,9 +317,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None,
                         help="integer seed of the model's samples and the velocity draws; the same seed repeats a run "
                              "(default: a random seed)")
-    parser.add_argument("--num-steps", type=int, default=50, help="reverse-diffusion steps per frame")
-    parser.add_argument("--noise-scale", type=float, default=0.5,
-                        help="multiplier of the reverse SDE's noise (default 0.5; 1: the exact SDE; lower: more "
+    parser.add_argument("--num-steps", type=int, default=None,
+                        help="reverse-diffusion steps per frame (default: the number the weights were validated with; 50 for the shipped weights)")
+    parser.add_argument("--noise-scale", type=float, default=None,
+                        help="multiplier of the reverse SDE's noise (default: the one the weights were validated with, 0.25 for the "
+                             "shipped weights; 1: the exact SDE; lower: more "
                              "Cα-valid frames, smaller per-jump motion; see docs/model_card.md)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",
                         help="check Cα validity (no clash, no chain break) on the generated frame, as the STAR-MD paper does "

@@ -62,7 +62,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Optional, Union
 
 import numpy as np
@@ -105,11 +105,12 @@ class GeneratorOptions:
     """Settings of :class:`StarMDGenerator` beyond the contract's arguments.
 
     Attributes:
-        num_steps: reverse-diffusion steps per frame.
+        num_steps: reverse-diffusion steps per frame. None (default): the number the weights were
+            validated with (their card's ``recommended_num_steps``), else 50.
         noise_scale: multiplier of the reverse SDE's stochastic term (1: the exact SDE of SPEC §3;
-            lower values trade per-jump motion for chain geometry). Default 0.5: on villin at 50 ps
-            with the shipped weights it raised Cα validity from 10 % to 63 % while the per-jump Cα
-            RMSD went from 0.94x to 0.57x MD (docs/model_card.md, 30 jumps, 50 steps).
+            lower values trade per-jump motion for chain geometry). None (default): the weights'
+            ``recommended_noise_scale``, else 0.5. The shipped weights record 50 steps and 0.25,
+            the sampler their validation on unseen proteins used (docs/model_card.md).
         capacity_frames: initial KV-cache capacity (grown by replaying the history when needed).
         max_residues: refuse larger proteins (the error gives the memory estimate).
         device: torch device of the model (None: CUDA if available, else CPU; a loaded core keeps its own).
@@ -132,8 +133,8 @@ class GeneratorOptions:
             core; raise it for large proteins on a machine with idle cores.
     """
 
-    num_steps: int = 50
-    noise_scale: float = 0.5
+    num_steps: Optional[int] = None
+    noise_scale: Optional[float] = None
     capacity_frames: int = 64
     max_residues: int = 1500
     device: Optional[str] = None
@@ -149,12 +150,15 @@ class GeneratorOptions:
     def validate(self) -> "GeneratorOptions":
         for name, low in (("num_steps", 2), ("capacity_frames", 2), ("max_residues", 1)):
             value = getattr(self, name)
+            if name == "num_steps" and value is None:  # the weights' recommended number
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"GeneratorOptions.{name}: expected an int >= {low}, got {value!r}")
         if self.history not in ("all", "protein", "none"):
             raise ValueError(f"GeneratorOptions.history: expected 'all', 'protein' or 'none', got {self.history!r}")
-        if isinstance(self.noise_scale, bool) or not isinstance(self.noise_scale, (int, float)) or not self.noise_scale >= 0:
-            raise ValueError(f"GeneratorOptions.noise_scale: expected a number >= 0, got {self.noise_scale!r}")
+        noise = self.noise_scale
+        if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0):
+            raise ValueError(f"GeneratorOptions.noise_scale: expected a number >= 0 or None, got {noise!r}")
         window = self.context_window
         if isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1:
             raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history) or an int >= 2, got {window!r}")
@@ -164,6 +168,19 @@ class GeneratorOptions:
         self.gate.validate()
         self.relax_config.validate()
         return self
+
+    def with_sampler_of(self, card) -> "GeneratorOptions":
+        """These options with ``num_steps``/``noise_scale`` left at None filled from ``card`` (a
+        :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else from the fallbacks
+        (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`)."""
+        steps = self.num_steps if self.num_steps is not None else getattr(card, "num_steps", None)
+        noise = self.noise_scale if self.noise_scale is not None else getattr(card, "noise_scale", None)
+        return replace(self, num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
+                       noise_scale=FALLBACK_NOISE_SCALE if noise is None else float(noise))
+
+
+FALLBACK_NUM_STEPS = 50  # a model whose card records no sampler
+FALLBACK_NOISE_SCALE = 0.5
 
 
 @dataclass
@@ -447,6 +464,7 @@ class StarMDGenerator:
         warn_chain_gaps(self.pmap, positions)
         self.core = _resolve_model(model, self.options.device, self.options.scripted)
         card = _stride_card(model)
+        self.options = self.options.with_sampler_of(card)
         self.trained_stride_ns = None if card is None else card.trained
         self.validated_stride_ns = None if card is None else card.validated
         self.recommended_stride_ns = None if card is None else card.recommended

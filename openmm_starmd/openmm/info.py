@@ -11,7 +11,7 @@ import json
 import sys
 
 from openmm_starmd.model.checkpoint import (
-    SHIPPED, read_checkpoint, resolve_model_path, sha256_of, stage_steps, trained_stride_range,
+    SHIPPED, read_checkpoint, resolve_model_path, sha256_of, stage_steps, stride_card, trained_stride_range,
 )
 from openmm_starmd.model.config import StarMDConfig
 from openmm_starmd.units import PS_PER_NS
@@ -46,9 +46,14 @@ def describe(model: str = "default") -> str:
     if strides is not None:
         lines.append(f"strides:     trained at {strides[0] * PS_PER_NS:g}-{strides[1] * PS_PER_NS:g} ps "
                      "(StarMDGenerator warns outside them)")
-    options = GeneratorOptions()
+    card = stride_card(model)
+    if card.validated is not None or card.recommended is not None:
+        lines.append("validated:   " + ("" if card.validated is None else f"strides {card.validated[0]:g}-{card.validated[1]:g} ns")
+                     + ("" if card.recommended is None else f"{'; ' if card.validated else ''}recommended stride {card.recommended:g} ns"))
+    options = GeneratorOptions().with_sampler_of(card)
+    source = "recorded with these weights" if card.num_steps is not None or card.noise_scale is not None else "GeneratorOptions' fallbacks"
     lines.append(f"sampling:    StarMDGenerator and 'starmd generate' use {options.num_steps} reverse-diffusion steps "
-                 f"per frame and noise scale {options.noise_scale:g} (GeneratorOptions); the config's "
+                 f"per frame and noise scale {options.noise_scale:g} ({source}; GeneratorOptions overrides them); the config's "
                  f"diffusion.num_steps {cfg.diffusion.num_steps} and noise_scale {cfg.diffusion.noise_scale:g} are "
                  "the defaults of the lower-level sampler only")
     return "\n".join(lines)

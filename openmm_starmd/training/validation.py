@@ -41,7 +41,7 @@ from openmm_starmd.geometry.superpose import rmsd
 from openmm_starmd.units import ANGSTROM_PER_NM, PS_PER_NS
 
 MAX_IDENTITY = 0.30  # a validation system must be below this identity to every training system
-GENERATOR_NUM_STEPS = 50  # the Generator's default sampler (SDE, noise scale 0.5)
+GENERATOR_NUM_STEPS = 50  # the Generator's sampler for weights that record none (SDE, noise scale 0.5)
 GENERATOR_NOISE_SCALE = 0.5
 _PAIR_SUBSAMPLE = 80  # frames considered when looking for the farthest-apart start pair
 
@@ -249,8 +249,10 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="default", help="'default' or a checkpoint path")
     parser.add_argument("--strides", type=float, nargs="+", default=[0.1, 1.25], help="strides in ns (default 0.1 1.25)")
     parser.add_argument("--jumps", type=int, default=20, help="jumps per rollout (default 20)")
-    parser.add_argument("--num-steps", type=int, default=GENERATOR_NUM_STEPS, help="reverse-diffusion steps per jump")
-    parser.add_argument("--noise-scale", type=float, default=GENERATOR_NOISE_SCALE, help="reverse-SDE noise scale")
+    parser.add_argument("--num-steps", type=int, default=None,
+                        help="reverse-diffusion steps per jump (default: the Generator's, i.e. what the weights record)")
+    parser.add_argument("--noise-scale", type=float, default=None,
+                        help="reverse-SDE noise scale (default: the Generator's, i.e. what the weights record)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--context-window", type=int, default=0, help="frames each frame attends to (0: whole history)")
     parser.add_argument("--systems", nargs="+", help="only these validation systems")
@@ -269,6 +271,12 @@ def main(argv=None) -> int:
             return 1
         print(f"all {len(rows)} validation systems are below {100 * MAX_IDENTITY:.0f} % identity to every training system")
         return 0
+    if args.num_steps is None or args.noise_scale is None:
+        from openmm_starmd.model.checkpoint import stride_card
+        from openmm_starmd.openmm.generator import GeneratorOptions
+
+        sampler = GeneratorOptions(num_steps=args.num_steps, noise_scale=args.noise_scale).with_sampler_of(stride_card(args.model))
+        args.num_steps, args.noise_scale = sampler.num_steps, sampler.noise_scale
     report = score_checkpoint(args.model, args.data, args.split, strides_ns=args.strides, jumps=args.jumps,
                               num_steps=args.num_steps, noise_scale=args.noise_scale, seed=args.seed,
                               context_window=args.context_window, only=args.systems)
