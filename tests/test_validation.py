@@ -3,6 +3,7 @@ training with validation (log, plot, best checkpoint), and variable context leng
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +60,8 @@ def test_raw_rollout_scores_against_md(two_systems):
     # the two starts are the farthest-apart frames of the smooth trajectory (ellipse phases 0 and π)
     assert abs(short["starts"][0] - short["starts"][1]) == 15
     assert 0.0 <= short["ca_valid"] <= 1.0 and short["finite"]
+    assert len(short["ca_valid_per_jump"]) == 3 and np.mean(short["ca_valid_per_jump"]) == pytest.approx(short["ca_valid"])
+    assert report["summary"]["0.01ns"]["ca_valid_first_20"] is None  # only rollouts longer than 20 jumps give it
     assert short["md_lag_rmsd_angstrom"] > 0 and short["rmsd_ratio"] == pytest.approx(
         short["per_jump_rmsd_angstrom"] / short["md_lag_rmsd_angstrom"])
     assert long["rmsd_ratio"] is None  # 0.5 ns is longer than the 0.3 ns of MD
@@ -115,3 +118,35 @@ def test_committed_validation_split_is_unrelated_to_every_training_system():
     root = Path(__file__).resolve().parents[1] / "md_data"
     rows = check_split(root, root / "validation_split.txt")
     assert len(rows) >= 10 and all(r["unrelated"] for r in rows), [r for r in rows if not r["unrelated"]]
+
+
+def test_scoring_in_two_processes_equals_one_and_merges_and_plots(two_systems, tmp_path):
+    """Each system's rollouts are seeded by the system, so dealing the systems over processes gives
+    the rows of one process; the merged report, the --merge route and the validity plot agree."""
+    import matplotlib.image
+
+    from openmm_starmd.model.checkpoint import save_checkpoint
+    from openmm_starmd.training.validation import main, merge_reports, plot_validity_along_rollouts, score_in_processes
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", tiny_v2(), StarMDCore(tiny_v2()).net.state_dict())
+    split = tmp_path / "split.txt"
+    split.write_text("villin_copy\nvillin\n")
+    options = dict(strides_ns=(0.01,), jumps=2, num_steps=2, noise_scale=0.5)
+    one = score_in_processes(tmp_path / "m.pt", two_systems, split, workers=1, **options)
+    two = score_in_processes(tmp_path / "m.pt", two_systems, split, workers=2, **options)
+    assert [r["system"] for r in two["systems"]] == ["villin_copy", "villin"]
+    assert two["systems"] == one["systems"] and two["summary"] == one["summary"]
+    halves = [score_in_processes(tmp_path / "m.pt", two_systems, split, workers=1, only=[name], **options)
+              for name in ("villin_copy", "villin")]
+    assert merge_reports(halves)["summary"] == one["summary"]
+    with pytest.raises(ValueError, match="more than one report"):
+        merge_reports([halves[0], halves[0]])
+    for k, half in enumerate(halves):
+        (tmp_path / f"h{k}.json").write_text(json.dumps(half))
+    assert main(["--merge", str(tmp_path / "h0.json"), str(tmp_path / "h1.json"), "--out", str(tmp_path / "all.json"),
+                 "--plot", str(tmp_path / "v.png")]) == 0
+    assert json.loads((tmp_path / "all.json").read_text())["summary"] == one["summary"]
+    assert matplotlib.image.imread(tmp_path / "v.png").ndim == 3
+    plot_validity_along_rollouts(one, tmp_path / "w.png")
+    assert (tmp_path / "w.png").stat().st_size > 0

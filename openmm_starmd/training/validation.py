@@ -1,7 +1,8 @@
 """Validation on proteins the model never trained on: raw rollouts scored against their MD.
 
     python -m openmm_starmd.training.validation --check md_data            # the split is unrelated by sequence
-    python -m openmm_starmd.training.validation --model CKPT --data md_data --jumps 100 --out report.json
+    python -m openmm_starmd.training.validation --model CKPT --data md_data --jumps 100 --workers 2 \
+        --out report.json --plot validity.png
 
 The split is a text file (default ``md_data/validation_split.txt``): one system name per line,
 ``#`` starts a comment. ``starmd train --holdout-file`` leaves these systems out of training
@@ -41,6 +42,7 @@ from openmm_starmd.geometry.superpose import rmsd
 from openmm_starmd.units import ANGSTROM_PER_NM, PS_PER_NS
 
 MAX_IDENTITY = 0.30  # a validation system must be below this identity to every training system
+FIRST_JUMPS = 20  # summaries of longer rollouts also give the validity over their first 20 jumps
 GENERATOR_NUM_STEPS = 50  # the Generator's sampler for weights that record none (SDE, noise scale 0.5)
 GENERATOR_NOISE_SCALE = 0.5
 _PAIR_SUBSAMPLE = 80  # frames considered when looking for the farthest-apart start pair
@@ -147,7 +149,8 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
         rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
         out = rollout.run(jumps)
         generated.append(torch.cat([ca_md[frame:frame + 1].double(), out.trans[0].double()]))  # [J+1, N, 3]
-    valid = np.concatenate([ca_valid(g[1:].numpy()) for g in generated])
+    valid_by_rollout = np.stack([ca_valid(g[1:].numpy()) for g in generated])  # [2, jumps]
+    valid = valid_by_rollout.ravel()
     per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
     md_lag = _md_lag_rmsd_nm(trajectories, stride_ns)
     tail = max(1, jumps // 4)
@@ -157,6 +160,7 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
     return {
         "residues": int(first.aatype.shape[0]), "stride_ns": stride_ns, "jumps": jumps, "starts": [a, b],
         "ca_valid": float(valid.mean()),
+        "ca_valid_per_jump": [float(v) for v in valid_by_rollout.mean(0)],  # jump k: fraction of the two rollouts
         "per_jump_rmsd_angstrom": model_jump * ANGSTROM_PER_NM,
         "md_lag_rmsd_angstrom": None if md_lag is None else md_lag * ANGSTROM_PER_NM,
         "rmsd_ratio": None if md_lag is None else model_jump / md_lag,
@@ -169,13 +173,16 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
 
 
 def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
-    """Per stride: mean Cα validity, median RMSD ratio, mean attractor ratio over the systems."""
+    """Per stride: mean Cα validity (and over the first 20 jumps of longer rollouts), median RMSD
+    ratio, mean attractor ratio over the systems."""
     out = {}
     for s in strides_ns:
         rows = [r for r in systems if math.isclose(r["stride_ns"], s)]
         ratios = [r["rmsd_ratio"] for r in rows if r["rmsd_ratio"] is not None]
         attractors = [r["attractor"] for r in rows if r["attractor"] is not None]
+        first = [np.mean(r["ca_valid_per_jump"][:FIRST_JUMPS]) for r in rows if len(r.get("ca_valid_per_jump", ())) > FIRST_JUMPS]
         out[f"{s:g}ns"] = {"ca_valid": float(np.mean([r["ca_valid"] for r in rows])) if rows else None,
+                           f"ca_valid_first_{FIRST_JUMPS}": float(np.mean(first)) if first else None,
                            "rmsd_ratio_median": float(np.median(ratios)) if ratios else None,
                            "rmsd_ratio_systems": len(ratios),
                            "attractor_mean": float(np.mean(attractors)) if attractors else None}
@@ -184,8 +191,10 @@ def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
 
 def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jumps: int = 20,
                num_steps: int = GENERATOR_NUM_STEPS, noise_scale: float = GENERATOR_NOISE_SCALE, seed: int = 0,
-               systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None) -> dict:
-    """Score a loaded core on every validation system at every stride (see the module doc)."""
+               systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None,
+               verbose: bool = False) -> dict:
+    """Score a loaded core on every validation system at every stride (see the module doc);
+    ``verbose`` prints one line per system and stride to stderr as it is done."""
     names = read_split(split)
     if only:
         unknown = sorted(set(only) - set(names))
@@ -199,9 +208,14 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
     rows = []
     for name in names:
         for s in strides_ns:
+            start = time.monotonic()
             row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window)
             row["system"] = name
             rows.append(row)
+            if verbose:
+                ratio = "—" if row["rmsd_ratio"] is None else f"{row['rmsd_ratio']:.2f}"
+                print(f"{name} at {s:g} ns: {100 * row['ca_valid']:.0f} % Cα-valid over {jumps} jumps x 2, "
+                      f"RMSD/MD {ratio} ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
     return {"systems": rows, "summary": summarise(rows, strides_ns),
             "settings": {"jumps": jumps, "num_steps": num_steps, "noise_scale": noise_scale, "seed": seed,
                          "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)",
@@ -240,6 +254,90 @@ def ablation_table(results: dict, args) -> str:
     return "\n".join(lines)
 
 
+def merge_reports(reports: Sequence[dict]) -> dict:
+    """One report from reports of disjoint sets of systems scored with the same settings (the
+    per-process parts of ``--workers``), in the split's order of the first report's rows."""
+    if not reports:
+        raise ValueError("merge_reports: no reports")
+    settings = reports[0]["settings"]
+    for r in reports[1:]:
+        if r["settings"] != settings:
+            raise ValueError(f"merge_reports: settings differ ({r['settings']} against {settings})")
+    rows = [row for r in reports for row in r["systems"]]
+    seen = [(row["system"], row["stride_ns"]) for row in rows]
+    if len(set(seen)) != len(seen):
+        raise ValueError("merge_reports: a system was scored in more than one report")
+    merged = {"systems": rows, "summary": summarise(rows, settings["strides_ns"]), "settings": settings}
+    for key in ("checkpoint",):
+        if key in reports[0]:
+            merged[key] = reports[0][key]
+    if all("wall_s" in r for r in reports):
+        merged["wall_s"] = max(r["wall_s"] for r in reports)
+    return merged
+
+
+def _score_part(args: tuple) -> dict:
+    checkpoint, data, split, threads, options = args
+    torch.set_num_threads(threads)
+    return score_checkpoint(checkpoint, data, split, **options)
+
+
+def score_in_processes(checkpoint, data, split, workers: int, threads: int = 1, **options) -> dict:
+    """:func:`score_checkpoint` with the systems dealt round-robin over ``workers`` processes
+    (largest first, so that the parts take about the same time), merged into one report."""
+    names = list(options.pop("only", None) or read_split(split))
+    if workers <= 1 or len(names) <= 1:
+        return score_checkpoint(checkpoint, data, split, only=names, **options)
+    systems = _systems(data, names)
+    missing = [n for n in names if n not in systems]
+    if missing:
+        raise ValueError(f"validation systems without MD under {str(data)!r}: {missing}")
+    by_size = sorted(names, key=lambda n: -systems[n][0].aatype.shape[0])
+    parts = [by_size[k::workers] for k in range(min(workers, len(names)))]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) as pool:
+        reports = list(pool.map(_score_part, [(str(checkpoint), str(data), str(split), threads, {**options, "only": part})
+                                              for part in parts]))
+    merged = merge_reports(reports)
+    order = {n: k for k, n in enumerate(names)}
+    merged["systems"].sort(key=lambda r: (order[r["system"]], r["stride_ns"]))
+    return merged
+
+
+def plot_validity_along_rollouts(report: dict, path) -> None:
+    """Cα-valid fraction against the jump index (mean over systems and both rollouts; one line per
+    stride, with a 10-jump moving average) — how validity holds up along a rollout."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s in report["settings"]["strides_ns"]:
+        rows = [r for r in report["systems"] if math.isclose(r["stride_ns"], s) and r.get("ca_valid_per_jump")]
+        if not rows:
+            continue
+        curve = 100.0 * np.mean([r["ca_valid_per_jump"] for r in rows], axis=0)
+        jumps = np.arange(1, len(curve) + 1)
+        ax.plot(jumps, curve, lw=0.6, alpha=0.4)
+        w = min(10, len(curve))
+        smooth = np.convolve(curve, np.ones(w) / w, mode="valid")
+        ax.plot(jumps[w - 1:], smooth, lw=2.0, color=ax.lines[-1].get_color(),
+                label=f"Δt = {s:g} ns ({len(rows)} proteins; {np.mean(curve):.0f} % over all jumps)")
+    settings = report["settings"]
+    ax.set_xlabel("jump")
+    ax.set_ylabel("Cα-valid raw samples (%)")
+    ax.set_ylim(0, 102)
+    ax.set_title(f"validation split, raw rollouts: {Path(str(report.get('checkpoint', 'model'))).name}, "
+                 f"{settings['num_steps']} steps, noise {settings['noise_scale']:g}", fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openmm_starmd.training.validation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -257,8 +355,22 @@ def main(argv=None) -> int:
     parser.add_argument("--context-window", type=int, default=0, help="frames each frame attends to (0: whole history)")
     parser.add_argument("--systems", nargs="+", help="only these validation systems")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="processes, each scoring a share of the systems (default 1)")
     parser.add_argument("--out", help="write the JSON report here")
+    parser.add_argument("--plot", help="write a PNG of Cα validity along the rollouts here")
+    parser.add_argument("--merge", nargs="+", metavar="REPORT", help="only merge these reports (disjoint systems) into --out")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers: expected an int >= 1, got {args.workers}")
+    if args.merge:
+        if not args.out:
+            parser.error("--merge needs --out")
+        report = merge_reports([json.loads(Path(p).read_text()) for p in args.merge])
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        if args.plot:
+            plot_validity_along_rollouts(report, args.plot)
+        print(json.dumps(report["summary"], indent=1))
+        return 0
     torch.set_num_threads(args.threads)
     if args.check:
         rows = check_split(args.data, args.split)
@@ -277,12 +389,14 @@ def main(argv=None) -> int:
 
         sampler = GeneratorOptions(num_steps=args.num_steps, noise_scale=args.noise_scale).with_sampler_of(stride_card(args.model))
         args.num_steps, args.noise_scale = sampler.num_steps, sampler.noise_scale
-    report = score_checkpoint(args.model, args.data, args.split, strides_ns=args.strides, jumps=args.jumps,
-                              num_steps=args.num_steps, noise_scale=args.noise_scale, seed=args.seed,
-                              context_window=args.context_window, only=args.systems)
+    report = score_in_processes(args.model, args.data, args.split, args.workers, args.threads, strides_ns=args.strides,
+                                jumps=args.jumps, num_steps=args.num_steps, noise_scale=args.noise_scale, seed=args.seed,
+                                context_window=args.context_window, only=args.systems, verbose=True)
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
+    if args.plot:
+        plot_validity_along_rollouts(report, args.plot)
     print(json.dumps(report["summary"], indent=1))
     return 0
 
