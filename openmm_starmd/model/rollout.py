@@ -7,6 +7,7 @@ is untouched. A rollout can therefore be resumed exactly from its frame history 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -117,9 +118,17 @@ class Rollout:
         self.history_rots: list[torch.Tensor] = []
         self.history_trans: list[torch.Tensor] = []
         self.num_context = 0
-        self.core.start(self.aatype, self.residue_index, self.chain_index, self.capacity_frames, openfold_single, openfold_pair)
         self.context_window = int(context_window)
-        self.core.set_window(self.context_window)
+        with self._engine():
+            self.core.start(self.aatype, self.residue_index, self.chain_index, self.capacity_frames, openfold_single, openfold_pair)
+            self.core.set_window(self.context_window)
+
+    def _engine(self):
+        """The context every call of the core runs in: for a TorchScript core, the plain graph
+        executor. The optimising one re-specialises a core that is started a second time wrongly
+        (its frames then differ from the eager core's: tests/test_torchscript_restart.py); the plain
+        one gives the eager frames and, measured on a CPU, is as fast."""
+        return torch.jit.optimized_execution(False) if isinstance(self.core, torch.jit.ScriptModule) else contextlib.nullcontext()
 
     def _device(self) -> torch.device:
         for p in self.core.parameters():
@@ -144,7 +153,8 @@ class Rollout:
             raise RuntimeError(f"the KV cache holds {self.capacity_frames} frames and is full; create the Rollout with a larger capacity_frames")
         ctx = self._seeded(k, 0)
         try:
-            self.core.append_frame(rots, trans, self.log10_stride, float(self.core.context_noise_t))
+            with self._engine():
+                self.core.append_frame(rots, trans, self.log10_stride, float(self.core.context_noise_t))
         finally:
             ctx.__exit__(None, None, None)
         self.history_rots.append(rots)
@@ -167,7 +177,8 @@ class Rollout:
             raise RuntimeError("add_context() at least one frame before sampling")
         ctx = self._seeded(self.num_frames, 1 + attempt)
         try:
-            rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale)
+            with self._engine():
+                rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale)
         finally:
             ctx.__exit__(None, None, None)
         if self.align:

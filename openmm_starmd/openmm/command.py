@@ -80,7 +80,7 @@ class JumpRunConfig:
     platform: str = "CPU"
     threads: int = 1
     progress: Optional[bool] = None
-    scripted: bool = False  # a TorchScript core restarted by a context replay gives wrong frames (GeneratorOptions.scripted)
+    scripted: bool = False  # GeneratorOptions.scripted
     md_after_ps: float = 0.0  # plain MD with the Simulation's own integrator after the last jump
 
     def validate(self) -> "JumpRunConfig":

@@ -120,10 +120,10 @@ class GeneratorOptions:
         gate: validity gate settings; relax_config: restrained minimisation settings.
         scripted: compile the core with TorchScript when the model is given by name or path (about
             1 s of compilation and 1 s of warm-up; 0.76 against 0.85 s per 50-step villin sample on
-            one thread: benchmarks/results/sample_time.md). Off by default: with the shipped weights,
-            a scripted core started a second time (a context replay after ``relax()``, KV-cache
-            growth, a restore) gives wrong frames that all fail the gate (measured 2026-11-29; the
-            eager core is unaffected).
+            one thread: benchmarks/results/sample_time.md). The Rollout runs a scripted core under
+            TorchScript's plain executor: the optimising one gave wrong frames once the core was
+            started a second time (a context replay after ``relax()``, KV-cache growth, a restore;
+            tests/test_torchscript_restart.py). Off by default until its speed-up is measured again.
         context_window: frames each generated frame attends to, itself included (0: the whole history;
             see :class:`~openmm_starmd.model.rollout.Rollout`).
         torch_threads: torch CPU threads while the Generator runs the model (the caller's setting
