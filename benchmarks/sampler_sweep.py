@@ -25,27 +25,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from openmm_starmd.evaluation.validity import ca_valid  # noqa: E402
-from openmm_starmd.geometry.so3 import quat_to_rotmat  # noqa: E402
-from openmm_starmd.model.rollout import Rollout  # noqa: E402
 from openmm_starmd.geometry.superpose import rmsd  # noqa: E402
-from openmm_starmd.training.validation import _far_pair, _md_lag_rmsd_nm, _systems  # noqa: E402
+from openmm_starmd.training.validation import _md_lag_rmsd_nm, _systems, far_pair_rollouts  # noqa: E402
 from reports import write_report  # noqa: E402
 
 
 def rollouts(core, trajectories, stride_ns: float, jumps: int, num_steps: int, noise_scale: float, seed: int) -> list[np.ndarray]:
-    """Generated Cα positions ``[jumps + 1, N, 3]`` (nm; the MD start first) of two rollouts."""
-    f = trajectories[0]
-    quats = np.concatenate([t.quats for t in trajectories])
-    trans = np.concatenate([t.trans for t in trajectories])
-    a, b, _ = _far_pair(torch.from_numpy(trans))
-    out = []
-    for k, frame in enumerate((a, b)):
-        roll = Rollout(core, torch.from_numpy(f.aatype), torch.from_numpy(f.residue_index), stride_ns, capacity_frames=jumps + 2,
-                       seed=seed + k, num_steps=num_steps, noise_scale=noise_scale, chain_index=torch.from_numpy(f.chain_index))
-        roll.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
-        gen = roll.run(jumps).trans[0].double().numpy()
-        out.append(np.concatenate([trans[frame][None], gen]))
-    return out
+    """Generated Cα positions ``[jumps + 1, N, 3]`` (nm; the MD start first) of the validation's two
+    rollouts from the farthest-apart MD frames."""
+    generated, _ = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed)
+    return [g.numpy() for g in generated]
 
 
 def main(argv=None) -> int:

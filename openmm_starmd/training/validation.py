@@ -130,9 +130,11 @@ def _md_spread_nm(ca: torch.Tensor) -> float:
     return float(d.sum() / max(S * (S - 1), 1))
 
 
-def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
-                    noise_scale: float, seed: int, context_window: int = 0) -> dict:
-    """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
+def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
+                      noise_scale: float, seed: int, context_window: int = 0) -> tuple[list[torch.Tensor], tuple[int, int, float]]:
+    """Two raw rollouts (gate open) of one system from its farthest-apart MD frames ``a``, ``b``
+    (seeds ``seed`` and ``seed + 1``): the Cα positions ``[jumps + 1, N, 3]`` nm of each (float64,
+    the MD start first), and ``(a, b, their Cα RMSD in nm)``."""
     from openmm_starmd.geometry.so3 import quat_to_rotmat
     from openmm_starmd.model.rollout import Rollout
 
@@ -149,6 +151,16 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
         rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
         out = rollout.run(jumps)
         generated.append(torch.cat([ca_md[frame:frame + 1].double(), out.trans[0].double()]))  # [J+1, N, 3]
+    return generated, (a, b, start_sep)
+
+
+def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
+                    noise_scale: float, seed: int, context_window: int = 0) -> dict:
+    """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
+    first = trajectories[0]
+    ca_md = torch.from_numpy(np.concatenate([f.trans for f in trajectories]))
+    generated, (a, b, start_sep) = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
+                                                     context_window)
     valid_by_rollout = np.stack([ca_valid(g[1:].numpy()) for g in generated])  # [2, jumps]
     valid = valid_by_rollout.ravel()
     per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
