@@ -32,7 +32,7 @@ def test_generate_help_shows_seed_and_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--seed SEED integer seed" in text
     assert "reverse-diffusion steps per frame (default: the number the weights were validated with; 50 for the shipped weights)" in text
-    assert "(default: the one the weights were validated with, 0.5 for the shipped weights;" in text
+    assert "(default: the one the weights were validated with, 0.25 for the shipped weights;" in text
     assert "(default: recommended)" in text and "(default: traj.xtc)" in text
 
 

@@ -171,7 +171,7 @@ def test_shipped_weights_record_the_strides_and_sampler_their_validation_used():
     card = stride_card("default")
     assert card.validated == (0.1, 1.25) and card.recommended == 0.1
     assert card.trained[0] <= card.validated[0] <= card.validated[1] <= card.trained[1]
-    assert card.num_steps == 50 and card.noise_scale == 0.5
+    assert card.num_steps == 50 and card.noise_scale == 0.25
     assert "validation proteins never trained on" in card.note
 
 

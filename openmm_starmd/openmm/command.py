@@ -320,7 +320,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-steps", type=int, default=None,
                         help="reverse-diffusion steps per frame (default: the number the weights were validated with; 50 for the shipped weights)")
     parser.add_argument("--noise-scale", type=float, default=None,
-                        help="multiplier of the reverse SDE's noise (default: the one the weights were validated with, 0.5 for the "
+                        help="multiplier of the reverse SDE's noise (default: the one the weights were validated with, 0.25 for the "
                              "shipped weights; 1: the exact SDE; lower: more "
                              "Cα-valid frames, smaller per-jump motion; see docs/model_card.md)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",

@@ -109,7 +109,7 @@ class GeneratorOptions:
             validated with (their card's ``recommended_num_steps``), else 50.
         noise_scale: multiplier of the reverse SDE's stochastic term (1: the exact SDE of SPEC §3;
             lower values trade per-jump motion for chain geometry). None (default): the weights'
-            ``recommended_noise_scale``, else 0.5. The shipped weights record 50 steps and 0.5,
+            ``recommended_noise_scale``, else 0.5. The shipped weights record 50 steps and 0.25,
             the sampler their validation on unseen proteins used (docs/model_card.md).
         capacity_frames: initial KV-cache capacity (grown by replaying the history when needed).
         max_residues: refuse larger proteins (the error gives the memory estimate).
