@@ -107,25 +107,32 @@ def test_plots_write_pngs(tmp_path):
         assert matplotlib.image.imread(tmp_path / name).ndim == 3
 
 
-def test_denoiser_accuracy_of_an_untrained_template_start_is_the_md_motion(tmp_path):
-    """An untrained template-start network returns its context frame whatever the noise, so the
-    measured x̂₀ error is the MD motion over the lag at every t and the input error grows with t."""
-    import json
-
+def _untrained_template_start(tmp_path) -> Path:
+    """An untrained ``tiny_v2`` checkpoint at ``tmp_path/m.pt`` (it returns its context frame) and a
+    data root with a smooth villin trajectory; returns the data root."""
     import torch
 
-    import denoiser_accuracy
+    import openmm.app
     from openmm_starmd.model import StarMDCore
     from openmm_starmd.model.checkpoint import save_checkpoint
     from openmm_starmd.model.config import tiny_v2
     from test_training import _smooth_villin
 
-    import openmm.app
-
     villin = Path(openmm.app.__file__).parent / "data" / "test.pdb"
     data = _smooth_villin(tmp_path / "data" / "villin", str(villin)).parent
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "m.pt", tiny_v2(), StarMDCore(tiny_v2()).net.state_dict())
+    return data
+
+
+def test_denoiser_accuracy_of_an_untrained_template_start_is_the_md_motion(tmp_path):
+    """An untrained template-start network returns its context frame whatever the noise, so the
+    measured x̂₀ error is the MD motion over the lag at every t and the input error grows with t."""
+    import json
+
+    import denoiser_accuracy
+
+    data = _untrained_template_start(tmp_path)
     out = tmp_path / "acc"
     assert denoiser_accuracy.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
                                    "--lag-ns", "0.1", "--starts", "3", "--out", str(out)]) == 0
@@ -155,21 +162,10 @@ def test_sampler_sweep_of_an_untrained_template_start_reports_no_motion(tmp_path
     ratio to the MD motion at the same lag is ~0, while the MD reference itself is positive."""
     import json
 
-    import torch
-
     import sampler_sweep
-    from openmm_starmd.model import StarMDCore
-    from openmm_starmd.model.checkpoint import save_checkpoint
-    from openmm_starmd.model.config import tiny_v2
     from openmm_starmd.training.validation import _md_lag_rmsd_nm, _systems
-    from test_training import _smooth_villin
 
-    import openmm.app
-
-    villin = Path(openmm.app.__file__).parent / "data" / "test.pdb"
-    data = _smooth_villin(tmp_path / "data" / "villin", str(villin)).parent
-    torch.manual_seed(0)
-    save_checkpoint(tmp_path / "m.pt", tiny_v2(), StarMDCore(tiny_v2()).net.state_dict())
+    data = _untrained_template_start(tmp_path)
     out = tmp_path / "sweep"
     assert sampler_sweep.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
                                "--settings", "3:0.5", "--stride-ns", "0.01", "--out", str(out)]) == 0
