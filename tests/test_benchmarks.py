@@ -168,9 +168,12 @@ def test_sampler_sweep_of_an_untrained_template_start_reports_no_motion(tmp_path
     data = _untrained_template_start(tmp_path)
     out = tmp_path / "sweep"
     assert sampler_sweep.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
-                               "--settings", "3:0.5", "--stride-ns", "0.01", "--out", str(out)]) == 0
-    row = json.loads(out.with_suffix(".json").read_text())["rows"][0]
+                               "--settings", "3:0.5", "3:1:2", "--stride-ns", "0.01", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert _md_lag_rmsd_nm(_systems(str(data), ["villin"])["villin"], 0.01) > 0.005  # nm
-    assert row["frames"] == 4 and row["jump_rmsd_angstrom"] < 0.01
-    assert row["rmsd_ratio_systems"] == 1 and row["rmsd_ratio_median"] < 0.01
-    assert "| 3 | 0.5 | 4 |" in out.with_suffix(".md").read_text()
+    assert [(r["noise_scale"], r["time_spacing"]) for r in rows] == [(0.5, 1.0), (1.0, 2.0)]
+    for row in rows:
+        assert row["frames"] == 4 and row["jump_rmsd_angstrom"] < 0.01
+        assert row["rmsd_ratio_systems"] == 1 and row["rmsd_ratio_median"] < 0.01
+    table = out.with_suffix(".md").read_text()
+    assert "| 3 | 0.5 | 1 | 4 |" in table and "| 3 | 1 | 2 | 4 |" in table

@@ -93,6 +93,21 @@ def test_timesteps(diffuser):
     assert len(diffuser.timesteps(diffuser.num_steps)) == 200
 
 
+@pytest.mark.parametrize("spacing", [0.5, 2.0, 3.0])
+def test_timesteps_spacing(diffuser, spacing):
+    t_min = DiffusionConfig().t_min
+    even = diffuser.timesteps(50)
+    assert torch.equal(diffuser.timesteps(50, 1.0), even)  # the default, bit for bit
+    ts = diffuser.timesteps(50, spacing)
+    assert ts.shape == (50,) and ts.dtype == torch.float64
+    assert ts[0].item() == 1.0 and ts[-1].item() == pytest.approx(t_min, abs=1e-15)
+    assert bool((ts[1:] < ts[:-1]).all())
+    u = torch.linspace(1.0, 0.0, 50, dtype=torch.float64)
+    assert torch.allclose((ts - t_min) / (1 - t_min), u ** spacing, atol=1e-14)  # t_i = t_min + (1 - t_min) u_i^p
+    # p > 1 crowds the times toward t_min: more of them below t = 0.1 than evenly spaced ones
+    assert (int((ts < 0.1).sum()) > int((even < 0.1).sum())) == (spacing > 1)
+
+
 # --- IGSO(3) -------------------------------------------------------------------------------------
 def test_igso3_tables_are_the_normalised_series():
     """The spec's series integrates to 1 as an angle pdf, and the table density matches it."""
@@ -382,7 +397,8 @@ def test_scripted_equals_eager(diffuser, scripted):
     torch.manual_seed(3)
     b = scripted.sample_prior([B, N])
     assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert torch.equal(scripted.timesteps(11), diffuser.timesteps(11))
+    assert torch.equal(scripted.timesteps(11, 1.0), diffuser.timesteps(11))
+    assert torch.equal(scripted.timesteps(11, 2.0), diffuser.timesteps(11, 2.0))
 
 
 def test_noise_scale_zero_removes_the_stochastic_term():
@@ -437,6 +453,9 @@ def test_bad_inputs_raise_value_errors_naming_the_argument(diffuser):
         diffuser.prior_from_noise(torch.rand(B, N, 1), z, z)
     with pytest.raises(ValueError, match="num_steps"):
         diffuser.timesteps(1)
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="time spacing must be a number > 0"):
+            diffuser.timesteps(5, bad)
     with pytest.raises(ValueError, match="shape"):
         diffuser.sample_prior([B, 0])
     with pytest.raises(TypeError, match="t must be a torch.Tensor"):

@@ -46,12 +46,12 @@ def write_model_files(folder: Path, topology, positions) -> tuple[Path, Path]:
     return Path(core_path), Path(prop_path)
 
 
-def python_generator_frames(mod, system, core_path, num_jumps=NUM_JUMPS, seed=SEED) -> list[np.ndarray]:
+def python_generator_frames(mod, system, core_path, num_jumps=NUM_JUMPS, seed=SEED, time_spacing=1.0) -> list[np.ndarray]:
     """Positions ``[A, 3]`` nm after each jump of the Python StarMDGenerator: no relaxation, every frame accepted."""
     sim = app.Simulation(mod.topology, system, openmm.VerletIntegrator(0.002), openmm.Platform.getPlatformByName("CPU"),
                          {"Threads": "1"})
     sim.context.setPositions(mod.positions)
-    options = GeneratorOptions(num_steps=NUM_STEPS, reassign_velocities=False, progress=False,
+    options = GeneratorOptions(num_steps=NUM_STEPS, time_spacing=time_spacing, reassign_velocities=False, progress=False,
                                gate=GateConfig(max_attempts=1, max_clash_rate=1.0, max_break_rate=1.0))
     gen = StarMDGenerator(sim, model=torch.jit.load(str(core_path)), stride=STRIDE_NS, relax=None, seed=seed, options=options)
     frames = []
@@ -69,9 +69,13 @@ def villin_files(tmp_path_factory):
     return mod, system, core_path, prop_path
 
 
-def test_propagator_driven_like_the_kernel_equals_generator(villin_files):
+@pytest.mark.parametrize("time_spacing", [1.0, 2.0])
+def test_propagator_driven_like_the_kernel_equals_generator(villin_files, tmp_path, time_spacing):
     mod, system, core_path, prop_path = villin_files
+    if time_spacing != 1.0:  # the spacing is fixed in the file at export
+        prop_path = export_propagator(mod.topology, mod.positions, tmp_path / "spaced.pt", model=core_path, time_spacing=time_spacing)
     prop = torch.jit.load(str(prop_path))
+    assert prop.time_spacing == time_spacing
     assert prop.num_atoms == system.getNumParticles() == 582 and prop.num_residues == 35
     x = torch.as_tensor(np.asarray(mod.positions.value_in_unit(unit.nanometer)), dtype=torch.float64)
     start = x.clone()
@@ -85,7 +89,7 @@ def test_propagator_driven_like_the_kernel_equals_generator(villin_files):
         torch.manual_seed(_derive_seed(SEED, j + 1, 1))
         x = prop.rebuild(x, *prop.sample(stride, NUM_STEPS, False, FALLBACK_NOISE_SCALE))  # a loaded core has no card
         ours.append(x.numpy())
-    reference = python_generator_frames(mod, system, core_path)
+    reference = python_generator_frames(mod, system, core_path, time_spacing=time_spacing)
     for j in range(NUM_JUMPS):
         assert np.abs(ours[j] - reference[j]).max() < TOL_NM
     assert np.abs(ours[-1] - start.numpy()).max() > 0.1  # the jumps moved the protein
@@ -105,6 +109,8 @@ def test_export_propagator_bad_input(villin_files, tmp_path):
         export_propagator(mod.topology, positions[:-1], tmp_path / "p.pt", model=core_path)
     with pytest.raises(TypeError, match="model"):
         export_propagator(mod.topology, positions, tmp_path / "p.pt", model=3.5)
+    with pytest.raises(ValueError, match="time_spacing: expected a number > 0"):
+        export_propagator(mod.topology, positions, tmp_path / "p.pt", model=core_path, time_spacing=0.0)
 
 
 def solvated_villin():

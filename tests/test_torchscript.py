@@ -36,6 +36,50 @@ def test_scripted_equals_eager_rollout(make):
     assert (outs[0].torsions - outs[1].torsions).abs().max() < 1e-4
 
 
+def test_time_spacing_reaches_the_sampler_scripted_and_eager():
+    """time_spacing moves the reverse-diffusion times (other frames than even spacing, same seed),
+    and a scripted core follows it exactly as the eager one does."""
+    aatype, resid, rots, trans = random_protein(N, 4)
+    outs = {}
+    for name, c, spacing in (("eager", _core(), 2.0), ("scripted", script_core(_core()), 2.0), ("even", _core(), 1.0)):
+        r = Rollout(c, aatype, resid, 0.1, seed=5, num_steps=6, time_spacing=spacing, capacity_frames=6)
+        r.add_context(rots, trans)
+        outs[name] = r.run(2).trans
+    assert (outs["eager"] - outs["scripted"]).abs().max() < 1e-4
+    assert (outs["eager"] - outs["even"]).abs().max() > 1e-3
+    state = Rollout(_core(), aatype, resid, 0.1, seed=5, num_steps=6, time_spacing=2.0).state_dict()
+    assert Rollout.from_state(_core(), state).time_spacing == 2.0
+    with pytest.raises(ValueError, match="time_spacing must be a number > 0"):
+        Rollout(_core(), aatype, resid, 0.1, time_spacing=0.0)
+
+
+class _EvenTimesCore(torch.nn.Module):
+    """The sampling boundary of a core exported before sample_frame took a time spacing."""
+
+    def __init__(self):
+        super().__init__()
+        self.stride_min_ns = 0.01
+        self.stride_max_ns = 10.0
+
+    @torch.jit.export
+    def sample_frame(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float):
+        return log10_stride_ns, log10_stride_ns, log10_stride_ns
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def test_a_core_exported_without_time_spacing_samples_at_even_times_only():
+    from openmm_starmd.model.rollout import takes_time_spacing
+
+    old = torch.jit.script(_EvenTimesCore())
+    assert not takes_time_spacing(old)
+    assert takes_time_spacing(script_core(_core())) and takes_time_spacing(_core())
+    aatype, resid, _, _ = random_protein(N, 4)
+    with pytest.raises(ValueError, match="evenly spaced times only"):
+        Rollout(old, aatype, resid, 0.1, time_spacing=2.0)
+
+
 def test_exported_file_runs_without_package(tmp_path):
     core = _core(2)
     path = tmp_path / "core.pt"
@@ -46,7 +90,7 @@ def test_exported_file_runs_without_package(tmp_path):
     core.start(aatype[None], resid[None], torch.zeros_like(resid)[None], 4)
     torch.manual_seed(7)
     core.append_frame(rots[None], trans[None], torch.zeros(1), 0.05)
-    _, x_ref, _ = core.step(torch.zeros(1), 5, False, 1.0)
+    _, x_ref, _ = core.step(torch.zeros(1), 5, False, 1.0, 1.0)
     script = textwrap.dedent(f"""
         import sys
         sys.modules["openmm_starmd"] = None  # importing the package would fail loudly
@@ -56,7 +100,7 @@ def test_exported_file_runs_without_package(tmp_path):
         core.start(d["aatype"][None], d["resid"][None], torch.zeros_like(d["resid"])[None], 4, None, None)
         torch.manual_seed(7)
         core.append_frame(d["rots"][None], d["trans"][None], torch.zeros(1), 0.05)
-        r, x, tor = core.step(torch.zeros(1), 5, False, 1.0)
+        r, x, tor = core.step(torch.zeros(1), 5, False, 1.0, 1.0)
         torch.save(x, {str(tmp_path / "out.pt")!r})
         assert "openmm_starmd.model" not in sys.modules
     """)

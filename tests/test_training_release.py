@@ -51,7 +51,7 @@ def test_release_from_a_training_state_takes_its_ema_and_records_the_card(tmp_pa
     trajectories = [{"key": "villin/R1", "frame_interval_ps": 10.0, "stride_frames": [1, 20]}]
     save_checkpoint(tmp_path / "run.pt", cfg, core.net.state_dict(), ema, {"step": 41, "trajectories": trajectories})
     card = {"validated_stride_ns": [0.1, 0.2], "recommended_stride_ns": 0.1, "recommended_num_steps": 30,
-            "recommended_noise_scale": 0.25, "stride_validation": "measured on a test"}
+            "recommended_noise_scale": 0.25, "recommended_time_spacing": 2.0, "stride_validation": "measured on a test"}
     manifest = release_weights(tmp_path / "run.state.pt", "v", tmp_path / "weights", card=card, parent_steps=(100,),
                                meta_from=tmp_path / "run.pt")
     assert manifest["optimiser_steps"] == 140 and manifest["recommended_noise_scale"] == 0.25
@@ -62,7 +62,7 @@ def test_release_from_a_training_state_takes_its_ema_and_records_the_card(tmp_pa
     for k, v in load_model(tmp_path / "weights" / "v.pt").net.state_dict().items():  # the EMA, through two float16 casts
         assert torch.allclose(v, ema[k].float(), atol=2e-3, rtol=1e-3), k
     got = stride_card(tmp_path / "weights" / "v.pt")
-    assert got.validated == (0.1, 0.2) and got.recommended == 0.1 and (got.num_steps, got.noise_scale) == (30, 0.25)
+    assert got.validated == (0.1, 0.2) and got.recommended == 0.1 and (got.num_steps, got.noise_scale, got.time_spacing) == (30, 0.25, 2.0)
     assert got.trained == pytest.approx((0.01, 0.2))
     with pytest.raises(ValueError, match="unknown keys"):
         release_weights(tmp_path / "run.pt", "w", tmp_path / "weights", card={"noise": 0.3})
@@ -132,4 +132,5 @@ def test_shipped_default_describes_itself_consistently():
 
     options = GeneratorOptions().with_sampler_of(stride_card("default"))
     assert (options.num_steps, options.noise_scale) == (manifest["recommended_num_steps"], manifest["recommended_noise_scale"])
-    assert f"use {options.num_steps} reverse-diffusion steps per frame and noise scale {options.noise_scale:g}" in summary
+    assert (f"use {options.num_steps} reverse-diffusion steps per frame, noise scale {options.noise_scale:g} "
+            f"and time spacing {options.time_spacing:g}") in summary

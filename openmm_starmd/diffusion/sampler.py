@@ -38,6 +38,7 @@ def reverse_sample(
     num_steps: Optional[int] = None,
     ode: Optional[bool] = None,
     noise_scale: Optional[float] = None,
+    time_spacing: float = 1.0,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
 ) -> ReverseSample:
@@ -45,7 +46,8 @@ def reverse_sample(
 
     Evaluates the denoiser at each of ``diffuser.timesteps(num_steps)`` (1.0 down to t_min) and
     takes a reverse step between consecutive times. ``num_steps``, ``ode`` and ``noise_scale``
-    default to the diffuser's configuration.
+    default to the diffuser's configuration; ``time_spacing`` places the times (see
+    :meth:`SE3Diffuser.timesteps`; 1: evenly spaced).
     """
     num_steps = diffuser.num_steps if num_steps is None else num_steps
     ode = diffuser.ode if ode is None else ode
@@ -53,7 +55,7 @@ def reverse_sample(
     if not callable(denoiser):
         raise TypeError(f"denoiser must be callable (rots_t, trans_t, t) -> (rots_0_hat, trans_0_hat), got {type(denoiser).__name__}")
     shape = [int(n) for n in shape]
-    ts = [float(t) for t in diffuser.timesteps(num_steps)]
+    ts = [float(t) for t in diffuser.timesteps(num_steps, time_spacing)]
     u = torch.rand(shape, generator=generator, device=device)
     axis = torch.randn(shape + [3], generator=generator, device=device)
     z = torch.randn(shape + [3], generator=generator, device=device)

@@ -149,9 +149,10 @@ class StarMDCore(nn.Module):
             return self._run(rots_t, trans_t, t, log10_stride_ns, False, self.template_rots, self.template_trans)
 
     @torch.jit.export
-    def sample_frame(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float
-                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Generate the next frame by the reverse SDE (or ODE) with ``num_steps`` network calls.
+    def sample_frame(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float,
+                     time_spacing: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Generate the next frame by the reverse SDE (or ODE) with ``num_steps`` network calls at
+        ``diffuser.timesteps(num_steps, time_spacing)``.
 
         Returns x̂_0 of the last step: rots ``[B, N, 3, 3]``, trans ``[B, N, 3]`` (centred, nm) and
         torsions ``[B, N, 7, 2]``."""
@@ -161,7 +162,7 @@ class StarMDCore(nn.Module):
         if self.num_frames >= self.capacity_frames:
             raise RuntimeError("KV cache is full: start() the rollout with a larger capacity_frames")
         rots, trans = self.diffuser.sample_prior([B, N], None, self.s_seq.device)
-        ts = self.diffuser.timesteps(num_steps)
+        ts = self.diffuser.timesteps(num_steps, time_spacing)
         r0 = rots
         x0 = trans
         tors = torch.zeros([B, N, 7, 2], device=trans.device)
@@ -176,12 +177,12 @@ class StarMDCore(nn.Module):
         return r0, x0, tors
 
     @torch.jit.export
-    def step(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float
-             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float,
+             time_spacing: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generate the next frame and append it to the context (the whole jump)."""
-        r0, x0, tors = self.sample_frame(log10_stride_ns, num_steps, ode, noise_scale)
+        r0, x0, tors = self.sample_frame(log10_stride_ns, num_steps, ode, noise_scale, time_spacing)
         self.append_frame(r0, x0, log10_stride_ns, self.context_noise_t)
         return r0, x0, tors
 
     def forward(self, log10_stride_ns: torch.Tensor, num_steps: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.step(log10_stride_ns, num_steps, False, 1.0)
+        return self.step(log10_stride_ns, num_steps, False, 1.0, 1.0)

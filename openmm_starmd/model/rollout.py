@@ -63,6 +63,14 @@ def validate_stride(stride_ns: float, stride_min_ns: float, stride_max_ns: float
     return float(stride_ns)
 
 
+def takes_time_spacing(core) -> bool:
+    """Whether ``core.sample_frame`` takes a ``time_spacing`` argument (every eager core does; a
+    TorchScript core exported by an earlier version does not)."""
+    if isinstance(core, torch.jit.ScriptModule):
+        return any(a.name == "time_spacing" for a in core._c._get_method("sample_frame").schema.arguments)
+    return True
+
+
 class Rollout:
     """Generate frames of B replicas of one protein with a singles-only KV cache.
 
@@ -74,6 +82,9 @@ class Rollout:
         replicas: B independent trajectories generated in one batch.
         seed: integer seed; None draws one from torch's generator.
         num_steps: reverse-diffusion steps per frame. ode: probability-flow ODE instead of SDE.
+        noise_scale: multiplier of the reverse SDE's stochastic term (1: the exact SDE).
+        time_spacing: power p of the reverse-diffusion times (``SE3Diffuser.timesteps``): 1 spaces
+            them evenly in t, 2 crowds them toward t_min.
         capacity_frames: KV-cache capacity (context + generated frames); default the config's.
         chain_index: ``[N]`` chain of each residue (default all 0).
         align: superpose each generated frame's CA onto the previous frame's (Kabsch).
@@ -83,13 +94,15 @@ class Rollout:
 
     def __init__(self, core, aatype: torch.Tensor, residue_index: torch.Tensor, stride_ns: float, *, replicas: int = 1,
                  seed: Optional[int] = None, num_steps: int = 200, ode: bool = False, noise_scale: float = 1.0,
-                 capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
+                 time_spacing: float = 1.0, capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
                  openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None,
                  context_window: int = 0):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if not 0.0 < float(time_spacing) < float("inf"):
+            raise ValueError(f"time_spacing must be a number > 0, got {time_spacing}")
         aatype = torch.as_tensor(aatype, dtype=torch.long)
         residue_index = torch.as_tensor(residue_index, dtype=torch.long)
         if aatype.numel() == 0 or aatype.shape[-1] == 0:
@@ -106,6 +119,11 @@ class Rollout:
         self.num_steps = num_steps
         self.ode = ode
         self.noise_scale = float(noise_scale)
+        self.time_spacing = float(time_spacing)
+        self._takes_time_spacing = takes_time_spacing(core)
+        if not self._takes_time_spacing and self.time_spacing != 1.0:
+            raise ValueError(f"time_spacing={self.time_spacing:g}: this exported core samples at evenly spaced times only "
+                             "(it was exported before sample_frame took a time spacing); export it again with 'starmd export'")
         self.align = align
         self.capacity_frames = int(capacity_frames or core.default_capacity)
         device = self._device()
@@ -178,7 +196,11 @@ class Rollout:
         ctx = self._seeded(self.num_frames, 1 + attempt)
         try:
             with self._engine():
-                rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale)
+                if self._takes_time_spacing:
+                    rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale,
+                                                               self.time_spacing)
+                else:  # a core exported before sample_frame took a time spacing (evenly spaced times)
+                    rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale)
         finally:
             ctx.__exit__(None, None, None)
         if self.align:
@@ -219,7 +241,7 @@ class Rollout:
     def state_dict(self) -> dict:
         """Everything needed to resume exactly: seed, options and the frame history."""
         return {"seed": self.seed, "stride_ns": self.stride_ns, "replicas": self.replicas, "num_steps": self.num_steps,
-                "ode": self.ode, "noise_scale": self.noise_scale, "align": self.align,
+                "ode": self.ode, "noise_scale": self.noise_scale, "time_spacing": self.time_spacing, "align": self.align,
                 "capacity_frames": self.capacity_frames, "num_context": self.num_context, "context_window": self.context_window,
                 "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
                 "history_rots": torch.stack(self.history_rots, 1).cpu() if self.history_rots else None,
@@ -230,7 +252,7 @@ class Rollout:
         """Rebuild a rollout (and its KV cache, by replaying the history) from :meth:`state_dict`."""
         r = Rollout(core, state["aatype"], state["residue_index"], state["stride_ns"], replicas=state["replicas"],
                     seed=state["seed"], num_steps=state["num_steps"], ode=state["ode"], noise_scale=state["noise_scale"],
-                    capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"],
+                    time_spacing=state.get("time_spacing", 1.0), capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"],
                     context_window=state.get("context_window", 0))
         if state["history_trans"] is not None:
             device = r._device()

@@ -75,6 +75,7 @@ class JumpRunConfig:
     seed: Optional[int] = None
     num_steps: Optional[int] = None  # None: the weights' recommended sampler (GeneratorOptions)
     noise_scale: Optional[float] = None
+    time_spacing: Optional[float] = None
     gate_judge: str = "sample"
     fallback_md_steps: Optional[int] = 500  # None: MD for the whole interval
     platform: str = "CPU"
@@ -97,6 +98,8 @@ class JumpRunConfig:
             raise ValueError(f"--stride: expected a positive time, got {self.stride_ns:g} ns")
         if self.noise_scale is not None and not 0 <= self.noise_scale < float("inf"):
             raise ValueError(f"--noise-scale: expected a number >= 0, got {self.noise_scale}")
+        if self.time_spacing is not None and not 0 < self.time_spacing < float("inf"):
+            raise ValueError(f"--time-spacing: expected a number > 0, got {self.time_spacing}")
         if self.gate_judge not in ("sample", "relaxed"):
             raise ValueError(f"--gate-judge: expected 'sample' or 'relaxed', got {self.gate_judge!r}")
         parse_relax(self.relax)
@@ -230,7 +233,8 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     relax = parse_relax(cfg.relax)
     stride = None if cfg.stride_ns is None else cfg.stride_ns * unit.nanoseconds
     gen = StarMDGenerator(simulation, model=cfg.model, stride=stride, relax=relax, seed=cfg.seed,
-                          options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale, progress=cfg.progress,
+                          options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale,
+                                                   time_spacing=cfg.time_spacing, progress=cfg.progress,
                                                    scripted=cfg.scripted, torch_threads=cfg.threads,
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps, judge=cfg.gate_judge)))
     out = Path(cfg.out)
@@ -323,6 +327,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="multiplier of the reverse SDE's noise (default: the one the weights were validated with, 0.25 for the "
                              "shipped weights; 1: the exact SDE; lower: more "
                              "Cα-valid frames, smaller per-jump motion; see docs/model_card.md)")
+    parser.add_argument("--time-spacing", type=float, default=None,
+                        help="power p of the reverse-diffusion times t = t_min + (1 - t_min) u^p (default: the one the "
+                             "weights were validated with; 1: evenly spaced; 2: more steps near t_min, where the chain "
+                             "geometry is set)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",
                         help="check Cα validity (no clash, no chain break) on the generated frame, as the STAR-MD paper does "
                              "('sample', the default), or on the structure after the restrained minimisation ('relaxed')")
@@ -343,7 +351,7 @@ def run(args) -> int:
         stride_ns = None if args.stride == RECOMMENDED else parse_stride_ns(args.stride)
         cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=stride_ns,
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
-                            noise_scale=args.noise_scale, gate_judge=args.gate_judge,
+                            noise_scale=args.noise_scale, time_spacing=args.time_spacing, gate_judge=args.gate_judge,
                             fallback_md_steps=args.fallback_md_steps,
                             platform=args.platform, threads=args.threads,
                             progress=False if args.no_progress else None).validate()

@@ -111,6 +111,10 @@ class GeneratorOptions:
             lower values trade per-jump motion for chain geometry). None (default): the weights'
             ``recommended_noise_scale``, else 0.5. The shipped weights record 50 steps and 0.25,
             the sampler their validation on unseen proteins used (docs/model_card.md).
+        time_spacing: power p of the reverse-diffusion times, t_i = t_min + (1 - t_min) u_i^p with u
+            evenly spaced from 1 to 0 (1: evenly spaced in t; 2 crowds the steps toward t_min, where
+            the exact SDE otherwise breaks Cα-Cα bonds). None (default): the weights'
+            ``recommended_time_spacing``, else 1.
         capacity_frames: initial KV-cache capacity (grown by replaying the history when needed).
         max_residues: refuse larger proteins (the error gives the memory estimate).
         device: torch device of the model (None: CUDA if available, else CPU; a loaded core keeps its own).
@@ -135,6 +139,7 @@ class GeneratorOptions:
 
     num_steps: Optional[int] = None
     noise_scale: Optional[float] = None
+    time_spacing: Optional[float] = None
     capacity_frames: int = 64
     max_residues: int = 1500
     device: Optional[str] = None
@@ -159,6 +164,10 @@ class GeneratorOptions:
         noise = self.noise_scale
         if noise is not None and (isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0):
             raise ValueError(f"GeneratorOptions.noise_scale: expected a number >= 0 or None, got {noise!r}")
+        spacing = self.time_spacing
+        if spacing is not None and (isinstance(spacing, bool) or not isinstance(spacing, (int, float))
+                                    or not 0 < spacing < float("inf")):
+            raise ValueError(f"GeneratorOptions.time_spacing: expected a number > 0 or None, got {spacing!r}")
         window = self.context_window
         if isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1:
             raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history) or an int >= 2, got {window!r}")
@@ -170,17 +179,20 @@ class GeneratorOptions:
         return self
 
     def with_sampler_of(self, card) -> "GeneratorOptions":
-        """These options with ``num_steps``/``noise_scale`` left at None filled from ``card`` (a
-        :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else from the fallbacks
-        (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`)."""
+        """These options with ``num_steps``/``noise_scale``/``time_spacing`` left at None filled from
+        ``card`` (a :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else from the
+        fallbacks (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`, :data:`FALLBACK_TIME_SPACING`)."""
         steps = self.num_steps if self.num_steps is not None else getattr(card, "num_steps", None)
         noise = self.noise_scale if self.noise_scale is not None else getattr(card, "noise_scale", None)
+        spacing = self.time_spacing if self.time_spacing is not None else getattr(card, "time_spacing", None)
         return replace(self, num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
-                       noise_scale=FALLBACK_NOISE_SCALE if noise is None else float(noise))
+                       noise_scale=FALLBACK_NOISE_SCALE if noise is None else float(noise),
+                       time_spacing=FALLBACK_TIME_SPACING if spacing is None else float(spacing))
 
 
 FALLBACK_NUM_STEPS = 50  # a model whose card records no sampler
 FALLBACK_NOISE_SCALE = 0.5
+FALLBACK_TIME_SPACING = 1.0
 
 
 @dataclass
@@ -492,7 +504,7 @@ class StarMDGenerator:
         with _torch_threads(self.options.torch_threads), _rollout_stride_quiet():
             self.rollout = Rollout(self.core, self.pmap.aatype, self.pmap.residue_index, self.stride_ns, seed=self.seed,
                                    num_steps=self.options.num_steps, noise_scale=self.options.noise_scale,
-                                   chain_index=self.pmap.chain_index,
+                                   time_spacing=self.options.time_spacing, chain_index=self.pmap.chain_index,
                                    capacity_frames=self.options.capacity_frames,
                                    context_window=self.options.context_window)
             self.rollout.add_context(current.rots, current.trans)

@@ -9,7 +9,8 @@ methods are, for ``A`` atoms and ``N`` residues::
     coarse(positions [A,3] f64)            -> rots [N,3,3], trans [N,3]      (coarse_grain)
     append(rots, trans, log10_stride [1])                         context frame (Rollout._append)
     sample(log10_stride [1], num_steps, ode, noise_scale) -> rots, trans, torsions [N,7,2]
-                                              (Rollout.sample: core.sample_frame + Kabsch align)
+                                              (Rollout.sample: core.sample_frame + Kabsch align,
+                                               at the time spacing fixed at export)
     rebuild(positions [A,3] f64, rots, trans, torsions) -> positions [A,3] f64     (rebuild_positions,
     rebuild_periodic(positions, box [3,3], rots, trans, torsions) -> positions        no / rectangular box)
     set_core_device(device)              the caller moved the core submodule there (the rest stays on CPU)
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from openmm_starmd.geometry.superpose import kabsch
+from openmm_starmd.model.rollout import takes_time_spacing
 from openmm_starmd.openmm.coarse_grain import (
     ProteinMap,
     atom_label,
@@ -131,10 +133,12 @@ class SystemPropagator(nn.Module):
     num_frames: int
     core_device: str
     atom_labels: List[str]
+    time_spacing: float
 
     def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int,
-                 bond_tree: np.ndarray, atom_labels: List[str]):
+                 bond_tree: np.ndarray, atom_labels: List[str], time_spacing: float = 1.0):
         super().__init__()
+        self.time_spacing = float(time_spacing)
         self.core = core
         self.geometry = geometry
         self.aatype = pmap.aatype[None].clone()  # [1, N]
@@ -189,7 +193,8 @@ class SystemPropagator(nn.Module):
                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The next frame, superposed on the last context frame: rots ``[N, 3, 3]``, trans ``[N, 3]``,
         torsions ``[N, 7, 2]`` (not appended: the caller appends the structure it keeps)."""
-        rots, trans, tors = self.core.sample_frame(log10_stride_ns.to(torch.device(self.core_device)), num_steps, ode, noise_scale)
+        rots, trans, tors = self.core.sample_frame(log10_stride_ns.to(torch.device(self.core_device)), num_steps, ode, noise_scale,
+                                                   self.time_spacing)
         rots, trans = self.geometry.align(rots.cpu(), trans.cpu(), self.last_trans)
         return rots[0], trans[0], tors[0].cpu()
 
@@ -210,6 +215,18 @@ class SystemPropagator(nn.Module):
 
     def forward(self, positions_nm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.coarse(positions_nm)
+
+
+class _EvenTimesSystemPropagator(SystemPropagator):
+    """:class:`SystemPropagator` around a core exported before ``sample_frame`` took a time
+    spacing: its reverse-diffusion times are evenly spaced."""
+
+    @torch.jit.export
+    def sample(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rots, trans, tors = self.core.sample_frame(log10_stride_ns.to(torch.device(self.core_device)), num_steps, ode, noise_scale)
+        rots, trans = self.geometry.align(rots.cpu(), trans.cpu(), self.last_trans)
+        return rots[0], trans[0], tors[0].cpu()
 
 
 def _is_torchscript_archive(path: str) -> bool:
@@ -242,7 +259,7 @@ def load_scripted_core(model) -> Tuple[torch.jit.ScriptModule, dict]:
     return script_core(core), read_checkpoint(resolve_model_path(name)[0])["config"]
 
 
-def export_propagator(topology, positions, path, model="default") -> str:
+def export_propagator(topology, positions, path, model="default", time_spacing=None) -> str:
     """Write the system-bound propagator file the C++ ``GeneratorIntegrator`` runs; returns the path.
 
     Args:
@@ -253,6 +270,9 @@ def export_propagator(topology, positions, path, model="default") -> str:
             the D configuration under an L name; a chain gap warns (``ChainGapWarning``).
         path: output file.
         model: ``"default"``, a checkpoint path, a file written by ``starmd export``, or a core.
+        time_spacing: power of the reverse-diffusion time spacing the file samples with
+            (``GeneratorOptions.time_spacing``); None: the one the weights record (their card),
+            else 1 (evenly spaced).
     """
     from openmm import unit
 
@@ -270,18 +290,38 @@ def export_propagator(topology, positions, path, model="default") -> str:
     check_chirality(pmap, pos)
     warn_chain_gaps(pmap, pos)
     core, config = load_scripted_core(model)
+    if time_spacing is None:
+        time_spacing = _card_time_spacing(model)
+    if not 0 < float(time_spacing) < float("inf"):
+        raise ValueError(f"time_spacing: expected a number > 0, got {time_spacing}")
+    propagator_cls = SystemPropagator
+    if not takes_time_spacing(core):
+        if float(time_spacing) != 1.0:
+            raise ValueError(f"time_spacing={time_spacing:g}: this exported core samples at evenly spaced times only "
+                             "(it was exported before sample_frame took a time spacing); export it again with 'starmd export'")
+        propagator_cls = _EvenTimesSystemPropagator
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TorchScript.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
         residue_of_atom = np.array([a.residue.index for a in topology.atoms()], dtype=np.int64)
         labels = [atom_label(a) for a in topology.atoms()]
-        scripted = torch.jit.script(SystemPropagator(core, trace_geometry(pmap, pos, residue_of_atom), pmap, num_atoms,
-                                                     protein_bond_tree(topology), labels))
+        scripted = torch.jit.script(propagator_cls(core, trace_geometry(pmap, pos, residue_of_atom), pmap, num_atoms,
+                                                   protein_bond_tree(topology), labels, float(time_spacing)))
     system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
-              "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels)}
+              "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels), "time_spacing": float(time_spacing)}
     scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),
                                                  "system.json": json.dumps(system, indent=1)})
     return os.fspath(path)
+
+
+def _card_time_spacing(model) -> float:
+    """The time spacing recorded with a shipped name or checkpoint path (1 for anything else)."""
+    from openmm_starmd.model.checkpoint import stride_card
+
+    if isinstance(model, (str, os.PathLike)) and not (os.path.isfile(os.fspath(model)) and _is_torchscript_archive(os.fspath(model))):
+        spacing = stride_card(model).time_spacing
+        return 1.0 if spacing is None else float(spacing)
+    return 1.0
 
 
 def log10_stride_tensor(stride_ns: float) -> torch.Tensor:

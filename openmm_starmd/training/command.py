@@ -42,6 +42,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--validation-num-steps", type=int, default=25, help="reverse-diffusion steps per validation jump (default 25)")
     parser.add_argument("--validation-noise-scale", type=float, default=0.5, help="reverse-SDE noise scale of the "
                         "validation jumps (default 0.5)")
+    parser.add_argument("--validation-time-spacing", type=float, default=1.0, help="power of the reverse-diffusion "
+                        "time spacing of the validation jumps (default 1: evenly spaced)")
     parser.add_argument("--crop", type=int, default=256, help="longer proteins are cropped to this many residues (default 256)")
     parser.add_argument("--min-stride-ns", type=float, default=0.01, help="shortest stride between frames (default 0.01 ns)")
     parser.add_argument("--max-stride-ns", type=float, default=10.0, help="longest stride; trajectories cap it at their length (default 10 ns)")
@@ -120,7 +122,7 @@ def config_from_args(args):
         low_t_fraction=args.low_t_fraction,
         max_wall_s=args.max_wall_s, validate_every=args.validate_every, validation_split=args.holdout_file,
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
-        validation_noise_scale=args.validation_noise_scale,
+        validation_noise_scale=args.validation_noise_scale, validation_time_spacing=args.validation_time_spacing,
     )
 
 
