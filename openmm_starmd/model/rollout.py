@@ -71,6 +71,16 @@ def takes_time_spacing(core) -> bool:
     return True
 
 
+def check_time_spacing(core, time_spacing: float) -> bool:
+    """Whether ``core.sample_frame`` takes a time spacing (:func:`takes_time_spacing`); ValueError
+    when it does not and ``time_spacing`` asks for other than evenly spaced times."""
+    takes = takes_time_spacing(core)
+    if not takes and float(time_spacing) != 1.0:
+        raise ValueError(f"time_spacing={float(time_spacing):g}: this exported core samples at evenly spaced times only "
+                         "(it was exported before sample_frame took a time spacing); export it again with 'starmd export'")
+    return takes
+
+
 class Rollout:
     """Generate frames of B replicas of one protein with a singles-only KV cache.
 
@@ -120,10 +130,7 @@ class Rollout:
         self.ode = ode
         self.noise_scale = float(noise_scale)
         self.time_spacing = float(time_spacing)
-        self._takes_time_spacing = takes_time_spacing(core)
-        if not self._takes_time_spacing and self.time_spacing != 1.0:
-            raise ValueError(f"time_spacing={self.time_spacing:g}: this exported core samples at evenly spaced times only "
-                             "(it was exported before sample_frame took a time spacing); export it again with 'starmd export'")
+        self._takes_time_spacing = check_time_spacing(core, self.time_spacing)
         self.align = align
         self.capacity_frames = int(capacity_frames or core.default_capacity)
         device = self._device()

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from openmm_starmd.geometry.superpose import kabsch
-from openmm_starmd.model.rollout import takes_time_spacing
+from openmm_starmd.model.rollout import check_time_spacing
 from openmm_starmd.openmm.coarse_grain import (
     ProteinMap,
     atom_label,
@@ -294,12 +294,7 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         time_spacing = _card_time_spacing(model)
     if not 0 < float(time_spacing) < float("inf"):
         raise ValueError(f"time_spacing: expected a number > 0, got {time_spacing}")
-    propagator_cls = SystemPropagator
-    if not takes_time_spacing(core):
-        if float(time_spacing) != 1.0:
-            raise ValueError(f"time_spacing={time_spacing:g}: this exported core samples at evenly spaced times only "
-                             "(it was exported before sample_frame took a time spacing); export it again with 'starmd export'")
-        propagator_cls = _EvenTimesSystemPropagator
+    propagator_cls = SystemPropagator if check_time_spacing(core, time_spacing) else _EvenTimesSystemPropagator
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TorchScript.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
