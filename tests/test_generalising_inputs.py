@@ -319,3 +319,112 @@ def test_low_t_fraction_oversamples_the_low_noise_range():
         if fraction:  # log-uniform: about as many below 10^-1.5 as between 10^-1.5 and 0.1 (0.48 expected)
             low = t[t < 0.1]
             assert 0.42 < float((low < 0.1**1.5).float().mean()) < 0.54
+
+
+class _Oracle(BlockCausalModel):
+    """Returns the given MD frames as x̂_0 of every frame slot of a block-causal pass, and records the calls."""
+
+    def __init__(self, net, rots, trans):
+        super().__init__(net)
+        self.truth = rots, trans
+        self.calls = []
+
+    def forward(self, *args):
+        self.calls.append(args)
+        rots_in, G = args[5], (args[5].shape[1] + 1) // 2
+        rots, trans = self.truth
+        r = torch.cat([rots[:, :G], rots[:, 1:G]], 1)
+        x = torch.cat([trans[:, :G], trans[:, 1:G]], 1)
+        tors = torch.zeros(*x.shape[:3], 7, 2)
+        return r, x, tors, tors
+
+
+class _Wrapped(torch.nn.Module):
+    """Stands in for DDP: the samples must run on ``.module``, never through the wrapper."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args):
+        raise AssertionError("self-generated history ran through the DDP wrapper")
+
+
+def test_self_history_replaces_the_middle_history_frames_with_samples_in_the_md_pose():
+    from openmm_starmd.training.block_causal import SelfHistory, align_and_centre, generate_history
+
+    cfg = tiny_v3()
+    torch.manual_seed(12)
+    batch = _batch()
+    batch.residue_mask[1, -2:] = 0.0  # a padded example
+    rots_0, trans_0 = align_and_centre(batch.rots, batch.trans, batch.residue_mask)
+    B, L, N = trans_0.shape[:3]
+    diffuser = SE3Diffuser(cfg.diffusion)
+    core = randomize_(StarMDCore(cfg), seed=12, std=0.3)
+    rots, trans = generate_history(_Wrapped(BlockCausalModel(core.net)), diffuser, batch, rots_0, trans_0,
+                                   SelfHistory(1.0, num_steps=3))
+    assert torch.equal(trans[:, 0], trans_0[:, 0]) and torch.equal(trans[:, L - 1], trans_0[:, L - 1])  # MD start, unused last
+    assert torch.equal(rots[:, 0], rots_0[:, 0]) and not rots.requires_grad
+    moved = (trans[:, 1:L - 1] - trans_0[:, 1:L - 1]).norm(dim=-1)  # nm
+    assert bool((moved[0] > 0.01).all())  # a random network's sample differs from MD...
+    assert torch.equal(trans[1, 1:L - 1, -2:], trans_0[1, 1:L - 1, -2:])  # ...except at padded residues
+    eye = torch.eye(3).expand_as(rots)
+    assert torch.allclose(rots @ rots.transpose(-1, -2), eye, atol=1e-5)
+    m = batch.residue_mask[:, None, :, None]
+    assert float(((trans * m).sum(2) / m.sum(2)).abs().max()) < 1e-5  # centred on present residues
+    # superposed onto its MD frame: the best rigid fit of sample onto MD is the identity
+    from openmm_starmd.geometry.superpose import kabsch
+
+    r, t = kabsch(trans[:, 1:L - 1].reshape(-1, N, 3), trans_0[:, 1:L - 1].reshape(-1, N, 3),
+                  batch.residue_mask[:, None].expand(B, L - 2, N).reshape(-1, N))
+    assert torch.allclose(r, torch.eye(3).expand_as(r), atol=1e-4) and float(t.abs().max()) < 1e-5
+
+
+def test_self_history_from_a_perfect_denoiser_is_the_md_history_and_sees_only_earlier_frames():
+    from openmm_starmd.training.block_causal import SelfHistory, align_and_centre, generate_history
+
+    cfg = tiny_v3()
+    torch.manual_seed(13)
+    batch = _batch()
+    rots_0, trans_0 = align_and_centre(batch.rots, batch.trans, batch.residue_mask)
+    L = trans_0.shape[1]
+    oracle = _Oracle(StarMDCore(cfg).net, rots_0, trans_0)
+    rots, trans = generate_history(oracle, SE3Diffuser(cfg.diffusion), batch, rots_0, trans_0, SelfHistory(1.0, num_steps=4))
+    assert torch.allclose(trans, trans_0, atol=1e-5) and torch.allclose(rots, rots_0, atol=1e-5)
+    assert len(oracle.calls) == 4
+    args = oracle.calls[0]
+    G = L - 1
+    assert torch.equal(args[5][:, :G], rots_0[:, :G]) and torch.equal(args[6][:, :G], trans_0[:, :G])  # clean MD context
+    assert torch.equal(args[9], block_causal_frame_index(G)) and torch.equal(args[10], block_causal_mask(G))
+    assert torch.equal(args[12][:, G:], trans_0[:, :G - 1])  # sample ℓ's template: MD frame ℓ-1
+    assert torch.equal(args[13], batch.aatype)  # every amino-acid type seen, as at inference
+    assert [float(a[7][0, -1]) for a in oracle.calls] == pytest.approx([float(x) for x in SE3Diffuser(cfg.diffusion).timesteps(4)])
+
+
+def test_self_history_in_training_keeps_clean_targets_and_leaves_rng_alone_when_off(monkeypatch):
+    import openmm_starmd.training.block_causal as bc
+
+    cfg = tiny_v3()
+    batch = _batch()
+    seen = {}
+
+    def capture_target(diffuser, pred, target, loss_cfg):
+        seen["target"] = target
+        return {"total": pred.trans.sum()}
+
+    monkeypatch.setattr(bc, "compute_losses", capture_target)
+    net = randomize_(StarMDCore(cfg), seed=14, std=0.3).net
+    diffuser = SE3Diffuser(cfg.diffusion)
+    clean_rots, clean_trans = bc.align_and_centre(batch.rots, batch.trans, batch.residue_mask)
+    totals = []
+    for history in (None, bc.SelfHistory(0.0), bc.SelfHistory(1.0, num_steps=2)):
+        torch.manual_seed(14)
+        out = bc.training_losses(BlockCausalModel(net), diffuser, batch, cfg, LossConfig(), self_history=history)
+        totals.append(float(out["total"].detach()))
+        assert torch.equal(seen["target"].trans_0, clean_trans[:, 1:])
+    assert totals[0] == totals[1]  # off: bit-identical to a run without the option
+    assert totals[2] != totals[0]
+    with pytest.raises(ValueError, match="probability"):
+        bc.SelfHistory(1.5).validate()
+    with pytest.raises(ValueError, match="2 reverse"):
+        bc.SelfHistory(0.5, num_steps=1).validate()

@@ -119,6 +119,30 @@ def test_ctest_jump_matches_python_path(plugin, villin):
     assert f"CPU jump {NUM_JUMPS}: max |C++ - Python|" in done.stdout
 
 
+def test_default_sampler_is_the_one_the_model_file_records(plugin, villin, tmp_path):
+    """Left at its defaults (0 diffusion steps, noise -1), the integrator samples with the steps and
+    noise scale that export_propagator wrote into the file (the weights' card): the same frames as
+    the Python Generator given them."""
+    from openmm_starmd.plugin.propagator import export_propagator
+
+    module, _ = plugin
+    mod, system, core_path, _, _ = villin
+    prop_path = export_propagator(mod.topology, mod.positions, tmp_path / "recorded.pt", model=core_path, num_steps=NUM_STEPS,
+                                  noise_scale=0.25)
+    integrator = module.GeneratorIntegrator(str(prop_path), STRIDE_NS * unit.nanoseconds)
+    assert integrator.getNumDiffusionSteps() == 0 and integrator.getNoiseScale() == -1.0
+    integrator.setRandomNumberSeed(SEED)
+    sim = app.Simulation(mod.topology, system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    sim.context.setPositions(mod.positions)
+    reference = python_generator_frames(mod, system, core_path, num_jumps=2, noise_scale=0.25)
+    other_noise = python_generator_frames(mod, system, core_path, num_jumps=2, noise_scale=0.5)
+    for j in range(2):
+        sim.step(1)
+        x = sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        assert np.abs(x - reference[j]).max() < TOL_NM
+    assert np.abs(other_noise[1] - reference[1]).max() > 10 * TOL_NM  # the noise scale matters
+
+
 def test_xml_round_trip(plugin):
     module, _ = plugin
     integ = module.GeneratorIntegrator("model.pt", 2.5 * unit.nanoseconds, 9, 21)
@@ -153,8 +177,10 @@ def test_bad_input_raises_openmm_exception(plugin, villin, tmp_path):
                        openmm.Platform.getPlatformByName("Reference"))
     with pytest.raises(openmm.OpenMMException, match="is not a STAR-MD propagator"):
         _simulation(module, mod, system, core_path)  # the bare core of `starmd export`
-    with pytest.raises(openmm.OpenMMException, match="numDiffusionSteps must be >= 1"):
-        module.GeneratorIntegrator(str(prop_path), 1000.0, 0, SEED)
+    with pytest.raises(openmm.OpenMMException, match="numDiffusionSteps must be >= 1 \\(or 0: the model file's\\)"):
+        module.GeneratorIntegrator(str(prop_path), 1000.0, -1, SEED)
+    with pytest.raises(openmm.OpenMMException, match="noise scale must be >= 0 \\(or -1: the model file's\\)"):
+        module.GeneratorIntegrator(str(prop_path), 1000.0).setNoiseScale(-0.5)
     # the platform without kernels is covered by the ctest (a platform registered after the plugin)
 
 

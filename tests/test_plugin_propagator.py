@@ -4,6 +4,7 @@ No compiler needed: the propagator file is driven from Python exactly as the C++
 (same seeds, same call order). tests/test_plugin.py checks the compiled plugin against the same
 Python path. Helpers here are shared with it.
 """
+import json
 import sys
 from pathlib import Path
 
@@ -46,12 +47,13 @@ def write_model_files(folder: Path, topology, positions) -> tuple[Path, Path]:
     return Path(core_path), Path(prop_path)
 
 
-def python_generator_frames(mod, system, core_path, num_jumps=NUM_JUMPS, seed=SEED, time_spacing=1.0) -> list[np.ndarray]:
+def python_generator_frames(mod, system, core_path, num_jumps=NUM_JUMPS, seed=SEED, time_spacing=1.0,
+                            noise_scale=None) -> list[np.ndarray]:
     """Positions ``[A, 3]`` nm after each jump of the Python StarMDGenerator: no relaxation, every frame accepted."""
     sim = app.Simulation(mod.topology, system, openmm.VerletIntegrator(0.002), openmm.Platform.getPlatformByName("CPU"),
                          {"Threads": "1"})
     sim.context.setPositions(mod.positions)
-    options = GeneratorOptions(num_steps=NUM_STEPS, time_spacing=time_spacing, reassign_velocities=False, progress=False,
+    options = GeneratorOptions(num_steps=NUM_STEPS, noise_scale=noise_scale, time_spacing=time_spacing, reassign_velocities=False, progress=False,
                                gate=GateConfig(max_attempts=1, max_clash_rate=1.0, max_break_rate=1.0))
     gen = StarMDGenerator(sim, model=torch.jit.load(str(core_path)), stride=STRIDE_NS, relax=None, seed=seed, options=options)
     frames = []
@@ -93,6 +95,31 @@ def test_propagator_driven_like_the_kernel_equals_generator(villin_files, tmp_pa
     for j in range(NUM_JUMPS):
         assert np.abs(ours[j] - reference[j]).max() < TOL_NM
     assert np.abs(ours[-1] - start.numpy()).max() > 0.1  # the jumps moved the protein
+
+
+def test_export_records_the_weights_sampler_for_the_cpp_integrator(villin_files, tmp_path):
+    """The propagator file carries the sampler the C++ GeneratorIntegrator falls back to: the card's for
+    shipped weights, the Generator's fallbacks for a bare exported core, or what the caller gives."""
+    from openmm_starmd.model.checkpoint import stride_card
+
+    mod, _, core_path, prop_path = villin_files
+    bare = torch.jit.load(str(prop_path))
+    assert (bare.num_steps, bare.noise_scale, bare.time_spacing) == (50, FALLBACK_NOISE_SCALE, 1.0)
+    card = stride_card("default")
+    path = export_propagator(mod.topology, mod.positions, tmp_path / "shipped.pt", model="default")
+    shipped = torch.jit.load(path)
+    assert (shipped.num_steps, shipped.noise_scale, shipped.time_spacing) == (card.num_steps, card.noise_scale, card.time_spacing or 1.0)
+    extra = {"system.json": ""}
+    torch.jit.load(path, _extra_files=extra)
+    recorded = json.loads(extra["system.json"])
+    assert (recorded["num_steps"], recorded["noise_scale"]) == (card.num_steps, card.noise_scale)
+    given = torch.jit.load(export_propagator(mod.topology, mod.positions, tmp_path / "given.pt", model=core_path, num_steps=7,
+                                             noise_scale=1.0))
+    assert (given.num_steps, given.noise_scale) == (7, 1.0)
+    with pytest.raises(ValueError, match="num_steps: expected a whole number >= 1"):
+        export_propagator(mod.topology, mod.positions, tmp_path / "p.pt", model=core_path, num_steps=0)
+    with pytest.raises(ValueError, match="noise_scale: expected a number >= 0"):
+        export_propagator(mod.topology, mod.positions, tmp_path / "p.pt", model=core_path, noise_scale=-0.5)
 
 
 def test_propagator_rejects_wrong_atom_count(villin_files):

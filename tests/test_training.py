@@ -93,6 +93,27 @@ def test_resume_equals_uninterrupted_run(data_dir, tmp_path):
         assert torch.allclose(wa["ema"][k], wb["ema"][k], atol=1e-6), k
 
 
+def test_stop_at_keeps_the_schedule_and_resumes_like_an_uninterrupted_run_with_self_history(data_dir, tmp_path):
+    """``stop_at`` ends a run early with the learning-rate schedule of ``steps``; resuming it equals the
+    uninterrupted run, also when some steps train on the network's own samples as history."""
+    from openmm_starmd.training.block_causal import SelfHistory
+
+    torch.set_num_threads(1)
+    history = SelfHistory(prob=0.5, num_steps=2)
+    straight = Trainer(_config(data_dir, tmp_path / "a.pt", steps=6, self_history=history)).run()
+    first = Trainer(_config(data_dir, tmp_path / "b.pt", steps=6, stop_at=3, self_history=history)).run()
+    assert [r["step"] for r in first] == [1, 2, 3]
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["meta"]["step"] == 3
+    Trainer(_config(data_dir, tmp_path / "b.pt", steps=6, resume=True, self_history=history)).run()
+    log = read_log(tmp_path / "b.pt.log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(straight, log):
+        assert a["lr"] == pytest.approx(b["lr"], rel=1e-12)
+        assert a["total"] == pytest.approx(b["total"], rel=1e-6, abs=1e-7)
+    unaided = Trainer(_config(data_dir, tmp_path / "c.pt", steps=6)).run()
+    assert any(a["total"] != pytest.approx(b["total"], rel=1e-6) for a, b in zip(straight, unaided))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -269,7 +270,7 @@ def load_or_convert(source: TrajectorySource, cache_dir: Optional[Path]) -> Fram
                                         **{k: data[k] for k in ("aatype", "residue_index", "chain_index", "quats", "trans",
                                                                  "torsions", "torsion_mask", "residue_mask")})
     frames = frames_from_source(source)
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per process: two trainers may share the folder
     np.savez(tmp, fingerprint=fingerprint, frame_interval_ps=frames.frame_interval_ps, aatype=frames.aatype,
              residue_index=frames.residue_index, chain_index=frames.chain_index, quats=frames.quats, trans=frames.trans,
              torsions=frames.torsions, torsion_mask=frames.torsion_mask, residue_mask=frames.residue_mask)

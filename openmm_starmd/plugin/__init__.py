@@ -2,7 +2,7 @@
 
     from openmm_starmd.plugin import GeneratorIntegrator, export_propagator
     export_propagator(topology, positions, "villin_starmd.pt", model="default")
-    integrator = GeneratorIntegrator("villin_starmd.pt", 1.25*unit.nanoseconds, 50, 7)
+    integrator = GeneratorIntegrator("villin_starmd.pt", 1.25*unit.nanoseconds)  # the weights' sampler
     simulation = app.Simulation(topology, system, integrator, Platform.getPlatformByName("CPU"))
     simulation.step(8)          # 8 jumps; reporters see every one
 

@@ -125,6 +125,9 @@ class SystemPropagator(nn.Module):
             (:func:`~openmm_starmd.openmm.coarse_grain.protein_bond_tree`): the C++ kernel makes the
             protein whole along them in a periodic box, as the Generator does.
         atom_labels: ``[A]`` names such as "CA of LYS 12 (chain A)" for the kernel's messages.
+        time_spacing: the reverse-diffusion time spacing of :meth:`sample` (fixed in the file).
+        num_steps, noise_scale: the weights' sampler, which the C++ ``GeneratorIntegrator`` uses when
+            its own are left at their defaults (0 steps, noise -1).
     """
 
     num_atoms: int
@@ -134,11 +137,17 @@ class SystemPropagator(nn.Module):
     core_device: str
     atom_labels: List[str]
     time_spacing: float
+    num_steps: int
+    noise_scale: float
 
     def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int,
-                 bond_tree: np.ndarray, atom_labels: List[str], time_spacing: float = 1.0):
+                 bond_tree: np.ndarray, atom_labels: List[str], time_spacing: float = 1.0, num_steps: int = 50,
+                 noise_scale: float = 0.5):
         super().__init__()
         self.time_spacing = float(time_spacing)
+        # the weights' sampler: what the C++ GeneratorIntegrator uses unless it is given its own
+        self.num_steps = int(num_steps)
+        self.noise_scale = float(noise_scale)
         self.core = core
         self.geometry = geometry
         self.aatype = pmap.aatype[None].clone()  # [1, N]
@@ -259,7 +268,7 @@ def load_scripted_core(model) -> Tuple[torch.jit.ScriptModule, dict]:
     return script_core(core), read_checkpoint(resolve_model_path(name)[0])["config"]
 
 
-def export_propagator(topology, positions, path, model="default", time_spacing=None) -> str:
+def export_propagator(topology, positions, path, model="default", time_spacing=None, num_steps=None, noise_scale=None) -> str:
     """Write the system-bound propagator file the C++ ``GeneratorIntegrator`` runs; returns the path.
 
     Args:
@@ -273,6 +282,9 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         time_spacing: power of the reverse-diffusion time spacing the file samples with
             (``GeneratorOptions.time_spacing``); None: the one the weights record (their card),
             else 1 (evenly spaced).
+        num_steps, noise_scale: the sampler the C++ ``GeneratorIntegrator`` uses when it is not
+            given one (its ``numDiffusionSteps`` 0 and ``noiseScale`` -1, the defaults); None: the
+            weights' card, else 50 steps and noise 0.5 (as ``GeneratorOptions``).
     """
     from openmm import unit
 
@@ -290,10 +302,16 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
     check_chirality(pmap, pos)
     warn_chain_gaps(pmap, pos)
     core, config = load_scripted_core(model)
-    if time_spacing is None:
-        time_spacing = _card_time_spacing(model)
+    card_steps, card_noise, card_spacing = _card_sampler(model)
+    time_spacing = card_spacing if time_spacing is None else time_spacing
+    num_steps = card_steps if num_steps is None else num_steps
+    noise_scale = card_noise if noise_scale is None else noise_scale
     if not 0 < float(time_spacing) < float("inf"):
         raise ValueError(f"time_spacing: expected a number > 0, got {time_spacing}")
+    if int(num_steps) != num_steps or int(num_steps) < 1:
+        raise ValueError(f"num_steps: expected a whole number >= 1, got {num_steps}")
+    if not 0 <= float(noise_scale) < float("inf"):
+        raise ValueError(f"noise_scale: expected a number >= 0, got {noise_scale}")
     propagator_cls = SystemPropagator if check_time_spacing(core, time_spacing) else _EvenTimesSystemPropagator
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TorchScript.*", category=DeprecationWarning)
@@ -301,22 +319,28 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         residue_of_atom = np.array([a.residue.index for a in topology.atoms()], dtype=np.int64)
         labels = [atom_label(a) for a in topology.atoms()]
         scripted = torch.jit.script(propagator_cls(core, trace_geometry(pmap, pos, residue_of_atom), pmap, num_atoms,
-                                                   protein_bond_tree(topology), labels, float(time_spacing)))
+                                                   protein_bond_tree(topology), labels, float(time_spacing), int(num_steps),
+                                                   float(noise_scale)))
     system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
-              "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels), "time_spacing": float(time_spacing)}
+              "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels), "time_spacing": float(time_spacing),
+              "num_steps": int(num_steps), "noise_scale": float(noise_scale)}
     scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),
                                                  "system.json": json.dumps(system, indent=1)})
     return os.fspath(path)
 
 
-def _card_time_spacing(model) -> float:
-    """The time spacing recorded with a shipped name or checkpoint path (1 for anything else)."""
+def _card_sampler(model) -> Tuple[int, float, float]:
+    """(num_steps, noise_scale, time_spacing) recorded with a shipped name or checkpoint path; what
+    the card leaves out, and anything else, gets ``GeneratorOptions``' fallbacks."""
     from openmm_starmd.model.checkpoint import stride_card
+    from openmm_starmd.openmm.generator import FALLBACK_NOISE_SCALE, FALLBACK_NUM_STEPS, FALLBACK_TIME_SPACING
 
+    steps, noise, spacing = None, None, None
     if isinstance(model, (str, os.PathLike)) and not (os.path.isfile(os.fspath(model)) and _is_torchscript_archive(os.fspath(model))):
-        spacing = stride_card(model).time_spacing
-        return 1.0 if spacing is None else float(spacing)
-    return 1.0
+        card = stride_card(model)
+        steps, noise, spacing = card.num_steps, card.noise_scale, card.time_spacing
+    return (FALLBACK_NUM_STEPS if steps is None else int(steps), FALLBACK_NOISE_SCALE if noise is None else float(noise),
+            FALLBACK_TIME_SPACING if spacing is None else float(spacing))
 
 
 def log10_stride_tensor(stride_ns: float) -> torch.Tensor:

@@ -11,6 +11,10 @@
   per-residue errors like those of generated frames, while the targets stay the clean MD frames:
   a rollout's history is its own output, and a network trained only on clean MD history copies
   the errors of that output forward, jump after jump.
+* Optionally (:class:`SelfHistory`) the history frames are the network's own samples: each frame
+  ℓ ≥ 1 generated (no gradient, a short reverse diffusion) from the clean MD frames before it and
+  superposed onto MD frame ℓ, so the history carries the errors of one generated jump (clashes,
+  strained bonds) rather than Gaussian ones, and the targets stay the clean MD frames.
 
 Randomness comes from torch's global generator; the trainer seeds it per step, so a step is a
 pure function of (seed, step, rank, weights).
@@ -74,6 +78,95 @@ def perturb_history(rots: torch.Tensor, trans: torch.Tensor, residue_mask: torch
     return rots, trans
 
 
+@dataclass(frozen=True)
+class SelfHistory:
+    """History frames the network generated itself (training only; ``prob`` 0: never).
+
+    With probability ``prob`` a training step replaces history frames 1..L-2 of every example by
+    the network's own one-jump samples: frame ℓ generated from the clean MD frames < ℓ by
+    ``num_steps`` reverse-SDE steps at ``noise_scale`` (no gradient; all frames of the example in
+    one block-causal pass per step), then superposed onto MD frame ℓ (Cα Kabsch) so that only its
+    internal errors remain. Frame 0 stays the MD start, as in a rollout. Such a step gets no
+    :class:`HistoryErrors`. It costs ``num_steps`` extra forward passes without gradient."""
+
+    prob: float = 0.0
+    num_steps: int = 6
+    noise_scale: float = 0.25
+
+    def validate(self) -> "SelfHistory":
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"self-history probability must lie in [0, 1], got {self.prob}")
+        if self.num_steps < 2:
+            raise ValueError(f"self-history needs at least 2 reverse-diffusion steps, got {self.num_steps}")
+        if not 0.0 <= self.noise_scale <= 1.0:
+            raise ValueError(f"self-history noise scale must lie in [0, 1], got {self.noise_scale}")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.prob > 0
+
+
+def _call(model: nn.Module, args: tuple, autocast_dtype, device: torch.device):
+    if autocast_dtype is not None and device.type == "cuda":
+        with torch.autocast("cuda", dtype=autocast_dtype):
+            r0, x0, tors, raw = model(*args)
+        return r0.float(), x0.float(), tors.float(), raw.float()
+    return model(*args)
+
+
+def generate_history(model: nn.Module, diffuser, batch: Batch, rots_0: torch.Tensor, trans_0: torch.Tensor,
+                     self_history: SelfHistory, autocast_dtype=None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The aligned, centred MD frames ``rots_0 [B, L, N, 3, 3]``, ``trans_0 [B, L, N, 3]`` with frames
+    1..L-2 replaced by the network's one-jump samples (see :class:`SelfHistory`); frames 0 and L-1
+    (the last is no target's history) are kept. ``model``: a :class:`BlockCausalModel` or its DDP
+    wrapper (the samples run on the wrapped module, outside DDP)."""
+    B, L, N = trans_0.shape[:3]
+    G = L - 1  # frames 0..L-2 of the block-causal pass; targets 1..L-2 are generated
+    if G < 2:
+        return rots_0, trans_0
+    net = getattr(model, "module", model)
+    device = trans_0.device
+    mask = batch.residue_mask
+    mask_g = mask[:, None].expand(B, G - 1, N)
+    rots_c, trans_c = rots_0[:, :G], trans_0[:, :G]
+    template_rots = torch.cat([rots_c, rots_c[:, :-1]], 1)
+    template_trans = torch.cat([trans_c, trans_c[:, :-1]], 1)
+    frame_index, frame_mask = block_causal_frame_index(G, device), block_causal_mask(G, device)
+    stride = log10_stride(batch.stride_ns)
+    ts = diffuser.timesteps(self_history.num_steps)
+    with torch.no_grad():
+        rots_t, trans_t = diffuser.sample_prior([B, G - 1, N], mask_g, device)
+        rots_t, trans_t = rots_t.to(trans_0.dtype), trans_t.to(trans_0.dtype)
+        for i in range(self_history.num_steps):
+            t = float(ts[i])
+            t_in = torch.cat([torch.zeros(B, G, device=device), torch.full((B, G - 1), t, device=device)], 1)
+            args = (batch.aatype, batch.residue_index, batch.chain_index, batch.openfold_single, batch.openfold_pair,
+                    torch.cat([rots_c, rots_t], 1), torch.cat([trans_c, trans_t], 1), t_in, stride, frame_index, frame_mask,
+                    template_rots, template_trans, batch.aatype)  # every type seen, as at inference
+            r0, x0, _, _ = _call(net, args, autocast_dtype, device)
+            r0, x0 = r0[:, G:], x0[:, G:]
+            if i + 1 < self_history.num_steps:
+                dt = t - float(ts[i + 1])
+                rots_t, trans_t = diffuser.reverse_step(rots_t, trans_t, r0, x0, t, dt, torch.randn_like(trans_t),
+                                                        torch.randn_like(trans_t), False, self_history.noise_scale, mask_g)
+        # superpose each generated frame onto its MD frame: keep its internal errors, not a pose change
+        target = trans_0[:, 1:G]
+        r, shift = kabsch(x0.reshape(-1, N, 3), target.reshape(-1, N, 3), mask_g.reshape(-1, N).to(x0.dtype))
+        r, shift = r.view(B, G - 1, 3, 3), shift.view(B, G - 1, 3)
+        x_gen = torch.einsum("blij,blnj->blni", r, x0) + shift[:, :, None]
+        m = mask_g[..., None].to(x_gen.dtype)
+        x_gen = x_gen - (x_gen * m).sum(2, keepdim=True) / m.sum(2, keepdim=True).clamp_min(1.0)
+        r_gen = r[:, :, None] @ r0
+        keep = mask_g[..., None] > 0
+        x_gen = torch.where(keep, x_gen, target)
+        r_gen = torch.where(keep[..., None], r_gen, rots_0[:, 1:G])
+    rots = torch.cat([rots_0[:, :1], r_gen, rots_0[:, G:]], 1)
+    trans = torch.cat([trans_0[:, :1], x_gen, trans_0[:, G:]], 1)
+    return rots.detach(), trans.detach()
+
+
 def align_and_centre(rots: torch.Tensor, trans: torch.Tensor, residue_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Superpose frame ℓ onto aligned frame ℓ-1 (CA Kabsch) and centre every frame.
 
@@ -128,11 +221,13 @@ def noise_levels(B: int, L: int, model_cfg: StarMDConfig, t_min: float, device: 
 
 def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDConfig, loss_cfg: LossConfig,
                     autocast_dtype=None, history_errors: Optional[HistoryErrors] = None,
-                    low_t_fraction: float = 0.0) -> Dict[str, torch.Tensor]:
+                    low_t_fraction: float = 0.0, self_history: Optional[SelfHistory] = None) -> Dict[str, torch.Tensor]:
     """Loss terms of one block-causal pass over ``batch`` (tensors already on the model's device).
 
     ``history_errors``: errors on the history frames (context tokens and templates), not on the targets.
     ``low_t_fraction``: see :func:`noise_levels`.
+    ``self_history``: with its probability, the history frames are the network's own samples
+    (:func:`generate_history`) and get no ``history_errors``.
 
     ``model`` is a :class:`BlockCausalModel` (or its DDP wrapper). ``autocast_dtype``: e.g.
     ``torch.bfloat16`` to run the network under CUDA autocast; losses are computed in fp32."""
@@ -145,7 +240,10 @@ def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDC
     tau, t = noise_levels(B, L, model_cfg, diffuser.t_min, device, low_t_fraction)
     mask_l = mask[:, None].expand(B, L, N)
     rots_h, trans_h = rots_0, trans_0  # the history as the network sees it
-    if history_errors is not None and history_errors.enabled:
+    generated = self_history is not None and self_history.enabled and bool(torch.rand(()) < self_history.prob)
+    if generated:
+        rots_h, trans_h = generate_history(model, diffuser, batch, rots_0, trans_0, self_history, autocast_dtype)
+    elif history_errors is not None and history_errors.enabled:
         rots_h, trans_h = perturb_history(rots_0, trans_0, mask, history_errors)
     rots_c, trans_c = diffuser.forward_marginal(rots_h, trans_h, tau[:, None].expand(B, L), mask_l)  # τ = 0: clean
     rots_t, trans_t = diffuser.forward_marginal(rots_0[:, 1:], trans_0[:, 1:], t, mask_l[:, 1:])
@@ -163,12 +261,7 @@ def training_losses(model: nn.Module, diffuser, batch: Batch, model_cfg: StarMDC
     args = (batch.aatype, batch.residue_index, batch.chain_index, batch.openfold_single, batch.openfold_pair, rots_in,
             trans_in, t_in, log10_stride(batch.stride_ns), block_causal_frame_index(L, device), block_causal_mask(L, device),
             template_rots, template_trans, aatype_seen)
-    if autocast_dtype is not None and device.type == "cuda":
-        with torch.autocast("cuda", dtype=autocast_dtype):
-            r0, x0, tors, raw = model(*args)
-        r0, x0, tors, raw = r0.float(), x0.float(), tors.float(), raw.float()
-    else:
-        r0, x0, tors, raw = model(*args)
+    r0, x0, tors, raw = _call(model, args, autocast_dtype, device)
     pred = Prediction(r0[:, L:], x0[:, L:], tors[:, L:], raw[:, L:])
     target = Target(rots_0[:, 1:], trans_0[:, 1:], rots_t, trans_t, t, batch.torsions[:, 1:], batch.torsions_alt[:, 1:],
                     batch.torsion_mask, mask, batch.aatype)
@@ -183,4 +276,4 @@ def batch_to(batch: Batch, device: torch.device) -> Batch:
 
 UNKNOWN_RESTYPE = NUM_RESTYPES_WITH_UNKNOWN - 1  # index 20: the type a dropped residue shows
 
-__all__ = ["HistoryErrors", "perturb_history", "align_and_centre", "BlockCausalModel", "noise_levels", "training_losses", "batch_to"]
+__all__ = ["HistoryErrors", "perturb_history", "SelfHistory", "generate_history", "align_and_centre", "BlockCausalModel", "noise_levels", "training_losses", "batch_to"]

@@ -64,6 +64,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--low-t-fraction", type=float, default=0.0, help="fraction of target frames whose diffusion time "
                         "is drawn log-uniformly in [t_min, 0.1] instead of U[t_min, 1] (the low-noise steps set the local "
                         "geometry; default 0)")
+    parser.add_argument("--self-history-prob", type=float, default=0.0, help="fraction of steps whose history frames "
+                        "are the network's own one-jump samples (no gradient; targets stay the MD frames; default 0)")
+    parser.add_argument("--self-history-steps", type=int, default=6, help="reverse-diffusion steps of those samples "
+                        "(default 6; each is one extra forward pass)")
+    parser.add_argument("--self-history-noise", type=float, default=0.25, help="reverse-SDE noise scale of those samples "
+                        "(default 0.25)")
     parser.add_argument("--plot-every", type=int, default=100, help="steps between loss-plot updates (default 100)")
     parser.add_argument("--reindex-every", type=int, default=0, help="re-scan --data every N steps for new trajectory chunks (0: never)")
     parser.add_argument("--log", dest="log_path", help="loss log, JSON lines (default CKPT.log.jsonl)")
@@ -74,6 +80,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (0: torch's default)")
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 on CUDA (default: bf16 autocast on CUDA)")
     parser.add_argument("--max-wall-s", type=float, default=0.0, help="stop with a checkpoint after this many seconds (0: no limit)")
+    parser.add_argument("--stop-at", type=int, default=0, help="stop with a checkpoint at this step; the learning-rate "
+                        "schedule still runs to --steps (equal-step comparisons; 0: run to --steps)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -104,7 +112,7 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def config_from_args(args):
-    from openmm_starmd.training.block_causal import HistoryErrors
+    from openmm_starmd.training.block_causal import HistoryErrors, SelfHistory
     from openmm_starmd.training.losses import LossConfig
     from openmm_starmd.training.trainer import TrainConfig
     from openmm_starmd.training.validation import read_split
@@ -120,7 +128,8 @@ def config_from_args(args):
         loss=LossConfig(ca_bond_weight=args.ca_bond_weight),
         history_errors=HistoryErrors(args.history_error_angstrom, args.history_error_degrees, args.history_error_prob),
         low_t_fraction=args.low_t_fraction,
-        max_wall_s=args.max_wall_s, validate_every=args.validate_every, validation_split=args.holdout_file,
+        self_history=SelfHistory(args.self_history_prob, args.self_history_steps, args.self_history_noise),
+        max_wall_s=args.max_wall_s, stop_at=args.stop_at, validate_every=args.validate_every, validation_split=args.holdout_file,
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
         validation_noise_scale=args.validation_noise_scale, validation_time_spacing=args.validation_time_spacing,
     )

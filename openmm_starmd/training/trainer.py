@@ -33,7 +33,7 @@ from openmm_starmd.data.readers import find_sources
 from openmm_starmd.model.checkpoint import load_model, read_checkpoint, resolve_model_path, save_checkpoint, stage_steps
 from openmm_starmd.model.config import StarMDConfig, preset
 from openmm_starmd.model.core import StarMDCore
-from openmm_starmd.training.block_causal import BlockCausalModel, HistoryErrors, batch_to, training_losses
+from openmm_starmd.training.block_causal import BlockCausalModel, HistoryErrors, SelfHistory, batch_to, training_losses
 from openmm_starmd.training.distributed import DistributedContext, all_reduce_mean, any_rank, barrier, resolve_device
 from openmm_starmd.training.losses import LossConfig
 
@@ -47,7 +47,9 @@ class TrainConfig:
 
     ``steps`` is the total number of optimiser steps of the run (a resumed run continues to it);
     the cosine decay reaches ``min_lr_factor · lr`` at ``steps``. ``max_wall_s`` > 0 stops early
-    (with a checkpoint) after that many seconds of this process.
+    (with a checkpoint) after that many seconds of this process; ``stop_at`` > 0 stops (with a
+    checkpoint) on reaching that step, the schedule still running to ``steps`` (equal-step
+    comparisons of runs that continue later).
     """
 
     data: Path
@@ -82,6 +84,7 @@ class TrainConfig:
     bf16: bool = True
     progress: bool = True
     max_wall_s: float = 0.0
+    stop_at: int = 0
     validate_every: int = 0
     validation_split: Optional[Path] = None
     validation_jumps: int = 10
@@ -92,6 +95,7 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     history_errors: HistoryErrors = field(default_factory=HistoryErrors)
     low_t_fraction: float = 0.0
+    self_history: SelfHistory = field(default_factory=SelfHistory)
 
     def __post_init__(self):
         self.data = Path(self.data)
@@ -118,8 +122,8 @@ class TrainConfig:
             raise ValueError("give --init (same network, all weights) or --warm-start (new network, matching weights), not both")
         if self.init is not None and self.model_overrides:
             raise ValueError("model overrides (--set) apply to a --preset; a model from --init keeps its configuration")
-        if self.warmup_steps < 0 or self.reindex_every < 0 or self.max_wall_s < 0:
-            raise ValueError("TrainConfig.warmup_steps, reindex_every and max_wall_s must be >= 0")
+        if self.warmup_steps < 0 or self.reindex_every < 0 or self.max_wall_s < 0 or self.stop_at < 0:
+            raise ValueError("TrainConfig.warmup_steps, reindex_every, max_wall_s and stop_at must be >= 0")
         if not 0 < self.warmup_start_factor <= 1 or not 0 <= self.min_lr_factor <= 1:
             raise ValueError(f"warmup_start_factor must lie in (0, 1] and min_lr_factor in [0, 1], "
                              f"got {self.warmup_start_factor} and {self.min_lr_factor}")
@@ -129,6 +133,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.grad_clip must be > 0, got {self.grad_clip}")
         self.loss.validate()
         self.history_errors.validate()
+        self.self_history.validate()
         if not 0.0 <= self.low_t_fraction <= 1.0:
             raise ValueError(f"TrainConfig.low_t_fraction must lie in [0, 1], got {self.low_t_fraction}")
         return self
@@ -360,7 +365,7 @@ class Trainer:
         self.model.train()
         terms = training_losses(self.model, self.diffuser, batch, self.model_cfg, cfg.loss,
                                 torch.bfloat16 if cfg.bf16 else None, cfg.history_errors,
-                                cfg.low_t_fraction)
+                                cfg.low_t_fraction, cfg.self_history)
         self.optimizer.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
@@ -395,7 +400,8 @@ class Trainer:
         last = start
         if self.ctx.is_main:
             cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
-        while self.step < cfg.steps:
+        end = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
+        while self.step < end:
             if cfg.reindex_every and self.step % cfg.reindex_every == 0 and records:
                 self.dataset = build_dataset(cfg)
             record = self.train_step()
@@ -410,7 +416,7 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['total']:.3f}", lr=f"{record['lr']:.2e}")
-            out_of_time = cfg.max_wall_s > 0 and now - start > cfg.max_wall_s
+            out_of_time = (cfg.max_wall_s > 0 and now - start > cfg.max_wall_s) or (cfg.stop_at > 0 and self.step >= cfg.stop_at)
             out_of_time = any_rank(out_of_time, self.ctx)
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or out_of_time:
                 self.save()

@@ -72,7 +72,7 @@ namespace StarMD {
 
 class GeneratorIntegrator : public OpenMM::Integrator {
 public:
-    GeneratorIntegrator(const std::string& modelFile, double stride, int numDiffusionSteps = 50, int randomSeed = 0);
+    GeneratorIntegrator(const std::string& modelFile, double stride, int numDiffusionSteps = 0, int randomSeed = 0);
     const std::string& getModelFile() const;
     double getStride() const;
     int getNumDiffusionSteps() const;

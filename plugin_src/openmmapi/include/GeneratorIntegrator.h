@@ -32,18 +32,21 @@ public:
     /**
      * @param modelFile          propagator file written by openmm_starmd.plugin.export_propagator
      * @param stride             time per jump (ps); it is the Integrator's step size
-     * @param numDiffusionSteps  reverse-diffusion steps (network calls) per jump
+     * @param numDiffusionSteps  reverse-diffusion steps (network calls) per jump; 0: the number the model
+     *                           file records (the weights' card, written by export_propagator)
      * @param randomSeed         seed of the rollout; 0 picks a new seed for every Context
      */
-    GeneratorIntegrator(const std::string& modelFile, double stride, int numDiffusionSteps = 50, int randomSeed = 0);
+    GeneratorIntegrator(const std::string& modelFile, double stride, int numDiffusionSteps = 0, int randomSeed = 0);
     const std::string& getModelFile() const { return modelFile; }
     /** The stride (ps) between frames; the same as getStepSize(). */
     double getStride() const { return getStepSize(); }
+    /** Reverse-diffusion steps per jump; 0 (the default): the model file's. */
     int getNumDiffusionSteps() const { return numDiffusionSteps; }
     void setNumDiffusionSteps(int steps);
     /** Probability-flow ODE instead of the reverse SDE. */
     bool getUseODE() const { return useODE; }
     void setUseODE(bool ode) { useODE = ode; }
+    /** Scale of the reverse SDE's noise (1: the exact SDE); -1 (the default): the model file's. */
     double getNoiseScale() const { return noiseScale; }
     void setNoiseScale(double scale);
     int getRandomNumberSeed() const { return randomSeed; }

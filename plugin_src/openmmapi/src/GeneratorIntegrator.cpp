@@ -19,8 +19,8 @@ static void require(bool ok, const string& what, const string& expected, double 
 }
 
 GeneratorIntegrator::GeneratorIntegrator(const string& modelFile, double stride, int numDiffusionSteps, int randomSeed)
-        : modelFile(modelFile), device("cpu"), numDiffusionSteps(50), randomSeed(randomSeed), relaxationSteps(0),
-          cacheCapacity(64), useODE(false), noiseScale(0.5), temperature(300.0), friction(1.0), relaxationStepSize(0.002) {
+        : modelFile(modelFile), device("cpu"), numDiffusionSteps(0), randomSeed(randomSeed), relaxationSteps(0),
+          cacheCapacity(64), useODE(false), noiseScale(-1.0), temperature(300.0), friction(1.0), relaxationStepSize(0.002) {
     if (modelFile.empty())
         throw OpenMMException("GeneratorIntegrator: modelFile is empty; pass the file written by openmm_starmd.plugin.export_propagator");
     require(std::isfinite(stride) && stride > 0, "the stride", "a positive number of ps", stride);
@@ -30,12 +30,12 @@ GeneratorIntegrator::GeneratorIntegrator(const string& modelFile, double stride,
 }
 
 void GeneratorIntegrator::setNumDiffusionSteps(int steps) {
-    require(steps >= 1, "numDiffusionSteps", ">= 1", steps);
+    require(steps >= 0, "numDiffusionSteps", ">= 1 (or 0: the model file's)", steps);
     numDiffusionSteps = steps;
 }
 
 void GeneratorIntegrator::setNoiseScale(double scale) {
-    require(std::isfinite(scale) && scale >= 0, "the noise scale", ">= 0", scale);
+    require(std::isfinite(scale) && (scale >= 0 || scale == -1.0), "the noise scale", ">= 0 (or -1: the model file's)", scale);
     noiseScale = scale;
 }
 

@@ -42,6 +42,8 @@ private:
     std::vector<std::string> atomLabels;  // "CA of LYS 12 (chain A)" per particle (from the propagator; may be empty)
     std::vector<std::pair<int, int> > bondTree;  // (parent, child) protein bonds, breadth-first: makes the protein whole
     torch::Tensor log10Stride;
+    int fileNumSteps;  // the sampler the propagator file records (the weights' card), used when the integrator defers to it
+    double fileNoiseScale;
     uint64_t seed;
     int capacity;
     long long numJumps;

@@ -114,6 +114,9 @@ void ReferenceIntegrateGeneratorStepKernel::initialize(const System& system, con
         for (int64_t e = 0; e < tree.size(0); e++)
             bondTree.push_back(std::make_pair((int) t[2 * e], (int) t[2 * e + 1]));
     }
+    // the weights' sampler, recorded by export_propagator; files written before it recorded one: 50 steps, noise 0.5
+    fileNumSteps = module.hasattr("num_steps") ? (int) module.attr("num_steps").toInt() : 50;
+    fileNoiseScale = module.hasattr("noise_scale") ? module.attr("noise_scale").toDouble() : 0.5;
     masses.resize(system.getNumParticles());
     for (int i = 0; i < system.getNumParticles(); i++)
         masses[i] = system.getParticleMass(i);
@@ -228,8 +231,9 @@ void ReferenceIntegrateGeneratorStepKernel::jump(ContextImpl& context, const Gen
     appendContext(frame->elements()[0].toTensor(), frame->elements()[1].toTensor());
 
     at::manual_seed(deriveSeed(seed, historyTrans.size(), STREAM_SAMPLE));
-    auto sample = call(module, "sample", {log10Stride, (int64_t) integrator.getNumDiffusionSteps(), integrator.getUseODE(),
-                                          integrator.getNoiseScale()}).toTuple();
+    int numSteps = integrator.getNumDiffusionSteps() > 0 ? integrator.getNumDiffusionSteps() : fileNumSteps;
+    double noiseScale = integrator.getNoiseScale() >= 0 ? integrator.getNoiseScale() : fileNoiseScale;
+    auto sample = call(module, "sample", {log10Stride, (int64_t) numSteps, integrator.getUseODE(), noiseScale}).toTuple();
     // solvent, ions and ligands near the protein move with it: minimum-image distances in a
     // rectangular periodic box, plain distances otherwise (as StarMDGenerator does)
     const auto& f = sample->elements();
