@@ -6,13 +6,17 @@ from pathlib import Path
 
 
 def write_report(out, data: dict, title: str, script: str, argv: list[str], header: list[str], rows: list[list[str]]) -> str:
-    """Write ``out``.json and ``out``.md (title, the command that made it, the table); return the markdown."""
+    """Write ``out``.json and ``out``.md (title, the command that made it, the table); return the markdown.
+    A dot inside ``out`` stays (``sweep_1.25ns`` gives ``sweep_1.25ns.json``); a ``.json`` or ``.md``
+    ending is replaced."""
     out = Path(out)
+    if out.suffix in (".json", ".md"):
+        out = out.with_suffix("")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    out.with_name(out.name + ".json").write_text(json.dumps(data, indent=1) + "\n")
     lines = [f"# {title}", "", f"Command: `python benchmarks/{script} {' '.join(argv)}`", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     text = "\n".join(lines) + "\n"
-    out.with_suffix(".md").write_text(text)
+    out.with_name(out.name + ".md").write_text(text)
     return text

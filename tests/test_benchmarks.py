@@ -177,3 +177,15 @@ def test_sampler_sweep_of_an_untrained_template_start_reports_no_motion(tmp_path
         assert row["rmsd_ratio_systems"] == 1 and row["rmsd_ratio_median"] < 0.01
     table = out.with_suffix(".md").read_text()
     assert "| 3 | 0.5 | 1 | 4 |" in table and "| 3 | 1 | 2 | 4 |" in table
+
+
+def test_write_report_keeps_a_dot_in_the_name(tmp_path):
+    import json
+
+    from reports import write_report
+
+    text = write_report(tmp_path / "sweep_1.25ns", {"a": 1}, "Title", "x.py", ["--out", "sweep_1.25ns"], ["h1", "h2"], [["1", "2"]])
+    assert json.loads((tmp_path / "sweep_1.25ns.json").read_text()) == {"a": 1}
+    assert (tmp_path / "sweep_1.25ns.md").read_text() == text and "| 1 | 2 |" in text
+    write_report(tmp_path / "other.json", {}, "T", "x.py", [], ["h"], [])
+    assert (tmp_path / "other.json").is_file() and (tmp_path / "other.md").is_file()
