@@ -189,3 +189,35 @@ def test_write_report_keeps_a_dot_in_the_name(tmp_path):
     assert (tmp_path / "sweep_1.25ns.md").read_text() == text and "| 1 | 2 |" in text
     write_report(tmp_path / "other.json", {}, "T", "x.py", [], ["h"], [])
     assert (tmp_path / "other.json").is_file() and (tmp_path / "other.md").is_file()
+
+
+def _validation_report(seed, valid: dict) -> dict:
+    settings = {"jumps": 20, "num_steps": 50, "noise_scale": 0.25, "time_spacing": 1.0, "seed": seed, "strides_ns": [0.1]}
+    return {"settings": settings, "systems": [{"system": s, "stride_ns": 0.1, "ca_valid": v} for s, v in valid.items()]}
+
+
+def test_validation_compare_pools_seeds_and_pairs_systems(tmp_path):
+    import json
+
+    import validation_compare
+
+    a = [_validation_report(0, {"x": 0.5, "y": 1.0, "z": 0.7}), _validation_report(10, {"x": 0.7, "y": 0.8, "z": 0.9})]
+    b = [_validation_report(0, {"x": 0.9, "y": 1.0, "z": 0.8}), _validation_report(10, {"x": 0.7, "y": 1.0, "z": 1.0})]
+    r = validation_compare.compare(a, b)["0.1ns"]
+    assert r["a"]["ca_valid"] == pytest.approx(0.766666, abs=1e-5) and r["a"]["cells"] == 6
+    assert r["a"]["se"] == pytest.approx(np.std([0.5, 1.0, 0.7, 0.7, 0.8, 0.9], ddof=1) / np.sqrt(6))
+    diffs = [0.8 - 0.6, 1.0 - 0.9, 0.9 - 0.8]  # per system, seeds averaged first
+    assert r["difference"] == pytest.approx(np.mean(diffs)) and r["systems"] == 3
+    assert r["difference_se"] == pytest.approx(np.std(diffs, ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="same seed"):
+        validation_compare.compare([a[0], a[0]], b)
+    other = _validation_report(20, {"x": 1.0})
+    other["settings"]["noise_scale"] = 1.0
+    with pytest.raises(ValueError, match="differ in more than the seed"):
+        validation_compare.compare([a[0], other], b)
+    paths = []
+    for k, rep in enumerate(a + b):
+        paths.append(tmp_path / f"r{k}.json")
+        paths[-1].write_text(json.dumps(rep))
+    validation_compare.main(["--a", *map(str, paths[:2]), "--b", *map(str, paths[2:]), "--out", str(tmp_path / "cmp")])
+    assert "+13.3 ± 3.3" in (tmp_path / "cmp.md").read_text()
