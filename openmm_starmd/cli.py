@@ -66,6 +66,10 @@ def _top_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("simulate", "train"):
+        from openmm_starmd.internal import restore_interrupt
+
+        restore_interrupt()  # a backgrounded job still stops on kill -INT
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()

@@ -35,3 +35,15 @@ def messages_to(stream):
     finally:
         LOGGER.removeHandler(handler)
         LOGGER.setLevel(level)
+
+
+def restore_interrupt() -> None:
+    """Let Ctrl-C and ``kill -INT`` stop this process (KeyboardInterrupt) even when it was started in
+    the background by a shell (``nohup cmd &``), which makes it ignore SIGINT; the long jobs
+    (``starmd simulate``, ``starmd train``, the campaign) stop on it, keeping their finished chunks
+    and checkpoints. Only the main thread can set the handler; elsewhere this does nothing."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -60,3 +60,22 @@ def test_warm_start_copies_every_matching_weight_and_keeps_the_new_inputs(tmp_pa
     assert all(torch.equal(state[k], source[k]) for k in copied)
     assert torch.equal(state["pair_embed.template.weight"], fresh["pair_embed.template.weight"])  # new input: initialised
     assert "seq_embed.index.weight" not in state  # no absolute index in the new network
+
+
+def test_a_backgrounded_job_still_stops_on_sigint():
+    """A shell starts background jobs (``nohup cmd &``) with SIGINT ignored; the long jobs restore it,
+    so ``kill -INT`` stops them with KeyboardInterrupt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import signal, time; from openmm_starmd.internal import restore_interrupt; "
+            "assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN; restore_interrupt(); print('ready', flush=True); time.sleep(60)")
+    job = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert job.stdout.readline().strip() == "ready"
+    start = time.monotonic()
+    job.send_signal(signal.SIGINT)
+    _, err = job.communicate(timeout=30)
+    assert time.monotonic() - start < 30 and job.returncode != 0 and "KeyboardInterrupt" in err

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from openmm_starmd.internal import restore_interrupt
 from openmm_starmd.training.trainer import TRAIN_STATE_SUFFIX
 
 CAMPAIGN_FILE = Path("md_data/campaign.json")
@@ -104,6 +105,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pack", action="store_true", help="only pack the live training state into md_data/training/")
     parser.add_argument("--dry-run", action="store_true", help="print the two commands and stop")
     args = parser.parse_args(argv)
+    restore_interrupt()  # kill -INT stops a backgrounded campaign, which forwards it to its jobs
     if args.hours <= 0:
         parser.error(f"--hours must be > 0, got {args.hours:g}")
     campaign = read_campaign(args.campaign)
