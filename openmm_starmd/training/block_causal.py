@@ -164,7 +164,7 @@ def generate_history(model: nn.Module, diffuser, batch: Batch, rots_0: torch.Ten
         r_gen = torch.where(keep[..., None], r_gen, rots_0[:, 1:G])
     rots = torch.cat([rots_0[:, :1], r_gen, rots_0[:, G:]], 1)
     trans = torch.cat([trans_0[:, :1], x_gen, trans_0[:, G:]], 1)
-    return rots.detach(), trans.detach()
+    return rots, trans  # built under no_grad from tensors that need none
 
 
 def align_and_centre(rots: torch.Tensor, trans: torch.Tensor, residue_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
