@@ -428,3 +428,46 @@ def test_self_history_in_training_keeps_clean_targets_and_leaves_rng_alone_when_
         bc.SelfHistory(1.5).validate()
     with pytest.raises(ValueError, match="2 reverse"):
         bc.SelfHistory(0.5, num_steps=1).validate()
+    with pytest.raises(ValueError, match="1 level"):
+        bc.SelfHistory(0.5, levels=0).validate()
+
+
+class _Recording(BlockCausalModel):
+    def __init__(self, net):
+        super().__init__(net)
+        self.calls = []
+
+    def forward(self, *args):
+        self.calls.append(args)
+        return super().forward(*args)
+
+
+def test_self_history_levels_condition_each_level_on_the_previous_levels_samples():
+    from openmm_starmd.training.block_causal import SelfHistory, align_and_centre, generate_history
+
+    cfg = tiny_v3()
+    batch = _batch()
+    rots_0, trans_0 = align_and_centre(batch.rots, batch.trans, batch.residue_mask)
+    L = trans_0.shape[1]
+    G = L - 1
+    diffuser = SE3Diffuser(cfg.diffusion)
+    net = randomize_(StarMDCore(cfg), seed=15, std=0.3).net
+    torch.manual_seed(15)
+    r1, x1 = generate_history(BlockCausalModel(net), diffuser, batch, rots_0, trans_0, SelfHistory(1.0, num_steps=3))
+    torch.manual_seed(15)  # the first level draws the same noise
+    recording = _Recording(net)
+    r2, x2 = generate_history(recording, diffuser, batch, rots_0, trans_0, SelfHistory(1.0, num_steps=3, levels=2))
+    assert len(recording.calls) == 6
+    second = recording.calls[3]  # the first call of level 2
+    # context: MD frame 0, then the level-1 samples of frames 1..G-1
+    assert torch.equal(second[6][:, :1], trans_0[:, :1]) and torch.allclose(second[6][:, 1:G], x1[:, 1:G])
+    assert torch.allclose(second[5][:, 1:G], r1[:, 1:G])
+    # sample l's template: the level-1 sample l-1 (MD frame 0 for the first)
+    assert torch.allclose(second[12][:, G:], torch.cat([trans_0[:, :1], x1[:, 1:G - 1]], 1))
+    assert torch.equal(x2[:, 0], trans_0[:, 0]) and torch.equal(x2[:, L - 1], trans_0[:, L - 1])
+    assert float((x2[:, 2:G] - x1[:, 2:G]).abs().max()) > 1e-3  # later frames see generated history
+    # a perfect denoiser still returns the MD history after any number of levels
+    oracle = _Oracle(StarMDCore(cfg).net, rots_0, trans_0)
+    rots, trans = generate_history(oracle, diffuser, batch, rots_0, trans_0, SelfHistory(1.0, num_steps=2, levels=3))
+    assert torch.allclose(trans, trans_0, atol=1e-5) and torch.allclose(rots, rots_0, atol=1e-5)
+    assert len(oracle.calls) == 6

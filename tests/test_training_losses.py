@@ -9,7 +9,8 @@ from openmm_starmd.diffusion import SE3Diffuser
 from openmm_starmd.diffusion.config import fast
 from openmm_starmd.geometry.so3 import uniform_random_rotmat
 from openmm_starmd.training.block_causal import align_and_centre
-from openmm_starmd.training.losses import LossConfig, Prediction, Target, all_atom, compute_losses, fape, score_losses, torsion_loss
+from openmm_starmd.training.losses import (LossConfig, Prediction, Target, all_atom, ca_clash_loss, compute_losses, fape,
+                                           score_losses, torsion_loss)
 from openmm_starmd.training.trainer import EMA, lr_factor
 
 B, F, N = 2, 3, 7
@@ -185,3 +186,38 @@ def test_ca_bond_loss_is_the_squared_bond_length_error_in_angstrom(diffuser):
     assert torch.isclose(terms["ca_bond"], ((0.1 * d) ** 2).mean(), rtol=1e-4)
     without = compute_losses(diffuser, stretched, target, LossConfig(ca_bond_max_nm=10.0))
     assert torch.isclose(terms["total"] - without["total"], 2.0 * terms["ca_bond"], rtol=1e-4)
+
+
+def test_ca_clash_loss_counts_only_pairs_closer_than_floor_and_truth(diffuser):
+    # five residues on a line 3.8 Å apart; the prediction folds residue 4 back onto residue 0
+    true = torch.zeros(1, 1, 5, 3)
+    true[..., 0] = torch.arange(5.0) * 0.38
+    pred = true.clone()
+    pred[0, 0, 4] = torch.tensor([0.1, 0.0, 0.0])  # 1.0 Å from residue 0, 2.8 Å from 1, 6.6 Å from 2, 10.4 Å from 3
+    mask = torch.ones(1, 5)
+    assert ca_clash_loss(true, true, mask, 0.38).abs().max() < 1e-12  # the truth costs nothing
+    got = ca_clash_loss(pred, true, mask, 0.38)
+    # pairs |i - j| >= 2 under 3.8 Å: (0, 4) at 1.0 Å and (1, 4) at 2.8 Å -> (2.8² + 1.0²) / 5 residues
+    assert torch.allclose(got, torch.tensor([[(2.8**2 + 1.0**2) / 5]]), rtol=1e-5)
+    # (3, 4) are chain neighbours: 10.4 Å is the bond term's business, not this one's
+    # a truth that is itself closer than the floor sets the floor for that pair
+    true_close = true.clone()
+    true_close[0, 0, 4] = torch.tensor([0.05, 0.0, 0.0])  # truth 0.5 Å from residue 0, 3.3 Å from 1
+    got = ca_clash_loss(pred, true_close, mask, 0.38)
+    assert torch.allclose(got, torch.tensor([[0.5**2 / 5]]), rtol=1e-4)  # (1, 4): 3.3 - 2.8 Å; (0, 4): none
+    # padded residues do not count, and the gradient pushes the clashing atoms apart
+    assert ca_clash_loss(pred, true, torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]]), 0.38).abs().max() < 1e-12
+    pred.requires_grad_(True)
+    ca_clash_loss(pred, true, mask, 0.38).sum().backward()
+    assert pred.grad[0, 0, 4, 0] < 0 < pred.grad[0, 0, 0, 0]  # descent moves residue 4 to +x, residue 0 to -x
+
+
+def test_ca_clash_term_enters_the_total_with_its_weight(diffuser):
+    target = _target(diffuser, seed=4)
+    perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
+    assert compute_losses(diffuser, perfect, target, LossConfig(ca_clash_weight=1.0))["ca_clash"] < 1e-8
+    collapsed = perfect._replace(trans=target.trans_0 * 0.3)
+    on = compute_losses(diffuser, collapsed, target, LossConfig(ca_clash_weight=2.0))
+    off = compute_losses(diffuser, collapsed, target, LossConfig())
+    assert on["ca_clash"] > 0
+    assert torch.isclose(on["total"] - off["total"], 2.0 * on["ca_clash"], rtol=1e-4)

@@ -87,11 +87,15 @@ class SelfHistory:
     ``num_steps`` reverse-SDE steps at ``noise_scale`` (no gradient; all frames of the example in
     one block-causal pass per step), then superposed onto MD frame ℓ (Cα Kabsch) so that only its
     internal errors remain. Frame 0 stays the MD start, as in a rollout. Such a step gets no
-    :class:`HistoryErrors`. It costs ``num_steps`` extra forward passes without gradient."""
+    :class:`HistoryErrors`. With ``levels`` k > 1 the sampling is repeated k times, level r
+    conditioning frame ℓ on the level r-1 samples of frames 1..ℓ-1 (and MD frame 0): frame ℓ then
+    carries the errors of min(ℓ, k) jumps, as a rollout's history does; k = L-2 is a full rollout of
+    the example's history. It costs ``levels * num_steps`` extra forward passes without gradient."""
 
     prob: float = 0.0
     num_steps: int = 6
     noise_scale: float = 0.25
+    levels: int = 1
 
     def validate(self) -> "SelfHistory":
         if not 0.0 <= self.prob <= 1.0:
@@ -100,6 +104,8 @@ class SelfHistory:
             raise ValueError(f"self-history needs at least 2 reverse-diffusion steps, got {self.num_steps}")
         if not 0.0 <= self.noise_scale <= 1.0:
             raise ValueError(f"self-history noise scale must lie in [0, 1], got {self.noise_scale}")
+        if self.levels < 1:
+            raise ValueError(f"self-history needs at least 1 level, got {self.levels}")
         return self
 
     @property
@@ -131,37 +137,40 @@ def generate_history(model: nn.Module, diffuser, batch: Batch, rots_0: torch.Ten
     mask = batch.residue_mask
     mask_g = mask[:, None].expand(B, G - 1, N)
     rots_c, trans_c = rots_0[:, :G], trans_0[:, :G]
-    template_rots = torch.cat([rots_c, rots_c[:, :-1]], 1)
-    template_trans = torch.cat([trans_c, trans_c[:, :-1]], 1)
     frame_index, frame_mask = block_causal_frame_index(G, device), block_causal_mask(G, device)
     stride = log10_stride(batch.stride_ns)
     ts = diffuser.timesteps(self_history.num_steps)
     with torch.no_grad():
-        rots_t, trans_t = diffuser.sample_prior([B, G - 1, N], mask_g, device)
-        rots_t, trans_t = rots_t.to(trans_0.dtype), trans_t.to(trans_0.dtype)
-        for i in range(self_history.num_steps):
-            t = float(ts[i])
-            t_in = torch.cat([torch.zeros(B, G, device=device), torch.full((B, G - 1), t, device=device)], 1)
-            args = (batch.aatype, batch.residue_index, batch.chain_index, batch.openfold_single, batch.openfold_pair,
-                    torch.cat([rots_c, rots_t], 1), torch.cat([trans_c, trans_t], 1), t_in, stride, frame_index, frame_mask,
-                    template_rots, template_trans, batch.aatype)  # every type seen, as at inference
-            r0, x0, _, _ = _call(net, args, autocast_dtype, device)
-            r0, x0 = r0[:, G:], x0[:, G:]
-            if i + 1 < self_history.num_steps:
-                dt = t - float(ts[i + 1])
-                rots_t, trans_t = diffuser.reverse_step(rots_t, trans_t, r0, x0, t, dt, torch.randn_like(trans_t),
-                                                        torch.randn_like(trans_t), False, self_history.noise_scale, mask_g)
-        # superpose each generated frame onto its MD frame: keep its internal errors, not a pose change
-        target = trans_0[:, 1:G]
-        r, shift = kabsch(x0.reshape(-1, N, 3), target.reshape(-1, N, 3), mask_g.reshape(-1, N).to(x0.dtype))
-        r, shift = r.view(B, G - 1, 3, 3), shift.view(B, G - 1, 3)
-        x_gen = torch.einsum("blij,blnj->blni", r, x0) + shift[:, :, None]
-        m = mask_g[..., None].to(x_gen.dtype)
-        x_gen = x_gen - (x_gen * m).sum(2, keepdim=True) / m.sum(2, keepdim=True).clamp_min(1.0)
-        r_gen = r[:, :, None] @ r0
-        keep = mask_g[..., None] > 0
-        x_gen = torch.where(keep, x_gen, target)
-        r_gen = torch.where(keep[..., None], r_gen, rots_0[:, 1:G])
+        for _ in range(self_history.levels):
+            template_rots = torch.cat([rots_c, rots_c[:, :-1]], 1)
+            template_trans = torch.cat([trans_c, trans_c[:, :-1]], 1)
+            rots_t, trans_t = diffuser.sample_prior([B, G - 1, N], mask_g, device)
+            rots_t, trans_t = rots_t.to(trans_0.dtype), trans_t.to(trans_0.dtype)
+            for i in range(self_history.num_steps):
+                t = float(ts[i])
+                t_in = torch.cat([torch.zeros(B, G, device=device), torch.full((B, G - 1), t, device=device)], 1)
+                args = (batch.aatype, batch.residue_index, batch.chain_index, batch.openfold_single, batch.openfold_pair,
+                        torch.cat([rots_c, rots_t], 1), torch.cat([trans_c, trans_t], 1), t_in, stride, frame_index,
+                        frame_mask, template_rots, template_trans, batch.aatype)  # every type seen, as at inference
+                r0, x0, _, _ = _call(net, args, autocast_dtype, device)
+                r0, x0 = r0[:, G:], x0[:, G:]
+                if i + 1 < self_history.num_steps:
+                    dt = t - float(ts[i + 1])
+                    rots_t, trans_t = diffuser.reverse_step(rots_t, trans_t, r0, x0, t, dt, torch.randn_like(trans_t),
+                                                            torch.randn_like(trans_t), False, self_history.noise_scale, mask_g)
+            # superpose each generated frame onto its MD frame: keep its internal errors, not a pose change
+            target = trans_0[:, 1:G]
+            r, shift = kabsch(x0.reshape(-1, N, 3), target.reshape(-1, N, 3), mask_g.reshape(-1, N).to(x0.dtype))
+            r, shift = r.view(B, G - 1, 3, 3), shift.view(B, G - 1, 3)
+            x_gen = torch.einsum("blij,blnj->blni", r, x0) + shift[:, :, None]
+            m = mask_g[..., None].to(x_gen.dtype)
+            x_gen = x_gen - (x_gen * m).sum(2, keepdim=True) / m.sum(2, keepdim=True).clamp_min(1.0)
+            r_gen = r[:, :, None] @ r0
+            keep = mask_g[..., None] > 0
+            x_gen = torch.where(keep, x_gen, target)
+            r_gen = torch.where(keep[..., None], r_gen, rots_0[:, 1:G])
+            # the next level's context: the MD start, then this level's samples
+            rots_c, trans_c = torch.cat([rots_0[:, :1], r_gen], 1), torch.cat([trans_0[:, :1], x_gen], 1)
     rots = torch.cat([rots_0[:, :1], r_gen, rots_0[:, G:]], 1)
     trans = torch.cat([trans_0[:, :1], x_gen, trans_0[:, G:]], 1)
     return rots, trans  # built under no_grad from tensors that need none

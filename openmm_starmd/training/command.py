@@ -54,6 +54,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
     parser.add_argument("--ca-bond-weight", type=float, default=0.0, help="weight of the consecutive-Cα distance loss "
                         "at every diffusion time (Å²; 0 keeps the paper's losses)")
+    parser.add_argument("--ca-clash-weight", type=float, default=0.0, help="weight of the Cα excluded-volume loss: pairs "
+                        "|i - j| >= 2 predicted closer than min(3.8 Å, their true distance), at every diffusion time "
+                        "(Å² per residue; 0: off)")
     parser.add_argument("--history-error-angstrom", type=float, default=0.0, help="train on history frames (context and "
                         "templates) with per-residue errors of RMS length up to this, as generated frames have; targets "
                         "stay clean (Å; 0: clean MD history)")
@@ -70,6 +73,9 @@ def add_arguments(parser) -> None:
                         "(default 6; each is one extra forward pass)")
     parser.add_argument("--self-history-noise", type=float, default=0.25, help="reverse-SDE noise scale of those samples "
                         "(default 0.25)")
+    parser.add_argument("--self-history-levels", type=int, default=1, help="sample the history this many times, each "
+                        "level conditioned on the previous level's samples, so that frame l carries min(l, levels) jumps' "
+                        "errors (default 1: one jump from MD history)")
     parser.add_argument("--plot-every", type=int, default=100, help="steps between loss-plot updates (default 100)")
     parser.add_argument("--reindex-every", type=int, default=0, help="re-scan --data every N steps for new trajectory chunks (0: never)")
     parser.add_argument("--log", dest="log_path", help="loss log, JSON lines (default CKPT.log.jsonl)")
@@ -125,10 +131,11 @@ def config_from_args(args):
         ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
-        loss=LossConfig(ca_bond_weight=args.ca_bond_weight),
+        loss=LossConfig(ca_bond_weight=args.ca_bond_weight, ca_clash_weight=args.ca_clash_weight),
         history_errors=HistoryErrors(args.history_error_angstrom, args.history_error_degrees, args.history_error_prob),
         low_t_fraction=args.low_t_fraction,
-        self_history=SelfHistory(args.self_history_prob, args.self_history_steps, args.self_history_noise),
+        self_history=SelfHistory(args.self_history_prob, args.self_history_steps, args.self_history_noise,
+                                 args.self_history_levels),
         max_wall_s=args.max_wall_s, stop_at=args.stop_at, validate_every=args.validate_every, validation_split=args.holdout_file,
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
         validation_noise_scale=args.validation_noise_scale, validation_time_spacing=args.validation_time_spacing,
