@@ -79,3 +79,19 @@ def test_a_backgrounded_job_still_stops_on_sigint():
     job.send_signal(signal.SIGINT)
     _, err = job.communicate(timeout=30)
     assert time.monotonic() - start < 30 and job.returncode != 0 and "KeyboardInterrupt" in err
+
+
+def test_campaign_keeps_the_table_of_systems_up_to_date(tmp_path, capsys):
+    from openmm_starmd.data.inventory import README_BEGIN
+    from openmm_starmd.training.campaign import update_inventory
+    from test_data_inventory import _system
+
+    _system(tmp_path, "a", ["GLY", "TRP"], {"R1": 0.7})
+    (tmp_path / "validation_split.txt").write_text("a  # held out\n")
+    (tmp_path / "README.md").write_text("# data\n")
+    update_inventory(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert README_BEGIN in text and "| a | 2 | R1 0.7 | 0.70 | 1 | validation |" in text
+    (tmp_path / "a" / "a.json").write_text("{")
+    update_inventory(tmp_path)  # reported, not raised; the old table stays
+    assert "not updated" in capsys.readouterr().err and (tmp_path / "README.md").read_text() == text

@@ -11,7 +11,8 @@ it is packed into ``md_data/training/<name>.state.pt``: the EMA weights in float
 for ``small_v2``) with the step, schedule and RNG, so the next machine resumes from it (the packed
 state is unpacked when no live state exists). Resuming from the packed state is a warm restart:
 the weights start from the EMA weights and Adam's moments start afresh; the step count, learning
--rate schedule and data order continue.
+-rate schedule and data order continue. When MD ran, the table of systems in ``md_data/README.md``
+is brought up to date (``openmm_starmd.data.inventory``).
 """
 from __future__ import annotations
 
@@ -95,6 +96,21 @@ def commands(campaign: dict, hours: float) -> tuple[list[str], list[str], Path]:
     return simulate, train, ckpt
 
 
+def update_inventory(data: Path) -> None:
+    """Rewrite the table of systems in ``data/README.md`` (a bad record is reported, not fatal)."""
+    from openmm_starmd.data.inventory import inventory, markdown, write_readme
+    from openmm_starmd.training.validation import read_split
+
+    split_file = data / "validation_split.txt"
+    try:
+        rows = inventory(data, read_split(split_file) if split_file.is_file() else ())
+        write_readme(data / "README.md", markdown(rows, time.strftime("%Y-%m-%d")))
+    except ValueError as exc:
+        print(f"the table of systems in {data / 'README.md'} was not updated: {exc}", file=sys.stderr)
+        return
+    print(f"updated the table of systems in {data / 'README.md'}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m openmm_starmd.training.campaign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,7 +138,7 @@ def main(argv=None) -> int:
             return 1
         print(f"packed {live_state} -> {packed} ({pack_state(live_state, packed) / 1e6:.1f} MB)")
         return 0
-    if not live_state.is_file() and packed.is_file():
+    if not args.no_train and not live_state.is_file() and packed.is_file():
         unpack_state(packed, live_state)
         print(f"resuming training from the packed state {packed}")
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -141,8 +157,10 @@ def main(argv=None) -> int:
             job.send_signal(signal.SIGINT)
         for job in jobs:
             job.wait()
-    if live_state.is_file():
+    if not args.no_train and live_state.is_file():
         print(f"packed {live_state} -> {packed} ({pack_state(live_state, packed) / 1e6:.1f} MB)")
+    if not args.no_md:
+        update_inventory(Path("md_data"))
     failed = [job.args[3] for job in jobs if job.returncode not in (0, None, -signal.SIGINT)]
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
