@@ -68,6 +68,27 @@ def test_raw_rollout_scores_against_md(two_systems):
     assert short["start_separation_angstrom"] > short["md_spread_angstrom"] > 0
     assert set(report["summary"]) == {"0.01ns", "0.5ns"}
     assert report["summary"]["0.5ns"]["rmsd_ratio_systems"] == 0
+    causes = short["invalid_by"]
+    assert causes["break_only"] + causes["clash_only"] + causes["both"] == pytest.approx(1.0 - short["ca_valid"])
+    assert set(report["summary"]["0.01ns"]["invalid_by"]) == set(causes)
+
+
+def test_failure_causes_tell_breaks_from_local_and_long_range_clashes():
+    from openmm_starmd.training.validation import failure_causes
+
+    chain = np.zeros((4, 8, 3))
+    chain[:, :, 0] = np.arange(8) * 0.38  # a straight chain, 3.8 Å steps: valid
+    # a regular heptagon of 3.8 Å sides: residue 7 comes back onto residue 0, lifted 1 Å out of the plane
+    radius = 0.38 / (2 * np.sin(np.pi / 7))
+    angle = 2 * np.pi * np.arange(8) / 7
+    chain[1] = np.stack([radius * np.cos(angle), radius * np.sin(angle), np.zeros(8)], -1)
+    chain[1, 7, 2] = 0.1  # 1 Å from residue 0, 3.93 Å from residue 6: a long-range clash, no break
+    chain[2, 4:, 0] += 0.1  # a 4.8 Å gap between residues 3 and 4: a break only
+    chain[3, 2] = chain[3, 0] + [0.0, 0.25, 0.0]  # residue 2 folded back onto 0: a local clash, and breaks
+    causes = failure_causes(chain)
+    assert causes["break_only"] == pytest.approx(0.25) and causes["clash_only"] == pytest.approx(0.25)
+    assert causes["both"] == pytest.approx(0.25)
+    assert causes["clash_pairs_long_range"] == 1 and causes["clash_pairs_local"] == 1
 
 
 def test_training_validates_logs_plots_and_keeps_the_best_checkpoint(two_systems, tmp_path):

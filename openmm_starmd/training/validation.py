@@ -18,7 +18,9 @@ no relaxation) with the Generator's sampler settings. Reported per system and st
 * ``attractor``: how far apart the two rollouts stay — the mean Cα RMSD between them over the
   last quarter of the jumps, over the MD's ensemble spread (mean Cα RMSD between MD frames).
   MD trajectories started that far apart stay about that far apart on average; a model that
-  forgets its context collapses both rollouts onto one structure (ratio near 0).
+  forgets its context collapses both rollouts onto one structure (ratio near 0);
+* ``invalid_by``: why frames fail, by a chain break, a clash or both, and the clashing pairs
+  counted as local (|i - j| <= 3) or long-range.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ import torch
 from openmm_starmd.data.dataset import FramesTrajectory, load_or_convert
 from openmm_starmd.data.identity import identity
 from openmm_starmd.data.readers import find_sources
-from openmm_starmd.evaluation.validity import ca_valid
+from openmm_starmd.evaluation.validity import CaValidityConfig, ca_clash_break_rates, ca_valid
 from openmm_starmd.geometry import residue_constants
 from openmm_starmd.geometry.superpose import rmsd
 from openmm_starmd.units import ANGSTROM_PER_NM, PS_PER_NS
@@ -156,6 +158,24 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
     return generated, (a, b, start_sep)
 
 
+def failure_causes(ca_nm: np.ndarray) -> dict:
+    """Why generated frames ``[F, N, 3]`` (nm, one chain) fail the Cα check: the fraction of frames
+    failing by a break only, a clash only, or both; and the clashing pairs (< 3.0 Å) counted by
+    sequence separation, local (|i - j| <= 3) or long-range (> 3: termini or loops passing through)."""
+    config = CaValidityConfig()
+    clash_rate, break_rate = ca_clash_break_rates(ca_nm, None, config)
+    clash_bad, break_bad = clash_rate > config.max_clash_rate, break_rate > config.max_break_rate
+    N = ca_nm.shape[1]
+    iu, ju = np.triu_indices(N, k=1)
+    d = np.linalg.norm(ca_nm[:, iu] - ca_nm[:, ju], axis=-1)  # [F, pairs]
+    close = d < config.clash_distance_nm
+    local = (ju - iu) <= 3
+    F = max(len(ca_nm), 1)
+    return {"break_only": float((break_bad & ~clash_bad).sum() / F), "clash_only": float((clash_bad & ~break_bad).sum() / F),
+            "both": float((clash_bad & break_bad).sum() / F),
+            "clash_pairs_local": int(close[:, local].sum()), "clash_pairs_long_range": int(close[:, ~local].sum())}
+
+
 def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                     noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0) -> dict:
     """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
@@ -183,12 +203,14 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
         "md_spread_angstrom": spread * ANGSTROM_PER_NM,
         "attractor": end_sep / spread if spread > 0 else None,
         "finite": bool(all(torch.isfinite(g).all() for g in generated)),
+        "invalid_by": failure_causes(torch.cat([g[1:] for g in generated]).numpy()),
     }
 
 
 def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
     """Per stride: mean Cα validity (and over the first 20 jumps of longer rollouts), median RMSD
-    ratio, mean attractor ratio over the systems."""
+    ratio, mean attractor ratio over the systems, and why frames failed (mean fractions of frames,
+    summed clash-pair counts)."""
     out = {}
     for s in strides_ns:
         rows = [r for r in systems if math.isclose(r["stride_ns"], s)]
@@ -200,6 +222,10 @@ def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
                            "rmsd_ratio_median": float(np.median(ratios)) if ratios else None,
                            "rmsd_ratio_systems": len(ratios),
                            "attractor_mean": float(np.mean(attractors)) if attractors else None}
+        causes = [r["invalid_by"] for r in rows if "invalid_by" in r]
+        if causes:
+            out[f"{s:g}ns"]["invalid_by"] = {k: float(np.mean([c[k] for c in causes])) if k in ("break_only", "clash_only", "both")
+                                             else int(sum(c[k] for c in causes)) for k in causes[0]}
     return out
 
 
