@@ -72,7 +72,28 @@ def compare(a: list[dict], b: list[dict]) -> dict:
         diff, diff_se = _mean_se(diffs)
         result[f"{stride:g}ns"] = {**side, "difference": diff, "difference_se": diff_se, "systems": len(systems),
                                    "per_system": {s: {"a": ca[stride][s], "b": cb[stride][s]} for s in systems}}
+        for name, reports in (("a", a), ("b", b)):
+            result[f"{stride:g}ns"][name]["invalid_by"] = causes(reports, stride, systems)
     return result
+
+
+def causes(reports: list[dict], stride: float, systems: list[str]) -> dict | None:
+    """Why frames failed, pooled over the reports' rows of ``systems`` at ``stride``: the mean
+    fractions of frames failing by a break only, a clash only or both, and the summed clashing
+    pairs, local and long-range (None when a report predates these fields)."""
+    rows = [row for r in reports for row in r["systems"] if math.isclose(row["stride_ns"], stride) and row["system"] in systems]
+    if not rows or any("invalid_by" not in row for row in rows):
+        return None
+    keys = rows[0]["invalid_by"]
+    return {k: (sum(row["invalid_by"][k] for row in rows) / len(rows) if k in ("break_only", "clash_only", "both")
+                else sum(row["invalid_by"][k] for row in rows)) for k in keys}
+
+
+def _causes_cell(c: dict | None) -> str:
+    if c is None:
+        return "—"
+    return (f"{100 * c['break_only']:.1f} / {100 * c['clash_only']:.1f} / {100 * c['both']:.1f} "
+            f"({c['clash_pairs_local']} / {c['clash_pairs_long_range']})")
 
 
 def main(argv=None) -> int:
@@ -88,10 +109,13 @@ def main(argv=None) -> int:
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
     rows = [[stride, f"{pct(r['a']['ca_valid'])} ± {pct(r['a']['se'])} ({r['a']['cells']})",
              f"{pct(r['b']['ca_valid'])} ± {pct(r['b']['se'])} ({r['b']['cells']})",
-             f"{'+' if r['difference'] >= 0 else ''}{pct(r['difference'])} ± {pct(r['difference_se'])}", str(r["systems"])]
+             f"{'+' if r['difference'] >= 0 else ''}{pct(r['difference'])} ± {pct(r['difference_se'])}", str(r["systems"]),
+             _causes_cell(r["a"]["invalid_by"]), _causes_cell(r["b"]["invalid_by"])]
             for stride, r in result.items()]
     header = ["stride", f"Cα-valid % {args.label_a} ± SE (cells)", f"Cα-valid % {args.label_b} ± SE (cells)",
-              f"{args.label_b} − {args.label_a} ± paired SE (points)", "systems"]
+              f"{args.label_b} − {args.label_a} ± paired SE (points)", "systems",
+              f"{args.label_a}: % of frames invalid by break / clash / both (clashing pairs local / long-range)",
+              f"{args.label_b}: the same"]
     data = {"a": {"label": args.label_a, "reports": args.a}, "b": {"label": args.label_b, "reports": args.b}, "strides": result}
     print(write_report(args.out, data, f"Validation split: {args.label_b} against {args.label_a}", "validation_compare.py",
                        sys.argv[1:] if argv is None else list(argv), header, rows))

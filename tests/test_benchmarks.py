@@ -221,3 +221,18 @@ def test_validation_compare_pools_seeds_and_pairs_systems(tmp_path):
         paths[-1].write_text(json.dumps(rep))
     validation_compare.main(["--a", *map(str, paths[:2]), "--b", *map(str, paths[2:]), "--out", str(tmp_path / "cmp")])
     assert "+13.3 ± 3.3" in (tmp_path / "cmp.md").read_text()
+    assert r["a"]["invalid_by"] is None  # reports without the failure causes
+
+
+def test_validation_compare_pools_the_failure_causes():
+    import validation_compare
+
+    reports = [_validation_report(0, {"x": 0.5, "y": 1.0}), _validation_report(10, {"x": 0.7, "y": 0.9})]
+    for rep, (bo, co) in zip(reports, ((0.1, 0.4), (0.3, 0.0))):
+        for row in rep["systems"]:
+            row["invalid_by"] = {"break_only": bo, "clash_only": co, "both": 0.0, "clash_pairs_local": 1,
+                                 "clash_pairs_long_range": 2}
+    c = validation_compare.compare(reports, reports)["0.1ns"]["a"]["invalid_by"]
+    assert c["break_only"] == pytest.approx(0.2) and c["clash_only"] == pytest.approx(0.2)
+    assert c["clash_pairs_local"] == 4 and c["clash_pairs_long_range"] == 8
+    assert validation_compare._causes_cell(c) == "20.0 / 20.0 / 0.0 (4 / 8)"
