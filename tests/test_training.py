@@ -114,6 +114,37 @@ def test_stop_at_keeps_the_schedule_and_resumes_like_an_uninterrupted_run_with_s
     assert any(a["total"] != pytest.approx(b["total"], rel=1e-6) for a, b in zip(straight, unaided))
 
 
+def test_a_signal_stops_after_the_step_with_a_checkpoint_there_and_resumes_exactly(data_dir, tmp_path):
+    """SIGINT in the middle of a run: the step in progress finishes, the checkpoint and the state
+    are written at that step (although the next scheduled checkpoint is far away), the handlers are
+    restored, and resuming gives the uninterrupted run."""
+    import signal
+
+    torch.set_num_threads(1)
+    straight = Trainer(_config(data_dir, tmp_path / "a.pt", steps=6)).run()
+    trainer = Trainer(_config(data_dir, tmp_path / "b.pt", steps=6, checkpoint_every=1000))
+    step = trainer.train_step
+
+    def interrupted_step():
+        record = step()
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the same request, also forwarded by a launcher
+        return record
+
+    trainer.train_step = interrupted_step
+    previous = signal.getsignal(signal.SIGINT)
+    records = trainer.run()
+    assert trainer.interrupted and [r["step"] for r in records] == [1, 2]
+    assert signal.getsignal(signal.SIGINT) is previous
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["meta"]["step"] == 2
+    assert torch.load(tmp_path / "b.pt.train.pt", weights_only=True)["step"] == 2
+    resumed = Trainer(_config(data_dir, tmp_path / "b.pt", steps=6, resume=True))
+    assert [r["step"] for r in resumed.run()] == [3, 4, 5, 6] and not resumed.interrupted
+    for a, b in zip(straight, read_log(tmp_path / "b.pt.log.jsonl")):
+        assert a["total"] == pytest.approx(b["total"], rel=1e-6, abs=1e-7)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

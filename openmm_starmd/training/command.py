@@ -169,4 +169,6 @@ def run(args) -> int:
     if ctx.is_main and records:
         last = records[-1]
         print(f"step {last['step']}: loss {last['total']:.4f}; checkpoint {cfg.out}; log {cfg.log_path}; plot {cfg.plot_path}")
+        if trainer.interrupted:
+            print(f"stopped by a signal at step {last['step']} of {cfg.steps}; resume with the same command and --resume")
     return 0

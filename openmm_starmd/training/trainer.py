@@ -12,6 +12,10 @@ Files written by rank 0:
   weights, EMA weights, meta) usable by ``load_model`` / ``--init``;
 * ``out`` + ``.train.pt`` — everything needed to resume (optimiser, scheduler, step, RNG, log size);
 * ``log_path`` (JSON lines, one per step) and ``plot_path`` (PNG).
+
+Stopping: SIGINT (Ctrl-C, ``kill -INT``) or SIGTERM during :meth:`Trainer.run` finishes the step in
+progress, writes the checkpoint and the training state at the step reached and returns; a second
+signal stops at once (the files of the last checkpoint stay valid, they are replaced atomically).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -223,6 +229,43 @@ def warm_start(core: StarMDCore, name_or_path: str) -> dict:
     return {"copied": len(copied), "kept": len(target) - len(copied), "from": str(name_or_path)}
 
 
+class StopRequests:
+    """While active (a context manager), SIGINT and SIGTERM set :attr:`requested` instead of
+    stopping the process, so a training loop can finish its step and write a checkpoint first. A
+    second signal raises ``KeyboardInterrupt`` at once. Outside the main thread (where Python
+    cannot set handlers) it does nothing and the signals keep their usual effect."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_S = 2.0  # a repeat this soon is the same request (Ctrl-C reaches a job and its launcher both)
+
+    def __init__(self):
+        self.requested = False
+        self._first: Optional[float] = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        now = time.monotonic()
+        if self.requested:
+            if now - self._first < self.REPEAT_S:
+                return
+            raise KeyboardInterrupt
+        self.requested, self._first = True, now
+        print(f"starmd train: {signal.Signals(signum).name} received; stopping after this step "
+              "(send it again to stop at once)", flush=True)
+
+    def __enter__(self) -> "StopRequests":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
 # --------------------------------------------------------------------------- the trainer
 class Trainer:
     """Builds the model, data, optimiser and schedule from a :class:`TrainConfig` and runs it."""
@@ -253,6 +296,7 @@ class Trainer:
         self.step = 0
         self.wall_s = 0.0
         self.examples_seen = 0
+        self.interrupted = False  # set by run() when a signal stopped it early
         if cfg.resume and self.state_path.is_file():
             self._load_state()
         self.dataset = build_dataset(cfg)
@@ -388,7 +432,12 @@ class Trainer:
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> list[dict]:
         """Train up to ``cfg.steps``; returns this process's records. Checkpoints every
-        ``checkpoint_every`` steps and at the end."""
+        ``checkpoint_every`` steps and at the end. SIGINT or SIGTERM stops it after the step in
+        progress, with a checkpoint at that step (:attr:`interrupted` is then True)."""
+        with StopRequests() as stop:
+            return self._run(stop)
+
+    def _run(self, stop: StopRequests) -> list[dict]:
         cfg = self.cfg
         records: list[dict] = []
         bar = None
@@ -417,7 +466,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['total']:.3f}", lr=f"{record['lr']:.2e}")
             out_of_time = (cfg.max_wall_s > 0 and now - start > cfg.max_wall_s) or (cfg.stop_at > 0 and self.step >= cfg.stop_at)
-            out_of_time = any_rank(out_of_time, self.ctx)
+            self.interrupted = any_rank(stop.requested, self.ctx)
+            out_of_time = any_rank(out_of_time, self.ctx) or self.interrupted
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or out_of_time:
                 self.save()
             if self.ctx.is_main and (self.step % cfg.plot_every == 0 or self.step == cfg.steps or out_of_time):
