@@ -179,6 +179,36 @@ def test_sampler_sweep_of_an_untrained_template_start_reports_no_motion(tmp_path
     assert "| 3 | 0.5 | 1 | 4 |" in table and "| 3 | 1 | 2 | 4 |" in table
 
 
+def test_stride_response_of_an_untrained_template_start_is_no_motion_at_every_stride(tmp_path):
+    """An untrained template-start network returns its context frame, so the first jump and the
+    later ones move ~0 Å at every stride and sampler, the samples are as valid as the start, and the
+    MD column is there only where the MD (31 frames of 10 ps) is longer than the lag."""
+    import json
+
+    import stride_response
+    from openmm_starmd.evaluation.validity import ca_valid
+    from openmm_starmd.training.validation import _systems
+
+    data = _untrained_template_start(tmp_path)
+    out = tmp_path / "strides"
+    assert stride_response.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                                 "--strides", "0.01", "1.25", "--settings", "3:0.5", "3:1:2", "--replicas", "2",
+                                 "--jumps", "2", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [(r["noise_scale"], r["stride_ns"]) for r in rows] == [(0.5, 0.01), (0.5, 1.25), (1.0, 0.01), (1.0, 1.25)]
+    start = _systems(str(data), ["villin"])["villin"][0].trans[15]
+    for row in rows:  # the samples are the start frame, so they are exactly as valid as it is
+        assert row["frame"] == 15 and row["replicas"] == 2 and row["jumps"] == 2
+        assert row["first_jump_rmsd_angstrom"] < 0.01 and row["later_jump_rmsd_angstrom"] < 0.01
+        assert row["ca_valid"] == float(ca_valid(start[None].astype(np.float64))[0])
+    assert all(r["md_lag_rmsd_angstrom"] > 0.05 for r in rows if r["stride_ns"] == 0.01)
+    assert all(r["md_lag_rmsd_angstrom"] is None for r in rows if r["stride_ns"] == 1.25)
+    assert "| villin | 35 | 3:0.5:1 | 0.01 |" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        stride_response.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                              "--settings", "3", "--out", str(out)])
+
+
 def test_write_report_keeps_a_dot_in_the_name(tmp_path):
     import json
 
