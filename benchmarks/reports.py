@@ -20,3 +20,12 @@ def write_report(out, data: dict, title: str, script: str, argv: list[str], head
     text = "\n".join(lines) + "\n"
     out.with_name(out.name + ".md").write_text(text)
     return text
+
+
+def parse_setting(text: str) -> tuple[int, float, float]:
+    """A sampler setting NUM_STEPS:NOISE_SCALE[:TIME_SPACING]: ``"50:0.25"`` -> (50, 0.25, 1.0);
+    ``"50:1:2"`` -> (50, 1.0, 2.0)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        raise ValueError(f"expected NUM_STEPS:NOISE_SCALE[:TIME_SPACING], got {text!r}")
+    return int(parts[0]), float(parts[1]), float(parts[2]) if len(parts) == 3 else 1.0

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from openmm_starmd.evaluation.validity import ca_valid  # noqa: E402
 from openmm_starmd.geometry.superpose import rmsd  # noqa: E402
 from openmm_starmd.training.validation import _md_lag_rmsd_nm, _systems, far_pair_rollouts  # noqa: E402
-from reports import write_report  # noqa: E402
+from reports import parse_setting, write_report  # noqa: E402
 
 
 def rollouts(core, trajectories, stride_ns: float, jumps: int, num_steps: int, noise_scale: float, seed: int,
@@ -64,10 +64,10 @@ def main(argv=None) -> int:
     systems = _systems(args.data, args.systems)
     rows = []
     for setting in args.settings:
-        parts = setting.split(":")
-        if len(parts) not in (2, 3):
-            parser.error(f"--settings: expected NUM_STEPS:NOISE_SCALE[:TIME_SPACING], got {setting!r}")
-        steps, noise, spacing = parts[0], parts[1], (parts[2] if len(parts) == 3 else "1")
+        try:
+            steps, noise, spacing = parse_setting(setting)
+        except ValueError as exc:
+            parser.error(f"--settings: {exc}")
         start = time.monotonic()
         valid, bonds, jumps, ratios = [], [], [], []
         for name in args.systems:

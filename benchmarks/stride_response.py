@@ -32,17 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from openmm_starmd.evaluation.validity import ca_valid  # noqa: E402
 from openmm_starmd.geometry.superpose import rmsd  # noqa: E402
 from openmm_starmd.training.validation import _md_lag_rmsd_nm, _systems  # noqa: E402
-from reports import write_report  # noqa: E402
+from reports import parse_setting, write_report  # noqa: E402
 
 ANGSTROM_PER_NM = 10.0
-
-
-def parse_setting(text: str) -> tuple[int, float, float]:
-    """``"50:0.25"`` -> (50, 0.25, 1.0); ``"50:1:2"`` -> (50, 1.0, 2.0)."""
-    parts = text.split(":")
-    if len(parts) not in (2, 3):
-        raise ValueError(f"expected NUM_STEPS:NOISE_SCALE[:TIME_SPACING], got {text!r}")
-    return int(parts[0]), float(parts[1]), float(parts[2]) if len(parts) == 3 else 1.0
 
 
 def rollouts(core, trajectory, frame: int, stride_ns: float, jumps: int, replicas: int, num_steps: int,
