@@ -34,10 +34,54 @@ def test_packed_state_is_small_and_resumes_from_the_ema_weights(data_dir, tmp_pa
 def test_campaign_commands_run_md_and_training_on_one_core_each():
     campaign = {"name": "x", "simulate": {"structures": ["bioemu:1ENH"], "args": ["--ns", "5"]},
                 "train": {"args": ["--preset", "small_v2"]}}
-    simulate, train, ckpt = commands(campaign, 1.5)
+    (simulate,), train, ckpt = commands(campaign, 1.5)
     assert simulate[3:5] == ["simulate", "bioemu:1ENH"] and "--max-hours" in simulate and "--ns" in simulate
     assert train[3] == "train" and "--resume" in train and train[train.index("--threads") + 1] == "1"
     assert train[train.index("--max-wall-s") + 1] == "5400" and ckpt.name == "x.pt"
+
+
+def test_the_long_md_stage_runs_first_and_hands_the_core_on(monkeypatch, capsys):
+    """``simulate.long`` extends its systems first; when it ends (its systems at their length) the
+    broad round-robin starts with the hours left; a stop request starts no further stage."""
+    import signal
+    import sys
+
+    import pytest
+
+    from openmm_starmd.training import campaign as campaign_module
+    from openmm_starmd.training.campaign import MDStages, md_stages
+
+    campaign = {"name": "x", "simulate": {"structures": ["bioemu:1ENH"], "args": ["--ns", "1000"],
+                                          "long": {"structures": ["trpzip2", "seq:GYDPETGTWG"], "args": ["--ns", "10"]}},
+                "train": {"args": []}}
+    stages = md_stages(campaign)
+    assert stages == [(["trpzip2", "seq:GYDPETGTWG"], ["--ns", "10"]), (["bioemu:1ENH"], ["--ns", "1000"])]
+    long_cmd, broad_cmd = commands(campaign, 2.0)[0]
+    assert long_cmd[4:6] == ["trpzip2", "seq:GYDPETGTWG"] and long_cmd[long_cmd.index("--ns") + 1] == "10"
+    assert broad_cmd[4] == "bioemu:1ENH"
+    bad = {"name": "x", "simulate": {"structures": ["a"], "long": {"structures": ["b"], "args": []}}, "train": {"args": []}}
+    with pytest.raises(ValueError, match="--ns"):
+        md_stages(bad)
+
+    started = []
+
+    def fake_command(structures, args, hours):  # a stage that records its hours and ends at once
+        started.append((structures, hours))
+        return [sys.executable, "-c", "import time; time.sleep(0.2)"]
+
+    monkeypatch.setattr(campaign_module, "simulate_command", fake_command)
+    job = MDStages(stages, 1.0, env=None)
+    assert job.wait() == 0
+    assert [s for s, _ in started] == [["trpzip2", "seq:GYDPETGTWG"], ["bioemu:1ENH"]]
+    assert 0.999 < started[0][1] <= 1.0 and 0.99 < started[1][1] < started[0][1]  # the broad stage gets the hours left
+
+    started.clear()
+    job = MDStages(stages, 1.0, env=None)
+    job.send_signal(signal.SIGINT)  # stopped during the long stage: the broad one never starts
+    job.wait()
+    assert [s for s, _ in started] == [["trpzip2", "seq:GYDPETGTWG"]]
+    started.clear()
+    assert MDStages(stages, 1.0 / 60.0, env=None).wait() == 0 and started == []  # under two minutes: nothing starts
 
 
 def test_warm_start_copies_every_matching_weight_and_keeps_the_new_inputs(tmp_path):

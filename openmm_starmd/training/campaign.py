@@ -5,7 +5,9 @@
 
 The campaign is described by ``md_data/campaign.json``: the structures ``starmd simulate`` runs
 (round-robin, resumable chunks under ``md_data/``) and the ``starmd train`` arguments of the
-model being trained. The live training state (fp32 weights, EMA, Adam moments, schedule, RNG)
+model being trained. An optional ``simulate.long`` stage (its own structures and ``args``, e.g.
+``--ns 10``) runs first: a few chosen systems are extended to long trajectories before the
+broad round-robin gets the MD core's remaining hours. The live training state (fp32 weights, EMA, Adam moments, schedule, RNG)
 is kept under ``runs/campaign/`` (not committed). When the campaign stops, and with ``--pack``,
 it is packed into ``md_data/training/<name>.state.pt``: the EMA weights in float16 (about 5 MB
 for ``small_v2``) with the step, schedule and RNG, so the next machine resumes from it (the packed
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -85,15 +88,83 @@ def read_campaign(path: Path = CAMPAIGN_FILE) -> dict:
     return campaign
 
 
-def commands(campaign: dict, hours: float) -> tuple[list[str], list[str], Path]:
-    """The ``starmd simulate`` and ``starmd train`` command lines of the campaign, and the live checkpoint."""
-    starmd = [sys.executable, "-m", "openmm_starmd.cli"]
-    simulate = [*starmd, "simulate", *campaign["simulate"]["structures"], "--out", "md_data", "--threads", "1",
-                "--max-hours", f"{hours:g}", *campaign["simulate"].get("args", [])]
+def md_stages(campaign: dict) -> list[tuple[list[str], list[str]]]:
+    """The MD stages in the order they run: ``(structures, starmd simulate args)`` of the optional
+    ``simulate.long`` stage (systems extended to long trajectories first), then of the broad
+    round-robin ``simulate`` itself."""
+    simulate = campaign["simulate"]
+    stages = []
+    long = simulate.get("long")
+    if long is not None:
+        if not long.get("structures") or "--ns" not in long.get("args", []):
+            raise ValueError("campaign: simulate.long needs 'structures' and 'args' with --ns (the length to reach)")
+        stages.append((list(long["structures"]), list(long["args"])))
+    stages.append((list(simulate["structures"]), list(simulate.get("args", []))))
+    return stages
+
+
+def simulate_command(structures: list[str], args: list[str], hours: float) -> list[str]:
+    """One ``starmd simulate`` command line of the campaign's MD core."""
+    return [sys.executable, "-m", "openmm_starmd.cli", "simulate", *structures, "--out", "md_data", "--threads", "1",
+            "--max-hours", f"{hours:g}", *args]
+
+
+def commands(campaign: dict, hours: float) -> tuple[list[list[str]], list[str], Path]:
+    """The ``starmd simulate`` command lines of the campaign's MD stages (each as if it had all
+    ``hours``; a later stage gets the hours left when it starts), the ``starmd train`` command line,
+    and the live checkpoint."""
+    simulate = [simulate_command(structures, args, hours) for structures, args in md_stages(campaign)]
     ckpt = LIVE_DIR / f"{campaign['name']}.pt"
-    train = [*starmd, "train", "--data", "md_data", "--out", str(ckpt), "--resume", "--threads", "1", "--no-progress",
-             "--max-wall-s", f"{hours * 3600:g}", *campaign["train"]["args"]]
+    train = [sys.executable, "-m", "openmm_starmd.cli", "train", "--data", "md_data", "--out", str(ckpt), "--resume",
+             "--threads", "1", "--no-progress", "--max-wall-s", f"{hours * 3600:g}", *campaign["train"]["args"]]
     return simulate, train, ckpt
+
+
+class MDStages:
+    """The MD core's stages run one after another, each with the hours left (a stage that ends early,
+    its systems at their length, hands the core to the next); ``poll``, ``send_signal`` and ``wait``
+    act on the stage running, as on a ``subprocess.Popen``."""
+
+    MIN_HOURS = 2.0 / 60.0  # a stage is not started with less than two minutes left
+
+    def __init__(self, stages: list[tuple[list[str], list[str]]], hours: float, env: dict):
+        self.stages, self.hours, self.env = list(stages), hours, env
+        self.start = time.monotonic()
+        self.job: Optional[subprocess.Popen] = None
+        self.returncode: Optional[int] = None
+        self.stopped = False
+        self.args: list[str] = []  # the command line of the stage started last
+        if not self._next():
+            self.returncode = 0
+
+    def _next(self) -> bool:
+        left = self.hours - (time.monotonic() - self.start) / 3600.0
+        if self.stopped or not self.stages or left < self.MIN_HOURS:
+            return False
+        command = simulate_command(*self.stages.pop(0), left)
+        print("MD:       " + shlex.join(command), flush=True)
+        self.args = command
+        self.job = subprocess.Popen(command, env=self.env)
+        return True
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is not None:
+            return self.returncode
+        rc = self.job.poll()
+        if rc is None or (rc == 0 and self._next()):
+            return None
+        self.returncode = rc
+        return rc
+
+    def send_signal(self, sig) -> None:
+        self.stopped = True
+        if self.job is not None and self.job.poll() is None:
+            self.job.send_signal(sig)
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            time.sleep(1)
+        return self.returncode
 
 
 def update_inventory(data: Path) -> None:
@@ -125,11 +196,15 @@ def main(argv=None) -> int:
     if args.hours <= 0:
         parser.error(f"--hours must be > 0, got {args.hours:g}")
     campaign = read_campaign(args.campaign)
-    simulate, train, ckpt = commands(campaign, args.hours)
+    try:
+        simulate, train, ckpt = commands(campaign, args.hours)
+    except ValueError as exc:
+        parser.error(str(exc))
     live_state = ckpt.with_name(ckpt.name + TRAIN_STATE_SUFFIX)
     packed = PACKED_DIR / f"{campaign['name']}.state.pt"
     if args.dry_run:
-        print(shlex.join(simulate))
+        for command in simulate:
+            print(shlex.join(command))
         print(shlex.join(train))
         return 0
     if args.pack:
@@ -144,8 +219,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     jobs = []
     if not args.no_md:
-        print("MD:       " + shlex.join(simulate), flush=True)
-        jobs.append(subprocess.Popen(simulate, env=env))
+        jobs.append(MDStages(md_stages(campaign), args.hours, env))
     if not args.no_train:
         print("training: " + shlex.join(train), flush=True)
         jobs.append(subprocess.Popen(train, env=env))

@@ -68,11 +68,16 @@ def all_reduce_mean(values: torch.Tensor, ctx: DistributedContext) -> torch.Tens
 
 def any_rank(flag: bool, ctx: DistributedContext) -> bool:
     """True on every rank when ``flag`` is True on at least one."""
+    return any_ranks([flag], ctx)[0]
+
+
+def any_ranks(flags: list[bool], ctx: DistributedContext) -> list[bool]:
+    """Each flag True on every rank when it is True on at least one: one all-reduce for all of them."""
     if not ctx.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
+        return [bool(f) for f in flags]
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return [bool(v > 0) for v in t.tolist()]
 
 
 def barrier(ctx: DistributedContext) -> None:

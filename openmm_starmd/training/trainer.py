@@ -40,7 +40,7 @@ from openmm_starmd.model.checkpoint import load_model, read_checkpoint, resolve_
 from openmm_starmd.model.config import StarMDConfig, preset
 from openmm_starmd.model.core import StarMDCore
 from openmm_starmd.training.block_causal import BlockCausalModel, HistoryErrors, SelfHistory, batch_to, training_losses
-from openmm_starmd.training.distributed import DistributedContext, all_reduce_mean, any_rank, barrier, resolve_device
+from openmm_starmd.training.distributed import DistributedContext, all_reduce_mean, any_rank, any_ranks, barrier, resolve_device
 from openmm_starmd.training.losses import LossConfig
 
 TRAIN_STATE_SUFFIX = ".train.pt"
@@ -466,8 +466,8 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['total']:.3f}", lr=f"{record['lr']:.2e}")
             out_of_time = (cfg.max_wall_s > 0 and now - start > cfg.max_wall_s) or (cfg.stop_at > 0 and self.step >= cfg.stop_at)
-            self.interrupted = any_rank(stop.requested, self.ctx)
-            out_of_time = any_rank(out_of_time, self.ctx) or self.interrupted
+            self.interrupted, out_of_time = any_ranks([stop.requested, out_of_time], self.ctx)  # one all-reduce
+            out_of_time = out_of_time or self.interrupted
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or out_of_time:
                 self.save()
             if self.ctx.is_main and (self.step % cfg.plot_every == 0 or self.step == cfg.steps or out_of_time):
