@@ -5,8 +5,8 @@ named system (its farthest-apart frames, as the validation does), ``--jumps`` ju
 Reported: Cα validity (the paper's check), the mean and spread of consecutive Cα distances, the
 mean per-jump Cα RMSD (superposed, as the validation measures it) and its ratio to the MD's Cα RMSD
 at the same lag (median over systems): lower noise scales give more valid frames and smaller jumps.
-A setting is NUM_STEPS:NOISE_SCALE or NUM_STEPS:NOISE_SCALE:TIME_SPACING (``GeneratorOptions``;
-the spacing defaults to 1, evenly spaced times).
+A setting is NUM_STEPS:NOISE_SCALE[:TIME_SPACING[:NOISE_SWITCH_T]] (``GeneratorOptions``; the
+spacing defaults to 1, evenly spaced times; the switch to 1, the noise scale at every step).
 
     python benchmarks/sampler_sweep.py --model CKPT --systems pep_GYDPETGTWG trpzip2 ... \
         --settings 25:0.5 50:0.5 50:1:2 --out benchmarks/results/sampler_sweep_NAME
@@ -33,11 +33,11 @@ from reports import parse_setting, write_report  # noqa: E402
 
 
 def rollouts(core, trajectories, stride_ns: float, jumps: int, num_steps: int, noise_scale: float, seed: int,
-             time_spacing: float = 1.0) -> list[np.ndarray]:
+             time_spacing: float = 1.0, noise_switch_t: float = 1.0) -> list[np.ndarray]:
     """Generated Cα positions ``[jumps + 1, N, 3]`` (nm; the MD start first) of the validation's two
     rollouts from the farthest-apart MD frames."""
     generated, _ = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
-                                     time_spacing=time_spacing)
+                                     time_spacing=time_spacing, noise_switch_t=noise_switch_t)
     return [g.numpy() for g in generated]
 
 
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", default="md_data")
     parser.add_argument("--systems", nargs="+", required=True, help="training systems (not the validation split)")
-    parser.add_argument("--settings", nargs="+", default=["25:0.5", "50:0.5", "50:0.25"], help="NUM_STEPS:NOISE_SCALE[:TIME_SPACING]")
+    parser.add_argument("--settings", nargs="+", default=["25:0.5", "50:0.5", "50:0.25"], help="NUM_STEPS:NOISE_SCALE[:TIME_SPACING[:NOISE_SWITCH_T]]")
     parser.add_argument("--stride-ns", type=float, default=0.1)
     parser.add_argument("--jumps", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -65,14 +65,15 @@ def main(argv=None) -> int:
     rows = []
     for setting in args.settings:
         try:
-            steps, noise, spacing = parse_setting(setting)
+            steps, noise, spacing, switch = parse_setting(setting)
         except ValueError as exc:
             parser.error(f"--settings: {exc}")
         start = time.monotonic()
         valid, bonds, jumps, ratios = [], [], [], []
         for name in args.systems:
             system_jumps = []
-            for ca in rollouts(core, systems[name], args.stride_ns, args.jumps, int(steps), float(noise), args.seed, float(spacing)):
+            for ca in rollouts(core, systems[name], args.stride_ns, args.jumps, int(steps), float(noise), args.seed, float(spacing),
+                                float(switch)):
                 valid.append(ca_valid(ca[1:]))
                 bonds.append(np.linalg.norm(ca[1:, 1:] - ca[1:, :-1], axis=-1).ravel() * 10.0)
                 g = torch.from_numpy(ca)
@@ -82,19 +83,21 @@ def main(argv=None) -> int:
             if md_lag is not None:
                 ratios.append(float(np.concatenate(system_jumps).mean()) / (10.0 * md_lag))
         bonds = np.concatenate(bonds)
-        rows.append({"num_steps": int(steps), "noise_scale": float(noise), "time_spacing": float(spacing), "ca_valid": float(np.concatenate(valid).mean()),
+        rows.append({"num_steps": int(steps), "noise_scale": float(noise), "time_spacing": float(spacing),
+                     "noise_switch_t": float(switch), "ca_valid": float(np.concatenate(valid).mean()),
                      "bond_mean_angstrom": float(bonds.mean()), "bond_std_angstrom": float(bonds.std()),
                      "jump_rmsd_angstrom": float(np.concatenate(jumps).mean()), "frames": int(sum(len(v) for v in valid)),
                      "rmsd_ratio_median": float(np.median(ratios)) if ratios else None, "rmsd_ratio_systems": len(ratios),
                      "wall_s": round(time.monotonic() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    table = [[str(r["num_steps"]), f"{r['noise_scale']:g}", f"{r['time_spacing']:g}", str(r["frames"]), f"{100 * r['ca_valid']:.0f} %",
+    table = [[str(r["num_steps"]), f"{r['noise_scale']:g}", f"{r['time_spacing']:g}",
+              "—" if r["noise_switch_t"] >= 1 else f"{r['noise_switch_t']:g}", str(r["frames"]), f"{100 * r['ca_valid']:.0f} %",
               f"{r['bond_mean_angstrom']:.2f} ± {r['bond_std_angstrom']:.2f}", f"{r['jump_rmsd_angstrom']:.2f}",
               "—" if r["rmsd_ratio_median"] is None else f"{r['rmsd_ratio_median']:.2f} ({r['rmsd_ratio_systems']})"] for r in rows]
     data = {"model": args.model, "systems": args.systems, "stride_ns": args.stride_ns, "jumps": args.jumps, "rows": rows}
     print(write_report(args.out, data, f"Sampler sweep on training proteins: `{Path(args.model).name}`", "sampler_sweep.py",
                        argv if argv is not None else sys.argv[1:],
-                       ["reverse steps", "noise scale", "time spacing", "frames", "Cα-valid", "Cα-Cα mean ± sd (Å)", "per-jump RMSD (Å)",
+                       ["reverse steps", "noise scale", "time spacing", "exact SDE above t", "frames", "Cα-valid", "Cα-Cα mean ± sd (Å)", "per-jump RMSD (Å)",
                         "per-jump RMSD / MD (systems)"], table),
           end="")
     return 0

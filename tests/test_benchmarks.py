@@ -168,15 +168,16 @@ def test_sampler_sweep_of_an_untrained_template_start_reports_no_motion(tmp_path
     data = _untrained_template_start(tmp_path)
     out = tmp_path / "sweep"
     assert sampler_sweep.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
-                               "--settings", "3:0.5", "3:1:2", "--stride-ns", "0.01", "--out", str(out)]) == 0
+                               "--settings", "3:0.5", "3:1:2", "3:0.25:1:0.5", "--stride-ns", "0.01", "--out", str(out)]) == 0
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert _md_lag_rmsd_nm(_systems(str(data), ["villin"])["villin"], 0.01) > 0.005  # nm
-    assert [(r["noise_scale"], r["time_spacing"]) for r in rows] == [(0.5, 1.0), (1.0, 2.0)]
+    assert [(r["noise_scale"], r["time_spacing"], r["noise_switch_t"]) for r in rows] == [(0.5, 1.0, 1.0), (1.0, 2.0, 1.0),
+                                                                                            (0.25, 1.0, 0.5)]
     for row in rows:
         assert row["frames"] == 4 and row["jump_rmsd_angstrom"] < 0.01
         assert row["rmsd_ratio_systems"] == 1 and row["rmsd_ratio_median"] < 0.01
     table = out.with_suffix(".md").read_text()
-    assert "| 3 | 0.5 | 1 | 4 |" in table and "| 3 | 1 | 2 | 4 |" in table
+    assert "| 3 | 0.5 | 1 | — | 4 |" in table and "| 3 | 1 | 2 | — | 4 |" in table and "| 3 | 0.25 | 1 | 0.5 | 4 |" in table
 
 
 def test_stride_response_of_an_untrained_template_start_is_no_motion_at_every_stride(tmp_path):
@@ -192,7 +193,7 @@ def test_stride_response_of_an_untrained_template_start_is_no_motion_at_every_st
     data = _untrained_template_start(tmp_path)
     out = tmp_path / "strides"
     assert stride_response.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
-                                 "--strides", "0.01", "1.25", "--settings", "3:0.5", "3:1:2", "--replicas", "2",
+                                 "--strides", "0.01", "1.25", "--settings", "3:0.5", "3:1:2:0.5", "--replicas", "2",
                                  "--jumps", "2", "--out", str(out)]) == 0
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert [(r["noise_scale"], r["stride_ns"]) for r in rows] == [(0.5, 0.01), (0.5, 1.25), (1.0, 0.01), (1.0, 1.25)]
@@ -203,10 +204,15 @@ def test_stride_response_of_an_untrained_template_start_is_no_motion_at_every_st
         assert row["ca_valid"] == float(ca_valid(start[None].astype(np.float64))[0])
     assert all(r["md_lag_rmsd_angstrom"] > 0.05 for r in rows if r["stride_ns"] == 0.01)
     assert all(r["md_lag_rmsd_angstrom"] is None for r in rows if r["stride_ns"] == 1.25)
+    assert [r["noise_switch_t"] for r in rows] == [1.0, 1.0, 0.5, 0.5]
     assert "| villin | 35 | 3:0.5:1 | 0.01 |" in out.with_suffix(".md").read_text()
+    assert "| villin | 35 | 3:1:2:0.5 | 0.01 |" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit):
         stride_response.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
                               "--settings", "3", "--out", str(out)])
+    with pytest.raises(SystemExit):  # five fields
+        stride_response.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                              "--settings", "3:1:2:0.5:7", "--out", str(out)])
 
 
 def test_write_report_keeps_a_dot_in_the_name(tmp_path):

@@ -107,7 +107,7 @@ def test_cached_sampler_equals_naive_sampler_same_noise():
     for r, t in history:
         core.append_frame(r, t, log_stride, 0.0)
     torch.manual_seed(11)
-    r_c, x_c, tor_c = core.sample_frame(log_stride, 9, False, 1.0, 1.0)
+    r_c, x_c, tor_c = core.sample_frame(log_stride, 9, False, 1.0, 1.0, 1.0)
     torch.manual_seed(11)
     r_n, x_n, tor_n = _naive_sample(core, history, log_stride, 9)
     assert x_c.abs().max() < 10.0  # nm: a sane scale, so the absolute bound below is meaningful

@@ -48,12 +48,13 @@ def write_model_files(folder: Path, topology, positions) -> tuple[Path, Path]:
 
 
 def python_generator_frames(mod, system, core_path, num_jumps=NUM_JUMPS, seed=SEED, time_spacing=1.0,
-                            noise_scale=None) -> list[np.ndarray]:
+                            noise_scale=None, noise_switch_t=None) -> list[np.ndarray]:
     """Positions ``[A, 3]`` nm after each jump of the Python StarMDGenerator: no relaxation, every frame accepted."""
     sim = app.Simulation(mod.topology, system, openmm.VerletIntegrator(0.002), openmm.Platform.getPlatformByName("CPU"),
                          {"Threads": "1"})
     sim.context.setPositions(mod.positions)
-    options = GeneratorOptions(num_steps=NUM_STEPS, noise_scale=noise_scale, time_spacing=time_spacing, reassign_velocities=False, progress=False,
+    options = GeneratorOptions(num_steps=NUM_STEPS, noise_scale=noise_scale, time_spacing=time_spacing,
+                               noise_switch_t=noise_switch_t, reassign_velocities=False, progress=False,
                                gate=GateConfig(max_attempts=1, max_clash_rate=1.0, max_break_rate=1.0))
     gen = StarMDGenerator(sim, model=torch.jit.load(str(core_path)), stride=STRIDE_NS, relax=None, seed=seed, options=options)
     frames = []
@@ -71,13 +72,14 @@ def villin_files(tmp_path_factory):
     return mod, system, core_path, prop_path
 
 
-@pytest.mark.parametrize("time_spacing", [1.0, 2.0])
-def test_propagator_driven_like_the_kernel_equals_generator(villin_files, tmp_path, time_spacing):
+@pytest.mark.parametrize("time_spacing, noise_switch_t", [(1.0, 1.0), (2.0, 1.0), (1.0, 0.5)])
+def test_propagator_driven_like_the_kernel_equals_generator(villin_files, tmp_path, time_spacing, noise_switch_t):
     mod, system, core_path, prop_path = villin_files
-    if time_spacing != 1.0:  # the spacing is fixed in the file at export
-        prop_path = export_propagator(mod.topology, mod.positions, tmp_path / "spaced.pt", model=core_path, time_spacing=time_spacing)
+    if (time_spacing, noise_switch_t) != (1.0, 1.0):  # the spacing and the switch are fixed in the file at export
+        prop_path = export_propagator(mod.topology, mod.positions, tmp_path / "spaced.pt", model=core_path, time_spacing=time_spacing,
+                                      noise_switch_t=noise_switch_t)
     prop = torch.jit.load(str(prop_path))
-    assert prop.time_spacing == time_spacing
+    assert prop.time_spacing == time_spacing and prop.noise_switch_t == noise_switch_t
     assert prop.num_atoms == system.getNumParticles() == 582 and prop.num_residues == 35
     x = torch.as_tensor(np.asarray(mod.positions.value_in_unit(unit.nanometer)), dtype=torch.float64)
     start = x.clone()
@@ -91,7 +93,7 @@ def test_propagator_driven_like_the_kernel_equals_generator(villin_files, tmp_pa
         torch.manual_seed(_derive_seed(SEED, j + 1, 1))
         x = prop.rebuild(x, *prop.sample(stride, NUM_STEPS, False, FALLBACK_NOISE_SCALE))  # a loaded core has no card
         ours.append(x.numpy())
-    reference = python_generator_frames(mod, system, core_path, time_spacing=time_spacing)
+    reference = python_generator_frames(mod, system, core_path, time_spacing=time_spacing, noise_switch_t=noise_switch_t)
     for j in range(NUM_JUMPS):
         assert np.abs(ours[j] - reference[j]).max() < TOL_NM
     assert np.abs(ours[-1] - start.numpy()).max() > 0.1  # the jumps moved the protein

@@ -90,7 +90,7 @@ def test_exported_file_runs_without_package(tmp_path):
     core.start(aatype[None], resid[None], torch.zeros_like(resid)[None], 4)
     torch.manual_seed(7)
     core.append_frame(rots[None], trans[None], torch.zeros(1), 0.05)
-    _, x_ref, _ = core.step(torch.zeros(1), 5, False, 1.0, 1.0)
+    _, x_ref, _ = core.step(torch.zeros(1), 5, False, 1.0, 1.0, 1.0)
     script = textwrap.dedent(f"""
         import sys
         sys.modules["openmm_starmd"] = None  # importing the package would fail loudly
@@ -100,7 +100,7 @@ def test_exported_file_runs_without_package(tmp_path):
         core.start(d["aatype"][None], d["resid"][None], torch.zeros_like(d["resid"])[None], 4, None, None)
         torch.manual_seed(7)
         core.append_frame(d["rots"][None], d["trans"][None], torch.zeros(1), 0.05)
-        r, x, tor = core.step(torch.zeros(1), 5, False, 1.0, 1.0)
+        r, x, tor = core.step(torch.zeros(1), 5, False, 1.0, 1.0, 1.0)
         torch.save(x, {str(tmp_path / "out.pt")!r})
         assert "openmm_starmd.model" not in sys.modules
     """)
@@ -109,3 +109,33 @@ def test_exported_file_runs_without_package(tmp_path):
     assert x.shape == (1, N, 3)
     assert x_ref.abs().max() < 10.0
     assert (x - x_ref).abs().max() < 1e-4
+
+
+def test_noise_switch_gives_the_exact_sde_above_it_and_noise_scale_below_scripted_and_eager():
+    """noise_switch_t = 0 is the exact SDE at every step, 1 is ``noise_scale`` at every step (the
+    same frames, same seed, as without the option); a switch in between gives other frames than
+    both; a scripted core follows it as the eager one does; the state round-trips."""
+    from openmm_starmd.model.rollout import check_noise_switch
+
+    aatype, resid, rots, trans = random_protein(N, 4)
+
+    def run(core, noise_scale, switch=None):
+        kwargs = {} if switch is None else {"noise_switch_t": switch}
+        r = Rollout(core, aatype, resid, 0.1, seed=5, num_steps=6, noise_scale=noise_scale, capacity_frames=6, **kwargs)
+        r.add_context(rots, trans)
+        return r.run(2).trans
+
+    exact, low = run(_core(), 1.0), run(_core(), 0.25)
+    assert (run(_core(), 0.25, 0.0) - exact).abs().max() < 1e-6
+    assert (run(_core(), 0.25, 1.0) - low).abs().max() < 1e-6
+    mixed = run(_core(), 0.25, 0.5)
+    assert (mixed - exact).abs().max() > 1e-3 and (mixed - low).abs().max() > 1e-3
+    assert (run(script_core(_core()), 0.25, 0.5) - mixed).abs().max() < 1e-4
+    state = Rollout(_core(), aatype, resid, 0.1, seed=5, num_steps=6, noise_switch_t=0.1).state_dict()
+    assert Rollout.from_state(_core(), state).noise_switch_t == 0.1
+    with pytest.raises(ValueError, match="noise_switch_t must be a diffusion time"):
+        Rollout(_core(), aatype, resid, 0.1, noise_switch_t=1.5)
+    old = torch.jit.script(_EvenTimesCore())
+    with pytest.raises(ValueError, match="export it again"):
+        Rollout(old, aatype, resid, 0.1, noise_switch_t=0.1)
+    assert check_noise_switch(old, 1.0) == 1.0  # no switch asked: an old core still samples

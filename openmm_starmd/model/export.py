@@ -4,8 +4,8 @@ The file runs with ``torch.jit.load`` alone (no openmm-starmd needed). Its metho
 
     core.start(aatype [B,N], residue_index [B,N], chain_index [B,N], capacity_frames, None, None)
     core.append_frame(rots [B,N,3,3], trans [B,N,3] nm, log10_stride_ns [B], noise_t)
-    core.sample_frame(log10_stride_ns [B], num_steps, ode, noise_scale, time_spacing) -> (rots, trans, torsions)
-    core.step(log10_stride_ns [B], num_steps, ode, noise_scale, time_spacing)          -> sample + append
+    core.sample_frame(log10_stride_ns [B], num_steps, ode, noise_scale, time_spacing, noise_switch_t) -> (rots, trans, torsions)
+    core.step(log10_stride_ns [B], num_steps, ode, noise_scale, time_spacing, noise_switch_t) -> sample + append
 
 The model config travels inside the file as the extra file ``config.json``.
 

@@ -63,12 +63,18 @@ def validate_stride(stride_ns: float, stride_min_ns: float, stride_max_ns: float
     return float(stride_ns)
 
 
+def sample_frame_arguments(core) -> set:
+    """Names of ``core.sample_frame``'s arguments (an eager core takes them all; a TorchScript core
+    exported by an earlier version may lack the later ones)."""
+    if isinstance(core, torch.jit.ScriptModule):
+        return {a.name for a in core._c._get_method("sample_frame").schema.arguments}
+    return {"time_spacing", "noise_switch_t"}
+
+
 def takes_time_spacing(core) -> bool:
     """Whether ``core.sample_frame`` takes a ``time_spacing`` argument (every eager core does; a
     TorchScript core exported by an earlier version does not)."""
-    if isinstance(core, torch.jit.ScriptModule):
-        return any(a.name == "time_spacing" for a in core._c._get_method("sample_frame").schema.arguments)
-    return True
+    return "time_spacing" in sample_frame_arguments(core)
 
 
 def check_time_spacing(core, time_spacing: float) -> bool:
@@ -79,6 +85,18 @@ def check_time_spacing(core, time_spacing: float) -> bool:
         raise ValueError(f"time_spacing={float(time_spacing):g}: this exported core samples at evenly spaced times only "
                          "(it was exported before sample_frame took a time spacing); export it again with 'starmd export'")
     return takes
+
+
+def check_noise_switch(core, noise_switch_t: float) -> float:
+    """``noise_switch_t`` as a float in [0, 1]; ValueError outside it, or when it asks for a switch
+    (< 1) that ``core.sample_frame`` cannot make (a core exported before it took one)."""
+    value = float(noise_switch_t)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"noise_switch_t must be a diffusion time in [0, 1], got {noise_switch_t}")
+    if value < 1.0 and "noise_switch_t" not in sample_frame_arguments(core):
+        raise ValueError(f"noise_switch_t={value:g}: this exported core uses one noise scale at every step "
+                         "(it was exported before sample_frame took a noise switch); export it again with 'starmd export'")
+    return value
 
 
 class Rollout:
@@ -95,6 +113,9 @@ class Rollout:
         noise_scale: multiplier of the reverse SDE's stochastic term (1: the exact SDE).
         time_spacing: power p of the reverse-diffusion times (``SE3Diffuser.timesteps``): 1 spaces
             them evenly in t, 2 crowds them toward t_min.
+        noise_switch_t: reverse steps from diffusion times t > noise_switch_t take the exact SDE
+            (noise scale 1), the later ones ``noise_scale``: the exact SDE's motion with a
+            low-noise finish. 1 (the default): ``noise_scale`` at every step.
         capacity_frames: KV-cache capacity (context + generated frames); default the config's.
         chain_index: ``[N]`` chain of each residue (default all 0).
         align: superpose each generated frame's CA onto the previous frame's (Kabsch).
@@ -105,7 +126,7 @@ class Rollout:
     def __init__(self, core, aatype: torch.Tensor, residue_index: torch.Tensor, stride_ns: float, *, replicas: int = 1,
                  seed: Optional[int] = None, num_steps: int = 200, ode: bool = False, noise_scale: float = 1.0,
                  time_spacing: float = 1.0, capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
-                 openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None,
+                 noise_switch_t: float = 1.0, openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None,
                  context_window: int = 0):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
@@ -131,6 +152,8 @@ class Rollout:
         self.noise_scale = float(noise_scale)
         self.time_spacing = float(time_spacing)
         self._takes_time_spacing = check_time_spacing(core, self.time_spacing)
+        self.noise_switch_t = check_noise_switch(core, noise_switch_t)
+        self._takes_noise_switch = "noise_switch_t" in sample_frame_arguments(core)
         self.align = align
         self.capacity_frames = int(capacity_frames or core.default_capacity)
         device = self._device()
@@ -203,7 +226,10 @@ class Rollout:
         ctx = self._seeded(self.num_frames, 1 + attempt)
         try:
             with self._engine():
-                if self._takes_time_spacing:
+                if self._takes_noise_switch:
+                    rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale,
+                                                               self.time_spacing, self.noise_switch_t)
+                elif self._takes_time_spacing:  # a core exported before sample_frame took a noise switch
                     rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale,
                                                                self.time_spacing)
                 else:  # a core exported before sample_frame took a time spacing (evenly spaced times)
@@ -248,7 +274,8 @@ class Rollout:
     def state_dict(self) -> dict:
         """Everything needed to resume exactly: seed, options and the frame history."""
         return {"seed": self.seed, "stride_ns": self.stride_ns, "replicas": self.replicas, "num_steps": self.num_steps,
-                "ode": self.ode, "noise_scale": self.noise_scale, "time_spacing": self.time_spacing, "align": self.align,
+                "ode": self.ode, "noise_scale": self.noise_scale, "time_spacing": self.time_spacing,
+                "noise_switch_t": self.noise_switch_t, "align": self.align,
                 "capacity_frames": self.capacity_frames, "num_context": self.num_context, "context_window": self.context_window,
                 "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
                 "history_rots": torch.stack(self.history_rots, 1).cpu() if self.history_rots else None,
@@ -260,7 +287,7 @@ class Rollout:
         r = Rollout(core, state["aatype"], state["residue_index"], state["stride_ns"], replicas=state["replicas"],
                     seed=state["seed"], num_steps=state["num_steps"], ode=state["ode"], noise_scale=state["noise_scale"],
                     time_spacing=state.get("time_spacing", 1.0), capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"],
-                    context_window=state.get("context_window", 0))
+                    context_window=state.get("context_window", 0), noise_switch_t=state.get("noise_switch_t", 1.0))
         if state["history_trans"] is not None:
             device = r._device()
             for k in range(state["history_trans"].shape[1]):

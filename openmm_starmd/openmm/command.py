@@ -76,6 +76,7 @@ class JumpRunConfig:
     num_steps: Optional[int] = None  # None: the weights' recommended sampler (GeneratorOptions)
     noise_scale: Optional[float] = None
     time_spacing: Optional[float] = None
+    noise_switch_t: Optional[float] = None
     gate_judge: str = "sample"
     fallback_md_steps: Optional[int] = 500  # None: MD for the whole interval
     platform: str = "CPU"
@@ -100,6 +101,8 @@ class JumpRunConfig:
             raise ValueError(f"--noise-scale: expected a number >= 0, got {self.noise_scale}")
         if self.time_spacing is not None and not 0 < self.time_spacing < float("inf"):
             raise ValueError(f"--time-spacing: expected a number > 0, got {self.time_spacing}")
+        if self.noise_switch_t is not None and not 0 <= self.noise_switch_t <= 1:
+            raise ValueError(f"--noise-switch-t: expected a diffusion time in [0, 1], got {self.noise_switch_t}")
         if self.gate_judge not in ("sample", "relaxed"):
             raise ValueError(f"--gate-judge: expected 'sample' or 'relaxed', got {self.gate_judge!r}")
         parse_relax(self.relax)
@@ -234,7 +237,8 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     stride = None if cfg.stride_ns is None else cfg.stride_ns * unit.nanoseconds
     gen = StarMDGenerator(simulation, model=cfg.model, stride=stride, relax=relax, seed=cfg.seed,
                           options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale,
-                                                   time_spacing=cfg.time_spacing, progress=cfg.progress,
+                                                   time_spacing=cfg.time_spacing, noise_switch_t=cfg.noise_switch_t,
+                                                   progress=cfg.progress,
                                                    scripted=cfg.scripted, torch_threads=cfg.threads,
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps, judge=cfg.gate_judge)))
     out = Path(cfg.out)
@@ -331,6 +335,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="power p of the reverse-diffusion times t = t_min + (1 - t_min) u^p (default: the one the "
                              "weights were validated with; 1: evenly spaced; 2: more steps near t_min, where the chain "
                              "geometry is set)")
+    parser.add_argument("--noise-switch-t", type=float, default=None,
+                        help="diffusion time above which the reverse steps take the exact SDE (noise scale 1) and below "
+                             "which --noise-scale (default: the one the weights were validated with, else 1: --noise-scale "
+                             "at every step)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",
                         help="check Cα validity (no clash, no chain break) on the generated frame, as the STAR-MD paper does "
                              "('sample', the default), or on the structure after the restrained minimisation ('relaxed')")
@@ -351,7 +359,8 @@ def run(args) -> int:
         stride_ns = None if args.stride == RECOMMENDED else parse_stride_ns(args.stride)
         cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=stride_ns,
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
-                            noise_scale=args.noise_scale, time_spacing=args.time_spacing, gate_judge=args.gate_judge,
+                            noise_scale=args.noise_scale, time_spacing=args.time_spacing,
+                            noise_switch_t=args.noise_switch_t, gate_judge=args.gate_judge,
                             fallback_md_steps=args.fallback_md_steps,
                             platform=args.platform, threads=args.threads,
                             progress=False if args.no_progress else None).validate()

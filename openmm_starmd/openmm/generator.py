@@ -115,6 +115,10 @@ class GeneratorOptions:
             evenly spaced from 1 to 0 (1: evenly spaced in t; 2 crowds the steps toward t_min, where
             the exact SDE otherwise breaks Cα-Cα bonds). None (default): the weights'
             ``recommended_time_spacing``, else 1.
+        noise_switch_t: diffusion time above which reverse steps take the exact SDE (noise scale 1)
+            while the steps below it take ``noise_scale``: the exact SDE's per-jump motion with a
+            low-noise finish that keeps the chain geometry. 1: ``noise_scale`` at every step. None
+            (default): the weights' ``recommended_noise_switch_t``, else 1.
         capacity_frames: initial KV-cache capacity (grown by replaying the history when needed).
         max_residues: refuse larger proteins (the error gives the memory estimate).
         device: torch device of the model (None: CUDA if available, else CPU; a loaded core keeps its own).
@@ -140,6 +144,7 @@ class GeneratorOptions:
     num_steps: Optional[int] = None
     noise_scale: Optional[float] = None
     time_spacing: Optional[float] = None
+    noise_switch_t: Optional[float] = None
     capacity_frames: int = 64
     max_residues: int = 1500
     device: Optional[str] = None
@@ -168,6 +173,9 @@ class GeneratorOptions:
         if spacing is not None and (isinstance(spacing, bool) or not isinstance(spacing, (int, float))
                                     or not 0 < spacing < float("inf")):
             raise ValueError(f"GeneratorOptions.time_spacing: expected a number > 0 or None, got {spacing!r}")
+        switch = self.noise_switch_t
+        if switch is not None and (isinstance(switch, bool) or not isinstance(switch, (int, float)) or not 0 <= switch <= 1):
+            raise ValueError(f"GeneratorOptions.noise_switch_t: expected a diffusion time in [0, 1] or None, got {switch!r}")
         window = self.context_window
         if isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1:
             raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history) or an int >= 2, got {window!r}")
@@ -179,20 +187,24 @@ class GeneratorOptions:
         return self
 
     def with_sampler_of(self, card) -> "GeneratorOptions":
-        """These options with ``num_steps``/``noise_scale``/``time_spacing`` left at None filled from
-        ``card`` (a :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else from the
-        fallbacks (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`, :data:`FALLBACK_TIME_SPACING`)."""
+        """These options with ``num_steps``/``noise_scale``/``time_spacing``/``noise_switch_t`` left at
+        None filled from ``card`` (a :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else
+        from the fallbacks (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`,
+        :data:`FALLBACK_TIME_SPACING`, :data:`FALLBACK_NOISE_SWITCH_T`)."""
         steps = self.num_steps if self.num_steps is not None else getattr(card, "num_steps", None)
         noise = self.noise_scale if self.noise_scale is not None else getattr(card, "noise_scale", None)
         spacing = self.time_spacing if self.time_spacing is not None else getattr(card, "time_spacing", None)
+        switch = self.noise_switch_t if self.noise_switch_t is not None else getattr(card, "noise_switch_t", None)
         return replace(self, num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
                        noise_scale=FALLBACK_NOISE_SCALE if noise is None else float(noise),
-                       time_spacing=FALLBACK_TIME_SPACING if spacing is None else float(spacing))
+                       time_spacing=FALLBACK_TIME_SPACING if spacing is None else float(spacing),
+                       noise_switch_t=FALLBACK_NOISE_SWITCH_T if switch is None else float(switch))
 
 
 FALLBACK_NUM_STEPS = 50  # a model whose card records no sampler
 FALLBACK_NOISE_SCALE = 0.5
 FALLBACK_TIME_SPACING = 1.0
+FALLBACK_NOISE_SWITCH_T = 1.0  # noise_scale at every reverse step
 
 
 @dataclass
@@ -504,7 +516,8 @@ class StarMDGenerator:
         with _torch_threads(self.options.torch_threads), _rollout_stride_quiet():
             self.rollout = Rollout(self.core, self.pmap.aatype, self.pmap.residue_index, self.stride_ns, seed=self.seed,
                                    num_steps=self.options.num_steps, noise_scale=self.options.noise_scale,
-                                   time_spacing=self.options.time_spacing, chain_index=self.pmap.chain_index,
+                                   time_spacing=self.options.time_spacing, noise_switch_t=self.options.noise_switch_t,
+                                   chain_index=self.pmap.chain_index,
                                    capacity_frames=self.options.capacity_frames,
                                    context_window=self.options.context_window)
             self.rollout.add_context(current.rots, current.trans)

@@ -51,10 +51,12 @@ def describe(model: str = "default") -> str:
         lines.append("validated:   " + ("" if card.validated is None else f"strides {card.validated[0]:g}-{card.validated[1]:g} ns")
                      + ("" if card.recommended is None else f"{'; ' if card.validated else ''}recommended stride {card.recommended:g} ns"))
     options = GeneratorOptions().with_sampler_of(card)
-    recorded = any(v is not None for v in (card.num_steps, card.noise_scale, card.time_spacing))
+    recorded = any(v is not None for v in (card.num_steps, card.noise_scale, card.time_spacing, card.noise_switch_t))
     source = "recorded with these weights" if recorded else "GeneratorOptions' fallbacks"
     lines.append(f"sampling:    StarMDGenerator and 'starmd generate' use {options.num_steps} reverse-diffusion steps "
-                 f"per frame, noise scale {options.noise_scale:g} and time spacing {options.time_spacing:g} ({source}; "
+                 f"per frame, noise scale {options.noise_scale:g}"
+                 + (f" below diffusion time {options.noise_switch_t:g} (the exact SDE above it)" if options.noise_switch_t < 1 else "")
+                 + f" and time spacing {options.time_spacing:g} ({source}; "
                  "GeneratorOptions overrides them); the config's "
                  f"diffusion.num_steps {cfg.diffusion.num_steps} and noise_scale {cfg.diffusion.noise_scale:g} are "
                  "the defaults of the lower-level sampler only")

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from openmm_starmd.geometry.superpose import kabsch
-from openmm_starmd.model.rollout import check_time_spacing
+from openmm_starmd.model.rollout import check_noise_switch, check_time_spacing, sample_frame_arguments
 from openmm_starmd.openmm.coarse_grain import (
     ProteinMap,
     atom_label,
@@ -126,6 +126,8 @@ class SystemPropagator(nn.Module):
             protein whole along them in a periodic box, as the Generator does.
         atom_labels: ``[A]`` names such as "CA of LYS 12 (chain A)" for the kernel's messages.
         time_spacing: the reverse-diffusion time spacing of :meth:`sample` (fixed in the file).
+        noise_switch_t: the diffusion time above which :meth:`sample` takes the exact SDE (fixed in
+            the file; 1: its noise scale at every step).
         num_steps, noise_scale: the weights' sampler, which the C++ ``GeneratorIntegrator`` uses when
             its own are left at their defaults (0 steps, noise -1).
     """
@@ -137,14 +139,16 @@ class SystemPropagator(nn.Module):
     core_device: str
     atom_labels: List[str]
     time_spacing: float
+    noise_switch_t: float
     num_steps: int
     noise_scale: float
 
     def __init__(self, core: torch.jit.ScriptModule, geometry: torch.jit.ScriptModule, pmap: ProteinMap, num_atoms: int,
                  bond_tree: np.ndarray, atom_labels: List[str], time_spacing: float = 1.0, num_steps: int = 50,
-                 noise_scale: float = 0.5):
+                 noise_scale: float = 0.5, noise_switch_t: float = 1.0):
         super().__init__()
         self.time_spacing = float(time_spacing)
+        self.noise_switch_t = float(noise_switch_t)
         # the weights' sampler: what the C++ GeneratorIntegrator uses unless it is given its own
         self.num_steps = int(num_steps)
         self.noise_scale = float(noise_scale)
@@ -203,7 +207,7 @@ class SystemPropagator(nn.Module):
         """The next frame, superposed on the last context frame: rots ``[N, 3, 3]``, trans ``[N, 3]``,
         torsions ``[N, 7, 2]`` (not appended: the caller appends the structure it keeps)."""
         rots, trans, tors = self.core.sample_frame(log10_stride_ns.to(torch.device(self.core_device)), num_steps, ode, noise_scale,
-                                                   self.time_spacing)
+                                                   self.time_spacing, self.noise_switch_t)
         rots, trans = self.geometry.align(rots.cpu(), trans.cpu(), self.last_trans)
         return rots[0], trans[0], tors[0].cpu()
 
@@ -224,6 +228,19 @@ class SystemPropagator(nn.Module):
 
     def forward(self, positions_nm: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.coarse(positions_nm)
+
+
+class _OneNoiseSystemPropagator(SystemPropagator):
+    """:class:`SystemPropagator` around a core exported before ``sample_frame`` took a noise
+    switch: one noise scale at every reverse step."""
+
+    @torch.jit.export
+    def sample(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rots, trans, tors = self.core.sample_frame(log10_stride_ns.to(torch.device(self.core_device)), num_steps, ode, noise_scale,
+                                                   self.time_spacing)
+        rots, trans = self.geometry.align(rots.cpu(), trans.cpu(), self.last_trans)
+        return rots[0], trans[0], tors[0].cpu()
 
 
 class _EvenTimesSystemPropagator(SystemPropagator):
@@ -268,7 +285,8 @@ def load_scripted_core(model) -> Tuple[torch.jit.ScriptModule, dict]:
     return script_core(core), read_checkpoint(resolve_model_path(name)[0])["config"]
 
 
-def export_propagator(topology, positions, path, model="default", time_spacing=None, num_steps=None, noise_scale=None) -> str:
+def export_propagator(topology, positions, path, model="default", time_spacing=None, num_steps=None, noise_scale=None,
+                      noise_switch_t=None) -> str:
     """Write the system-bound propagator file the C++ ``GeneratorIntegrator`` runs; returns the path.
 
     Args:
@@ -285,6 +303,9 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         num_steps, noise_scale: the sampler the C++ ``GeneratorIntegrator`` uses when it is not
             given one (its ``numDiffusionSteps`` 0 and ``noiseScale`` -1, the defaults); None: the
             weights' card, else 50 steps and noise 0.5 (as ``GeneratorOptions``).
+        noise_switch_t: diffusion time above which the file's reverse steps take the exact SDE
+            (``GeneratorOptions.noise_switch_t``); None: the weights' card, else 1 (the noise
+            scale at every step).
     """
     from openmm import unit
 
@@ -302,8 +323,9 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
     check_chirality(pmap, pos)
     warn_chain_gaps(pmap, pos)
     core, config = load_scripted_core(model)
-    card_steps, card_noise, card_spacing = _card_sampler(model)
+    card_steps, card_noise, card_spacing, card_switch = _card_sampler(model)
     time_spacing = card_spacing if time_spacing is None else time_spacing
+    noise_switch_t = card_switch if noise_switch_t is None else noise_switch_t
     num_steps = card_steps if num_steps is None else num_steps
     noise_scale = card_noise if noise_scale is None else noise_scale
     if not 0 < float(time_spacing) < float("inf"):
@@ -312,7 +334,11 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         raise ValueError(f"num_steps: expected a whole number >= 1, got {num_steps}")
     if not 0 <= float(noise_scale) < float("inf"):
         raise ValueError(f"noise_scale: expected a number >= 0, got {noise_scale}")
-    propagator_cls = SystemPropagator if check_time_spacing(core, time_spacing) else _EvenTimesSystemPropagator
+    noise_switch_t = check_noise_switch(core, noise_switch_t)
+    if "noise_switch_t" in sample_frame_arguments(core):
+        propagator_cls = SystemPropagator
+    else:
+        propagator_cls = _OneNoiseSystemPropagator if check_time_spacing(core, time_spacing) else _EvenTimesSystemPropagator
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TorchScript.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
@@ -320,27 +346,29 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         labels = [atom_label(a) for a in topology.atoms()]
         scripted = torch.jit.script(propagator_cls(core, trace_geometry(pmap, pos, residue_of_atom), pmap, num_atoms,
                                                    protein_bond_tree(topology), labels, float(time_spacing), int(num_steps),
-                                                   float(noise_scale)))
+                                                   float(noise_scale), noise_switch_t))
     system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
               "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels), "time_spacing": float(time_spacing),
-              "num_steps": int(num_steps), "noise_scale": float(noise_scale)}
+              "noise_switch_t": noise_switch_t, "num_steps": int(num_steps), "noise_scale": float(noise_scale)}
     scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),
                                                  "system.json": json.dumps(system, indent=1)})
     return os.fspath(path)
 
 
-def _card_sampler(model) -> Tuple[int, float, float]:
-    """(num_steps, noise_scale, time_spacing) recorded with a shipped name or checkpoint path; what
-    the card leaves out, and anything else, gets ``GeneratorOptions``' fallbacks."""
+def _card_sampler(model) -> Tuple[int, float, float, float]:
+    """(num_steps, noise_scale, time_spacing, noise_switch_t) recorded with a shipped name or
+    checkpoint path; what the card leaves out, and anything else, gets ``GeneratorOptions``' fallbacks."""
     from openmm_starmd.model.checkpoint import stride_card
-    from openmm_starmd.openmm.generator import FALLBACK_NOISE_SCALE, FALLBACK_NUM_STEPS, FALLBACK_TIME_SPACING
+    from openmm_starmd.openmm.generator import (FALLBACK_NOISE_SCALE, FALLBACK_NOISE_SWITCH_T, FALLBACK_NUM_STEPS,
+                                                FALLBACK_TIME_SPACING)
 
-    steps, noise, spacing = None, None, None
+    steps, noise, spacing, switch = None, None, None, None
     if isinstance(model, (str, os.PathLike)) and not (os.path.isfile(os.fspath(model)) and _is_torchscript_archive(os.fspath(model))):
         card = stride_card(model)
-        steps, noise, spacing = card.num_steps, card.noise_scale, card.time_spacing
+        steps, noise, spacing, switch = card.num_steps, card.noise_scale, card.time_spacing, card.noise_switch_t
     return (FALLBACK_NUM_STEPS if steps is None else int(steps), FALLBACK_NOISE_SCALE if noise is None else float(noise),
-            FALLBACK_TIME_SPACING if spacing is None else float(spacing))
+            FALLBACK_TIME_SPACING if spacing is None else float(spacing),
+            FALLBACK_NOISE_SWITCH_T if switch is None else float(switch))
 
 
 def log10_stride_tensor(stride_ns: float) -> torch.Tensor:

@@ -44,6 +44,8 @@ def add_arguments(parser) -> None:
                         "validation jumps (default 0.5)")
     parser.add_argument("--validation-time-spacing", type=float, default=1.0, help="power of the reverse-diffusion "
                         "time spacing of the validation jumps (default 1: evenly spaced)")
+    parser.add_argument("--validation-noise-switch-t", type=float, default=1.0, help="diffusion time above which the "
+                        "validation's reverse steps take the exact SDE (default 1: --validation-noise-scale throughout)")
     parser.add_argument("--crop", type=int, default=256, help="longer proteins are cropped to this many residues (default 256)")
     parser.add_argument("--min-stride-ns", type=float, default=0.01, help="shortest stride between frames (default 0.01 ns)")
     parser.add_argument("--max-stride-ns", type=float, default=10.0, help="longest stride; trajectories cap it at their length (default 10 ns)")
@@ -139,6 +141,7 @@ def config_from_args(args):
         max_wall_s=args.max_wall_s, stop_at=args.stop_at, validate_every=args.validate_every, validation_split=args.holdout_file,
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
         validation_noise_scale=args.validation_noise_scale, validation_time_spacing=args.validation_time_spacing,
+        validation_noise_switch_t=args.validation_noise_switch_t,
     )
 
 

@@ -97,6 +97,7 @@ class TrainConfig:
     validation_num_steps: int = 25
     validation_noise_scale: float = 0.5
     validation_time_spacing: float = 1.0
+    validation_noise_switch_t: float = 1.0
     validation_strides_ns: tuple = (0.1, 1.25)
     loss: LossConfig = field(default_factory=LossConfig)
     history_errors: HistoryErrors = field(default_factory=HistoryErrors)
@@ -379,7 +380,8 @@ class Trainer:
         start = time.monotonic()
         report = score_core(core, cfg.data, cfg.validation_split, strides_ns=cfg.validation_strides_ns,
                             jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps,
-                            noise_scale=cfg.validation_noise_scale, time_spacing=cfg.validation_time_spacing, seed=cfg.seed)
+                            noise_scale=cfg.validation_noise_scale, time_spacing=cfg.validation_time_spacing,
+                            noise_switch_t=cfg.validation_noise_switch_t, seed=cfg.seed)
         torch.set_rng_state(rng_state)
         summary = report["summary"]
         valid = [v["ca_valid"] for v in summary.values() if v["ca_valid"] is not None]

@@ -133,8 +133,8 @@ def _md_spread_nm(ca: torch.Tensor) -> float:
 
 
 def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
-                      noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0
-                      ) -> tuple[list[torch.Tensor], tuple[int, int, float]]:
+                      noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
+                      noise_switch_t: float = 1.0) -> tuple[list[torch.Tensor], tuple[int, int, float]]:
     """Two raw rollouts (gate open) of one system from its farthest-apart MD frames ``a``, ``b``
     (seeds ``seed`` and ``seed + 1``): the Cα positions ``[jumps + 1, N, 3]`` nm of each (float64,
     the MD start first), and ``(a, b, their Cα RMSD in nm)``."""
@@ -150,7 +150,7 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
     for k, frame in enumerate((a, b)):
         rollout = Rollout(core, torch.from_numpy(first.aatype), torch.from_numpy(first.residue_index), stride_ns,
                           capacity_frames=jumps + 2, seed=seed + k, num_steps=num_steps, noise_scale=noise_scale,
-                          time_spacing=time_spacing,
+                          time_spacing=time_spacing, noise_switch_t=noise_switch_t,
                           chain_index=torch.from_numpy(first.chain_index), context_window=context_window)
         rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
         out = rollout.run(jumps)
@@ -177,12 +177,13 @@ def failure_causes(ca_nm: np.ndarray) -> dict:
 
 
 def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
-                    noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0) -> dict:
+                    noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
+                    noise_switch_t: float = 1.0) -> dict:
     """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
     first = trajectories[0]
     ca_md = torch.from_numpy(np.concatenate([f.trans for f in trajectories]))
     generated, (a, b, start_sep) = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
-                                                     context_window, time_spacing)
+                                                     context_window, time_spacing, noise_switch_t)
     valid_by_rollout = np.stack([ca_valid(g[1:].numpy()) for g in generated])  # [2, jumps]
     valid = valid_by_rollout.ravel()
     per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
@@ -232,7 +233,7 @@ def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
 def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jumps: int = 20,
                num_steps: int = GENERATOR_NUM_STEPS, noise_scale: float = GENERATOR_NOISE_SCALE, seed: int = 0,
                systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None,
-               verbose: bool = False, time_spacing: float = 1.0) -> dict:
+               verbose: bool = False, time_spacing: float = 1.0, noise_switch_t: float = 1.0) -> dict:
     """Score a loaded core on every validation system at every stride (see the module doc);
     ``verbose`` prints one line per system and stride to stderr as it is done."""
     names = read_split(split)
@@ -249,7 +250,8 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
     for name in names:
         for s in strides_ns:
             start = time.monotonic()
-            row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window, time_spacing)
+            row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window, time_spacing,
+                                  noise_switch_t)
             row["system"] = name
             rows.append(row)
             if verbose:
@@ -258,6 +260,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                       f"RMSD/MD {ratio} ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
     return {"systems": rows, "summary": summarise(rows, strides_ns),
             "settings": {"jumps": jumps, "num_steps": num_steps, "noise_scale": noise_scale, "time_spacing": time_spacing,
+                         "noise_switch_t": noise_switch_t,
                          "seed": seed,
                          "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)",
                          "context_window": context_window}}
@@ -373,7 +376,8 @@ def plot_validity_along_rollouts(report: dict, path) -> None:
     ax.set_ylim(0, 102)
     ax.set_title(f"validation split, raw rollouts: {Path(str(report.get('checkpoint', 'model'))).name}, "
                  f"{settings['num_steps']} steps, noise {settings['noise_scale']:g}"
-                 + (f", time spacing {settings['time_spacing']:g}" if settings.get("time_spacing", 1.0) != 1.0 else ""),
+                 + (f", time spacing {settings['time_spacing']:g}" if settings.get("time_spacing", 1.0) != 1.0 else "")
+                 + (f", exact SDE above t = {settings['noise_switch_t']:g}" if settings.get("noise_switch_t", 1.0) < 1.0 else ""),
                  fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -396,6 +400,9 @@ def main(argv=None) -> int:
                         help="reverse-SDE noise scale (default: the Generator's, i.e. what the weights record)")
     parser.add_argument("--time-spacing", type=float, default=None,
                         help="power of the reverse-diffusion time spacing (default: the Generator's, i.e. what the weights record)")
+    parser.add_argument("--noise-switch-t", type=float, default=None,
+                        help="diffusion time above which reverse steps take the exact SDE, noise scale 1 "
+                             "(default: the Generator's, i.e. what the weights record, else 1: --noise-scale throughout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--context-window", type=int, default=0, help="frames each frame attends to (0: whole history)")
     parser.add_argument("--systems", nargs="+", help="only these validation systems")
@@ -428,16 +435,18 @@ def main(argv=None) -> int:
             return 1
         print(f"all {len(rows)} validation systems are below {100 * MAX_IDENTITY:.0f} % identity to every training system")
         return 0
-    if args.num_steps is None or args.noise_scale is None or args.time_spacing is None:
+    if args.num_steps is None or args.noise_scale is None or args.time_spacing is None or args.noise_switch_t is None:
         from openmm_starmd.model.checkpoint import stride_card
         from openmm_starmd.openmm.generator import GeneratorOptions
 
         sampler = GeneratorOptions(num_steps=args.num_steps, noise_scale=args.noise_scale,
-                                   time_spacing=args.time_spacing).with_sampler_of(stride_card(args.model))
+                                   time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t
+                                   ).with_sampler_of(stride_card(args.model))
         args.num_steps, args.noise_scale, args.time_spacing = sampler.num_steps, sampler.noise_scale, sampler.time_spacing
+        args.noise_switch_t = sampler.noise_switch_t
     report = score_in_processes(args.model, args.data, args.split, args.workers, args.threads, strides_ns=args.strides,
                                 jumps=args.jumps, num_steps=args.num_steps, noise_scale=args.noise_scale,
-                                time_spacing=args.time_spacing, seed=args.seed,
+                                time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t, seed=args.seed,
                                 context_window=args.context_window, only=args.systems, verbose=True)
     text = json.dumps(report, indent=1)
     if args.out:
