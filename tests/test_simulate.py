@@ -137,6 +137,31 @@ def test_chunked_run_resumes_where_it_stopped(tmp_path):
     assert not (folder / "state" / "chignolin_R1.lock").exists()  # released after the failure
 
 
+def test_an_interrupt_keeps_the_finished_chunks_and_resumes(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a chunk: exit status 130, one clear line, the finished chunks and their resume
+    state kept, the lock released; the same command then resumes at the dropped chunk."""
+    from openmm_starmd.openmm import simulate
+
+    real = simulate.ReplicaRun._run_frames
+
+    def interrupted_second_chunk(self, k):
+        if k == 1:
+            raise KeyboardInterrupt
+        return real(self, k)
+
+    monkeypatch.setattr(simulate.ReplicaRun, "_run_frames", interrupted_second_chunk)
+    assert _simulate(tmp_path, ns=0.00036) == simulate.INTERRUPTED == 130
+    err = capsys.readouterr().err
+    assert "stopped by an interrupt" in err and "chignolin R1 1" in err and "run the same command again" in err
+    folder = tmp_path / "chignolin"
+    assert [p.name for p in sorted(folder.glob("*.xtc"))] == ["chignolin_R1_c0000.xtc"]
+    assert (folder / "state" / "chignolin_R1_next_c0001.xml").exists()
+    assert not (folder / "state" / "chignolin_R1.lock").exists()
+    monkeypatch.setattr(simulate.ReplicaRun, "_run_frames", real)
+    assert _simulate(tmp_path, ns=0.00036) == 0
+    assert len(list(folder.glob("*.xtc"))) == 3
+
+
 def test_lock_refuses_a_second_live_process(tmp_path):
     state = tmp_path / "chignolin" / "state"
     state.mkdir(parents=True)

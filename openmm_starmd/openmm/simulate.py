@@ -21,6 +21,7 @@ import json
 import math
 import os
 import shlex
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -51,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", default=defaults.platform, help="OpenMM platform: CPU (default), CUDA, OpenCL, Reference")
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU platform threads (default 1)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"base random seed (default {defaults.seed})")
+
+
+INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
             if (time.monotonic() - start) / 3600.0 > args.max_hours:
                 print(f"stopping: --max-hours {args.max_hours:g} reached", flush=True)
                 break
+    except KeyboardInterrupt:  # Ctrl-C or kill -INT: every finished chunk is on disk, the one in progress is dropped
+        done = ", ".join(f"{rr.name} R{rr.replica} {rr.n_chunks_done}" for rr in runs)
+        print(f"stopped by an interrupt; finished chunks kept ({done or 'none'}), the chunk in progress dropped; "
+              "run the same command again to resume", file=sys.stderr, flush=True)
+        return INTERRUPTED
     finally:
         for rr in runs:
             rr.close()

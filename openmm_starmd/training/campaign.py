@@ -32,6 +32,7 @@ from typing import Optional
 import torch
 
 from openmm_starmd.internal import restore_interrupt
+from openmm_starmd.openmm.simulate import INTERRUPTED
 from openmm_starmd.training.trainer import TRAIN_STATE_SUFFIX
 
 CAMPAIGN_FILE = Path("md_data/campaign.json")
@@ -235,7 +236,7 @@ def main(argv=None) -> int:
         print(f"packed {live_state} -> {packed} ({pack_state(live_state, packed) / 1e6:.1f} MB)")
     if not args.no_md:
         update_inventory(Path("md_data"))
-    failed = [job.args[3] for job in jobs if job.returncode not in (0, None, -signal.SIGINT)]
+    failed = [job.args[3] for job in jobs if job.returncode not in (0, None, -signal.SIGINT, INTERRUPTED)]
     if failed:
         print(f"failed: {failed}", file=sys.stderr)
         return 1
