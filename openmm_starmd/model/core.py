@@ -153,8 +153,8 @@ class StarMDCore(nn.Module):
                      time_spacing: float, noise_switch_t: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generate the next frame by the reverse SDE (or ODE) with ``num_steps`` network calls at
         ``diffuser.timesteps(num_steps, time_spacing)``. Steps from t > ``noise_switch_t`` take the
-        exact SDE (noise scale 1), the others ``noise_scale`` (1.0, the default: ``noise_scale``
-        throughout).
+        exact SDE (noise scale 1), the others ``noise_scale`` (``noise_switch_t`` 1.0: ``noise_scale``
+        at every step).
 
         Returns x̂_0 of the last step: rots ``[B, N, 3, 3]``, trans ``[B, N, 3]`` (centred, nm) and
         torsions ``[B, N, 7, 2]``."""

@@ -114,8 +114,8 @@ class Rollout:
         time_spacing: power p of the reverse-diffusion times (``SE3Diffuser.timesteps``): 1 spaces
             them evenly in t, 2 crowds them toward t_min.
         noise_switch_t: reverse steps from diffusion times t > noise_switch_t take the exact SDE
-            (noise scale 1), the later ones ``noise_scale``: the exact SDE's motion with a
-            low-noise finish. 1 (the default): ``noise_scale`` at every step.
+            (noise scale 1), the later ones ``noise_scale``. 1 (the default): ``noise_scale`` at
+            every step.
         capacity_frames: KV-cache capacity (context + generated frames); default the config's.
         chain_index: ``[N]`` chain of each residue (default all 0).
         align: superpose each generated frame's CA onto the previous frame's (Kabsch).
