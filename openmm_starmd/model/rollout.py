@@ -151,9 +151,11 @@ class Rollout:
         self.ode = ode
         self.noise_scale = float(noise_scale)
         self.time_spacing = float(time_spacing)
-        self._takes_time_spacing = check_time_spacing(core, self.time_spacing)
+        check_time_spacing(core, self.time_spacing)
         self.noise_switch_t = check_noise_switch(core, noise_switch_t)
-        self._takes_noise_switch = "noise_switch_t" in sample_frame_arguments(core)
+        takes = sample_frame_arguments(core)  # a core exported by an earlier version takes fewer
+        self._sampler_extra = tuple(v for name, v in (("time_spacing", self.time_spacing), ("noise_switch_t", self.noise_switch_t))
+                                    if name in takes)
         self.align = align
         self.capacity_frames = int(capacity_frames or core.default_capacity)
         device = self._device()
@@ -226,14 +228,8 @@ class Rollout:
         ctx = self._seeded(self.num_frames, 1 + attempt)
         try:
             with self._engine():
-                if self._takes_noise_switch:
-                    rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale,
-                                                               self.time_spacing, self.noise_switch_t)
-                elif self._takes_time_spacing:  # a core exported before sample_frame took a noise switch
-                    rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale,
-                                                               self.time_spacing)
-                else:  # a core exported before sample_frame took a time spacing (evenly spaced times)
-                    rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale)
+                rots, trans, tors = self.core.sample_frame(self.log10_stride, self.num_steps, self.ode, self.noise_scale,
+                                                           *self._sampler_extra)
         finally:
             ctx.__exit__(None, None, None)
         if self.align:
