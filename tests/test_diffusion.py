@@ -298,9 +298,10 @@ def _oracle(rots_0, trans_0):
     return lambda rots_t, trans_t, t: (rots_0.expand_as(rots_t), trans_0.expand_as(trans_t))
 
 
-def _em_translation_moments(ts, ode: bool):
+def _em_translation_moments(ts, ode: bool, noise=lambda t: 1.0):
     """Exact per-coordinate recursion of the discretised translation sampler with an oracle x̂_0 = x_0:
-    x' = a x + c x_0 + b z. Returns (A, C, V): x_final = A x_prior + C x_0 (+ noise of variance V)."""
+    x' = a x + c x_0 + b z. Returns (A, C, V): x_final = A x_prior + C x_0 (+ noise of variance V).
+    ``noise(t)``: the noise scale of the step from t."""
     A, C, V = 1.0, 0.0, 0.0
     for t, t_next in zip(ts[:-1], ts[1:]):
         dt = t - t_next
@@ -310,7 +311,7 @@ def _em_translation_moments(ts, ode: bool):
         k = 0.5 if ode else 1.0
         a = 1 + 0.5 * beta * dt - k * beta * dt / var
         c = k * beta * dt * alpha / var
-        A, C, V = a * A, a * C + c, a * a * V + (0.0 if ode else beta * dt)
+        A, C, V = a * A, a * C + c, a * a * V + (0.0 if ode else noise(t) ** 2 * beta * dt)
     return A, C, V
 
 
@@ -336,6 +337,45 @@ def test_reverse_sde_with_oracle_reaches_the_t_min_marginal(diffuser):
     mean_sq = integrate.trapezoid(grid**2 * pdf, grid)
     assert abs(float((omega**2).mean()) / mean_sq - 1) < 0.25
     assert float(omega.max()) < 0.8
+
+
+def test_noise_switch_takes_the_exact_sde_above_it_and_the_noise_scale_below(diffuser):
+    """``noise_switch_t`` τ: τ = 0 gives the exact SDE's frames, τ = 1 the plain noise scale's (same
+    seed); with τ in between, the states the denoiser sees have the variances of the exact
+    recursion with noise 1 from times above τ and the noise scale from the others."""
+    gen = torch.Generator().manual_seed(15)
+    rots_0, trans_0 = random_frames(gen, [N])
+    oracle = _oracle(rots_0, trans_0)
+
+    def run(seed, **kw):
+        return reverse_sample(diffuser, oracle, [64, N], num_steps=50, generator=torch.Generator().manual_seed(seed), **kw)
+
+    exact, low = run(1, noise_scale=1.0), run(1, noise_scale=0.25)
+    assert torch.equal(run(1, noise_scale=0.25, noise_switch_t=0.0).trans_t, exact.trans_t)
+    assert torch.equal(run(1, noise_scale=0.25, noise_switch_t=1.0).trans_t, low.trans_t)
+    assert not torch.equal(exact.trans_t, low.trans_t)
+
+    M, tau = 256, 0.4
+    seen = []
+
+    def recording(rots, trans, t):
+        seen.append(trans.clone())
+        return oracle(rots, trans, t)
+
+    reverse_sample(diffuser, recording, [M, N], num_steps=50, noise_scale=0.25, noise_switch_t=tau, generator=gen)
+    ts = [float(t) for t in diffuser.timesteps(50)]
+    k = next(i for i, t in enumerate(ts) if t <= tau)  # the first state reached only by exact-SDE steps
+    tolerance = 5 * math.sqrt(2 / (M - 1) / (3 * N))
+    for i in (k, k + 8):
+        var = {}
+        for name, noise in (("switch", lambda t: 1.0 if t > tau else 0.25), ("low", lambda t: 0.25)):
+            A, C, V = _em_translation_moments(ts[: i + 1], ode=False, noise=noise)
+            var[name] = (A * A + V) * (1 - 1 / N)
+        assert var["switch"] > 1.5 * var["low"]  # the check tells the two apart
+        dev = seen[i].double() - C * trans_0.double()
+        assert abs(dev.var(0).mean() / var["switch"] - 1) < tolerance
+    with pytest.raises(ValueError, match="noise_switch_t"):
+        run(1, noise_switch_t=1.5)
 
 
 def test_reverse_ode_with_oracle_contracts_onto_x0(diffuser):
