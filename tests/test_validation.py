@@ -171,3 +171,50 @@ def test_scoring_in_two_processes_equals_one_and_merges_and_plots(two_systems, t
     assert matplotlib.image.imread(tmp_path / "v.png").ndim == 3
     plot_validity_along_rollouts(one, tmp_path / "w.png")
     assert (tmp_path / "w.png").stat().st_size > 0
+
+
+def test_a_stopped_run_resumes_from_its_finished_cells_and_equals_an_uninterrupted_one(two_systems, tmp_path, monkeypatch):
+    """With ``--out``, every finished cell goes to OUT.partial.jsonl; after a stop the same command
+    scores only the missing cells, the report equals one run straight through, and the file goes.
+    Cells of other settings or other weights in the file are not reused."""
+    from openmm_starmd.model.checkpoint import save_checkpoint
+    from openmm_starmd.training import validation
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "m.pt", tiny_v2(), StarMDCore(tiny_v2()).net.state_dict())
+    split = tmp_path / "split.txt"
+    split.write_text("villin_copy\nvillin\n")
+    common = ["--model", str(tmp_path / "m.pt"), "--data", str(two_systems), "--split", str(split), "--strides", "0.01", "0.02",
+              "--jumps", "2", "--num-steps", "2", "--noise-scale", "0.5", "--time-spacing", "1", "--noise-switch-t", "1"]
+    assert validation.main(common + ["--out", str(tmp_path / "straight.json")]) == 0
+    straight = json.loads((tmp_path / "straight.json").read_text())
+    assert not (tmp_path / "straight.json.partial.jsonl").exists()
+
+    scored = []
+    real = validation.validate_system
+
+    def stop_at_the_third_cell(core, trajectories, stride_ns, *args):
+        if len(scored) == 2:
+            raise KeyboardInterrupt
+        scored.append(stride_ns)
+        return real(core, trajectories, stride_ns, *args)
+
+    monkeypatch.setattr(validation, "validate_system", stop_at_the_third_cell)
+    out = tmp_path / "resumed.json"
+    with pytest.raises(KeyboardInterrupt):
+        validation.main(common + ["--out", str(out)])
+    partial = tmp_path / "resumed.json.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 2 and not out.exists()
+    # a cell of other settings in the file is not taken
+    foreign = json.loads(partial.read_text().splitlines()[0])
+    foreign["run"]["settings"]["seed"] = 99
+    foreign["row"]["system"] = "villin"
+    with open(partial, "a") as f:
+        f.write(json.dumps(foreign) + "\n" + '{"run": {"sett')  # and a line cut short by the kill
+    scored.clear()
+    monkeypatch.setattr(validation, "validate_system", lambda *a: (scored.append(a[2]), real(*a))[1])
+    assert validation.main(common + ["--out", str(out)]) == 0
+    assert len(scored) == 2  # villin at both strides; villin_copy's two cells came from the file
+    resumed = json.loads(out.read_text())
+    assert resumed["systems"] == straight["systems"] and resumed["summary"] == straight["summary"]
+    assert not partial.exists()

@@ -21,12 +21,20 @@ no relaxation) with the Generator's sampler settings. Reported per system and st
   forgets its context collapses both rollouts onto one structure (ratio near 0);
 * ``invalid_by``: why frames fail, by a chain break, a clash or both, and the clashing pairs
   counted as local (|i - j| <= 3) or long-range.
+
+A 100-jump run takes an hour or more on a CPU. With ``--out REPORT.json`` every finished system ×
+stride cell is also appended to ``REPORT.json.partial.jsonl``; the same command run again after a
+stop scores only the cells missing there (same settings and the same weights, by SHA-256) and
+removes the file once the report is written. Each rollout is seeded by ``--seed`` alone, so the
+resumed report equals an uninterrupted one.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -233,9 +241,15 @@ def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
 def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jumps: int = 20,
                num_steps: int = GENERATOR_NUM_STEPS, noise_scale: float = GENERATOR_NOISE_SCALE, seed: int = 0,
                systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None,
-               verbose: bool = False, time_spacing: float = 1.0, noise_switch_t: float = 1.0) -> dict:
+               verbose: bool = False, time_spacing: float = 1.0, noise_switch_t: float = 1.0,
+               resume_file=None, resume_tag: str = "") -> dict:
     """Score a loaded core on every validation system at every stride (see the module doc);
-    ``verbose`` prints one line per system and stride to stderr as it is done."""
+    ``verbose`` prints one line per system and stride to stderr as it is done.
+
+    ``resume_file``: a JSON-lines file to which every finished (system, stride) cell is appended
+    at once; cells already there with the same settings and ``resume_tag`` (the weights' identity)
+    are taken from it instead of being scored again. Each rollout is seeded by ``seed`` alone, so a
+    resumed report equals an uninterrupted one."""
     names = read_split(split)
     if only:
         unknown = sorted(set(only) - set(names))
@@ -246,24 +260,68 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
     missing = [n for n in names if n not in systems]
     if missing:
         raise ValueError(f"validation systems without MD under {str(data)!r}: {missing}")
+    settings = {"jumps": jumps, "num_steps": num_steps, "noise_scale": noise_scale, "time_spacing": time_spacing,
+                "noise_switch_t": noise_switch_t,
+                "seed": seed,
+                "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)",
+                "context_window": context_window}
+    run = {"settings": settings, "weights": resume_tag}
+    done = _finished_cells(resume_file, run)
     rows = []
     for name in names:
         for s in strides_ns:
             start = time.monotonic()
-            row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window, time_spacing,
-                                  noise_switch_t)
-            row["system"] = name
+            row = done.get((name, f"{s:g}"))
+            if row is None:
+                row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window,
+                                      time_spacing, noise_switch_t)
+                row["system"] = name
+                if resume_file is not None:
+                    _append_cell(resume_file, run, row)
             rows.append(row)
             if verbose:
                 ratio = "—" if row["rmsd_ratio"] is None else f"{row['rmsd_ratio']:.2f}"
+                took = "from the resume file" if (name, f"{s:g}") in done else f"{time.monotonic() - start:.0f} s"
                 print(f"{name} at {s:g} ns: {100 * row['ca_valid']:.0f} % Cα-valid over {jumps} jumps x 2, "
-                      f"RMSD/MD {ratio} ({time.monotonic() - start:.0f} s)", file=sys.stderr, flush=True)
-    return {"systems": rows, "summary": summarise(rows, strides_ns),
-            "settings": {"jumps": jumps, "num_steps": num_steps, "noise_scale": noise_scale, "time_spacing": time_spacing,
-                         "noise_switch_t": noise_switch_t,
-                         "seed": seed,
-                         "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)",
-                         "context_window": context_window}}
+                      f"RMSD/MD {ratio} ({took})", file=sys.stderr, flush=True)
+    return {"systems": rows, "summary": summarise(rows, strides_ns), "settings": settings}
+
+
+def _finished_cells(resume_file, run: dict) -> dict:
+    """``{(system, f"{stride:g}"): row}`` of the cells in ``resume_file`` scored with ``run``'s
+    settings and weights (a line cut short by a kill is skipped)."""
+    if resume_file is None or not Path(resume_file).is_file():
+        return {}
+    done = {}
+    for line in Path(resume_file).read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("run") == run:
+            row = record["row"]
+            done[(row["system"], f"{row['stride_ns']:g}")] = row
+    return done
+
+
+def _append_cell(resume_file, run: dict, row: dict) -> None:
+    """One line per finished cell, in one ``write`` to a file opened for appending (processes of
+    ``--workers`` share the file)."""
+    line = (json.dumps({"run": run, "row": row}) + "\n").encode()
+    fd = os.open(resume_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def weights_identity(checkpoint) -> str:
+    """SHA-256 of the weights file a model name or path loads (what ``resume_tag`` records)."""
+    from openmm_starmd.model.checkpoint import resolve_model_path
+
+    path, _ = resolve_model_path(checkpoint)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def score_checkpoint(checkpoint, data, split, **options) -> dict:
@@ -272,6 +330,8 @@ def score_checkpoint(checkpoint, data, split, **options) -> dict:
 
     start = time.monotonic()
     core = load_model(str(checkpoint))  # eager: a TorchScript core restarted for the second rollout can go wrong
+    if options.get("resume_file") is not None:
+        options = {**options, "resume_tag": weights_identity(checkpoint)}
     report = score_core(core, data, split, **options)
     report["checkpoint"] = str(checkpoint)
     report["wall_s"] = round(time.monotonic() - start, 1)
@@ -408,7 +468,8 @@ def main(argv=None) -> int:
     parser.add_argument("--systems", nargs="+", help="only these validation systems")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="processes, each scoring a share of the systems (default 1)")
-    parser.add_argument("--out", help="write the JSON report here")
+    parser.add_argument("--out", help="write the JSON report here (finished cells go to OUT.partial.jsonl first, "
+                                      "so that the same command resumes a stopped run)")
     parser.add_argument("--plot", help="write a PNG of Cα validity along the rollouts here")
     parser.add_argument("--merge", nargs="+", metavar="REPORT", help="only merge these reports (disjoint systems) into --out")
     args = parser.parse_args(argv)
@@ -444,13 +505,19 @@ def main(argv=None) -> int:
                                    ).with_sampler_of(stride_card(args.model))
         args.num_steps, args.noise_scale, args.time_spacing = sampler.num_steps, sampler.noise_scale, sampler.time_spacing
         args.noise_switch_t = sampler.noise_switch_t
+    resume_file = None if not args.out else Path(f"{args.out}.partial.jsonl")
+    if resume_file is not None and resume_file.is_file():
+        print(f"resuming: the cells already in {resume_file} with these settings and weights are not scored again",
+              file=sys.stderr, flush=True)
     report = score_in_processes(args.model, args.data, args.split, args.workers, args.threads, strides_ns=args.strides,
                                 jumps=args.jumps, num_steps=args.num_steps, noise_scale=args.noise_scale,
                                 time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t, seed=args.seed,
-                                context_window=args.context_window, only=args.systems, verbose=True)
+                                context_window=args.context_window, only=args.systems, verbose=True,
+                                resume_file=resume_file)
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
+        resume_file.unlink(missing_ok=True)
     if args.plot:
         plot_validity_along_rollouts(report, args.plot)
     print(json.dumps(report["summary"], indent=1))
