@@ -218,3 +218,46 @@ def test_a_stopped_run_resumes_from_its_finished_cells_and_equals_an_uninterrupt
     resumed = json.loads(out.read_text())
     assert resumed["systems"] == straight["systems"] and resumed["summary"] == straight["summary"]
     assert not partial.exists()
+
+
+def test_pool_workers_exit_when_the_run_that_started_them_is_killed(tmp_path):
+    """A ``--workers`` run killed from outside leaves no worker computing on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from openmm_starmd.training.validation import exit_with_parent\n"
+        "def work(path):\n"
+        "    open(path, 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n"
+        "if __name__ == '__main__':\n"
+        "    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'), initializer=exit_with_parent,\n"
+        "                             initargs=(os.getpid(),)) as pool:\n"
+        "        pool.submit(work, sys.argv[1]).result()\n")
+    pid_file = tmp_path / "worker.pid"
+    parent = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        worker = int(pid_file.read_text())
+        os.kill(worker, 0)  # running
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 15
+        alive = True
+        while alive and time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+                time.sleep(0.2)
+            except ProcessLookupError:
+                alive = False
+        assert not alive, "the worker outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()

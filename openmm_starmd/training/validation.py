@@ -380,6 +380,19 @@ def merge_reports(reports: Sequence[dict]) -> dict:
     return merged
 
 
+def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Pool initializer: the worker exits when the process that started it is gone (a killed
+    ``--workers`` run would otherwise leave its workers computing)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _score_part(args: tuple) -> dict:
     checkpoint, data, split, threads, options = args
     torch.set_num_threads(threads)
@@ -401,7 +414,8 @@ def score_in_processes(checkpoint, data, split, workers: int, threads: int = 1, 
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(len(parts), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         reports = list(pool.map(_score_part, [(str(checkpoint), str(data), str(split), threads, {**options, "only": part})
                                               for part in parts]))
     merged = merge_reports(reports)
