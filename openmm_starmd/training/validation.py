@@ -31,7 +31,6 @@ resumed report equals an uninterrupted one.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -271,7 +270,8 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
     for name in names:
         for s in strides_ns:
             start = time.monotonic()
-            row = done.get((name, f"{s:g}"))
+            resumed = done.get((name, f"{s:g}"))
+            row = resumed
             if row is None:
                 row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window,
                                       time_spacing, noise_switch_t)
@@ -281,7 +281,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
             rows.append(row)
             if verbose:
                 ratio = "—" if row["rmsd_ratio"] is None else f"{row['rmsd_ratio']:.2f}"
-                took = "from the resume file" if (name, f"{s:g}") in done else f"{time.monotonic() - start:.0f} s"
+                took = "from the resume file" if resumed is not None else f"{time.monotonic() - start:.0f} s"
                 print(f"{name} at {s:g} ns: {100 * row['ca_valid']:.0f} % Cα-valid over {jumps} jumps x 2, "
                       f"RMSD/MD {ratio} ({took})", file=sys.stderr, flush=True)
     return {"systems": rows, "summary": summarise(rows, strides_ns), "settings": settings}
@@ -318,10 +318,9 @@ def _append_cell(resume_file, run: dict, row: dict) -> None:
 
 def weights_identity(checkpoint) -> str:
     """SHA-256 of the weights file a model name or path loads (what ``resume_tag`` records)."""
-    from openmm_starmd.model.checkpoint import resolve_model_path
+    from openmm_starmd.model.checkpoint import resolve_model_path, sha256_of
 
-    path, _ = resolve_model_path(checkpoint)
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_of(resolve_model_path(checkpoint)[0])
 
 
 def score_checkpoint(checkpoint, data, split, **options) -> dict:
