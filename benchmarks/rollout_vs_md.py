@@ -3,11 +3,12 @@ Cα validity of every generated frame.
 
     python benchmarks/rollout_vs_md.py [--data md_data/villin] [--model default] [--stride-ns 0.1]
                                        [--jumps 13] [--seeds 0 1 2] [--num-steps 50] [--noise-scale X]
+                                       [--noise-switch-t T]
 
 From the first frame of the system's first MD trajectory, the model rolls out ``--jumps`` frames per
 seed (:func:`openmm_starmd.training.heldout.evaluate`: KV-cached rollout, each frame superposed on
 the previous one). The MD curve is the same trajectory's Cα RMSD to that frame (superposed), frame
-by frame. The defaults are the Generator's sampler (50 reverse steps, the noise scale the weights record) at the shipped
+by frame. The defaults are the Generator's sampler (50 reverse steps, the noise scale and noise switch the weights record) at the shipped
 weights' recommended stride; 13 jumps of 0.1 ns cover villin's 1.3 ns of MD.
 Writes benchmarks/results/rollout_vs_md.{json,md} and the figure docs/rollout_vs_md.png.
 """
@@ -74,7 +75,9 @@ def plot(result: dict, path: Path) -> None:
                     marker="s", s=22)
     ax.set_ylabel("Cα RMSD to the start (Å)")
     ax.set_title(f"{result['system']}: generated rollout vs MD, Δt = {result['stride_ns']:g} ns per jump, "
-                 f"{result['num_steps']} steps, noise {result['noise_scale']:g}", fontsize=9.5)
+                 f"{result['num_steps']} steps, noise {result['noise_scale']:g}"
+                 + (f", exact SDE above t = {result['noise_switch_t']:g}" if result.get("noise_switch_t", 1.0) < 1 else ""),
+                 fontsize=9.5)
     ax.legend(fontsize=7.5, loc="upper left")
     ax.grid(alpha=0.3)
     axv.set_yticks([run["seed"] for run in result["rollouts"]])
@@ -99,27 +102,31 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--num-steps", type=int, default=50)
     ap.add_argument("--noise-scale", type=float, default=None, help="default: the one the weights record (the Generator's)")
+    ap.add_argument("--noise-switch-t", type=float, default=None,
+                    help="exact SDE above this diffusion time; default: the one the weights record (the Generator's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of rollout_vs_md.{json,md}")
     ap.add_argument("--figure", type=Path, default=FIGURE)
     args = ap.parse_args(argv)
-    if args.noise_scale is None:
+    if args.noise_scale is None or args.noise_switch_t is None:
         from openmm_starmd.model.checkpoint import stride_card
         from openmm_starmd.openmm.generator import GeneratorOptions
 
-        args.noise_scale = GeneratorOptions().with_sampler_of(stride_card(args.model)).noise_scale
+        sampler = GeneratorOptions().with_sampler_of(stride_card(args.model))
+        args.noise_scale = sampler.noise_scale if args.noise_scale is None else args.noise_scale
+        args.noise_switch_t = sampler.noise_switch_t if args.noise_switch_t is None else args.noise_switch_t
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     times, md = md_rmsd_to_start(args.data)
     runs = []
     for seed in args.seeds:
         runs.append(evaluate(args.model, args.data, args.stride_ns, args.jumps, args.num_steps, seed,
-                             noise_scale=args.noise_scale))
+                             noise_scale=args.noise_scale, noise_switch_t=args.noise_switch_t))
         print(f"seed {seed}: {100 * runs[-1]['ca_validity']:.0f} % Cα-valid, final RMSD to start "
               f"{runs[-1]['model_rmsd_to_start_final_angstrom']:.2f} Å, {runs[-1]['wall_s']:.0f} s", flush=True)
     result = {"date": datetime.date.today().isoformat(), "machine": machine_info(), "weights": weights_label(args.model),
               "system": Path(args.data).name, "stride_ns": args.stride_ns, "num_steps": args.num_steps,
-              "noise_scale": args.noise_scale, "command": "python benchmarks/rollout_vs_md.py " + " ".join(argv or sys.argv[1:]),
+              "noise_scale": args.noise_scale, "noise_switch_t": args.noise_switch_t, "command": "python benchmarks/rollout_vs_md.py " + " ".join(argv or sys.argv[1:]),
               "md": {"time_ns": times.round(3).tolist(), "ca_rmsd_to_start_angstrom": md.round(3).tolist()},
               "rollouts": runs, "seconds": round(time.perf_counter() - t0, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -129,6 +136,8 @@ def main(argv=None) -> int:
     md_end = float(np.interp(args.stride_ns * args.jumps, times, md))
     lines = [f"# Generated rollout vs MD: {result['system']}", "", f"{result['date']}; {result['machine']}", "",
              f"Command: `{result['command'].strip()}`; weights {result['weights']}; took {result['seconds']:.0f} s.", "",
+             f"Sampler: {args.num_steps} reverse steps, noise scale {args.noise_scale:g}"
+             + (f" below diffusion time {args.noise_switch_t:g}, the exact SDE above it." if args.noise_switch_t < 1 else "."), "",
              "| seed | Cα-valid frames | RMSD to start at the end (Å) | per-jump RMSD / MD at the same lag |",
              "|---:|---:|---:|---:|"]
     lines += [f"| {r['seed']} | {100 * r['ca_validity']:.0f} % | {r['model_rmsd_to_start_final_angstrom']:.2f} | "

@@ -210,6 +210,10 @@ def test_heldout_report_measures_the_rollout_against_its_md(data_dir, tmp_path):
     same = evaluate(path, str(data_dir), stride_ns=0.02, jumps=3, num_steps=4, seed=0, noise_scale=0.5, start_frame=-1,
                     replica=label)
     assert same["replica"] == label and same["ca_rmsd_to_start_per_jump_angstrom"] == drift
+    unswitched = evaluate(path, str(data_dir), 0.02, 3, 4, 0, noise_scale=0.5, start_frame=-1, noise_switch_t=1.0)
+    assert unswitched["ca_rmsd_to_start_per_jump_angstrom"] == drift and report["noise_switch_t"] == 1.0
+    switched = evaluate(path, str(data_dir), 0.02, 3, 4, 0, noise_scale=0.5, start_frame=-1, noise_switch_t=0.0)
+    assert switched["noise_switch_t"] == 0.0 and switched["ca_rmsd_to_start_per_jump_angstrom"] != drift  # the exact SDE
     with pytest.raises(ValueError, match="no replica 'R9'"):
         evaluate(path, str(data_dir), 0.02, 1, 2, 0, replica="R9")
 

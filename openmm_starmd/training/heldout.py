@@ -50,11 +50,13 @@ def rollout_from_md_frame(core, trajectory, frame: int, stride_ns: float, jumps:
 
 
 def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int, seed: int, ode: bool = False,
-             noise_scale: float = 1.0, start_frame: int = 0, replica: Optional[str] = None) -> dict:
+             noise_scale: float = 1.0, start_frame: int = 0, replica: Optional[str] = None,
+             noise_switch_t: float = 1.0) -> dict:
     """Roll out ``jumps`` frames of the (single) system under ``data`` and measure them against its MD,
     starting from frame ``start_frame`` of its first trajectory (negative: counted from the end).
     ``replica`` (e.g. ``"R2"``) restricts start and MD reference to that replica, so a model
-    fine-tuned on one replica can be measured on another."""
+    fine-tuned on one replica can be measured on another. ``noise_switch_t``: reverse steps above
+    this diffusion time take the exact SDE, those below it ``noise_scale`` (1: ``noise_scale`` throughout)."""
     sources = find_sources(data)
     if replica is not None:
         chosen = [s for s in sources if s.replica == replica]
@@ -69,7 +71,7 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     start_frame = start_frame % num_first
     aatype = torch.from_numpy(first.aatype)
     rollout = rollout_from_md_frame(load_model(model), first, start_frame, stride_ns, jumps, seed=seed, num_steps=num_steps,
-                                    ode=ode, noise_scale=noise_scale)
+                                    ode=ode, noise_scale=noise_scale, noise_switch_t=noise_switch_t)
     start = time.monotonic()
     out = rollout.run(jumps)
     wall_s = time.monotonic() - start
@@ -91,7 +93,8 @@ def evaluate(model: str, data: str, stride_ns: float, jumps: int, num_steps: int
     return {
         "model": str(model), "system": sources[0].name, "residues": int(aatype.numel()), "stride_ns": stride_ns,
         "replica": sources[0].replica if replica is not None else None,
-        "jumps": jumps, "num_steps": num_steps, "sampler": "ode" if ode else "sde", "noise_scale": noise_scale, "start_frame": start_frame, "seed": seed, "wall_s": round(wall_s, 1),
+        "jumps": jumps, "num_steps": num_steps, "sampler": "ode" if ode else "sde", "noise_scale": noise_scale,
+        "noise_switch_t": noise_switch_t, "start_frame": start_frame, "seed": seed, "wall_s": round(wall_s, 1),
         "ca_validity": float(valid.mean()), "ca_validity_first_100": float(valid[:100].mean()),
         "mean_ca_clash_rate": float(np.mean(clash_rate)), "mean_ca_break_rate": float(np.mean(break_rate)),
         "max_consecutive_ca_angstrom": float(consecutive.max()) * ANGSTROM_PER_NM,
@@ -120,6 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ode", action="store_true", help="probability-flow ODE sampler instead of the SDE")
     parser.add_argument("--noise-scale", type=float, default=1.0,
                         help="multiplier of the reverse SDE's stochastic term (1: the exact SDE)")
+    parser.add_argument("--noise-switch-t", type=float, default=1.0,
+                        help="diffusion time above which reverse steps take the exact SDE (default 1: the noise scale throughout)")
     parser.add_argument("--start-frame", type=int, default=0,
                         help="start from this frame of the first trajectory (negative: from the end; default 0)")
     parser.add_argument("--replica", help="use only this replica's trajectory (e.g. R2) as start and MD reference")
@@ -129,7 +134,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     report = evaluate(args.model, args.data, args.stride_ns, args.jumps, args.num_steps, args.seed, args.ode, args.noise_scale,
-                      args.start_frame, args.replica)
+                      args.start_frame, args.replica, args.noise_switch_t)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
