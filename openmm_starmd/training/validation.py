@@ -442,15 +442,16 @@ def plot_validity_along_rollouts(report: dict, path) -> None:
         w = min(10, len(curve))
         smooth = np.convolve(curve, np.ones(w) / w, mode="valid")
         ax.plot(jumps[w - 1:], smooth, lw=2.0, color=ax.lines[-1].get_color(),
-                label=f"Δt = {s:g} ns ({len(rows)} proteins; {np.mean(curve):.0f} % over all jumps)")
+                label=f"Δt = {s:g} ns ({len(rows)} protein{'s' if len(rows) > 1 else ''}; {np.mean(curve):.0f} % over all jumps)")
     settings = report["settings"]
     ax.set_xlabel("jump")
     ax.set_ylabel("Cα-valid raw samples (%)")
     ax.set_ylim(0, 102)
-    ax.set_title(f"validation split, raw rollouts: {Path(str(report.get('checkpoint', 'model'))).name}, "
+    ax.set_title(f"validation split, raw rollouts: {Path(str(report.get('checkpoint', 'model'))).name}\n"
                  f"{settings['num_steps']} steps, noise {settings['noise_scale']:g}"
                  + (f", time spacing {settings['time_spacing']:g}" if settings.get("time_spacing", 1.0) != 1.0 else "")
-                 + (f", exact SDE above t = {settings['noise_switch_t']:g}" if settings.get("noise_switch_t", 1.0) < 1.0 else ""),
+                 + (f", exact SDE above t = {settings['noise_switch_t']:g}" if settings.get("noise_switch_t", 1.0) < 1.0 else "")
+                 + (f", context window {settings['context_window']}" if settings.get("context_window") else ""),
                  fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
