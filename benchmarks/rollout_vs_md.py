@@ -57,6 +57,12 @@ def weights_label(model: str) -> str:
     return str(model)
 
 
+def sampler_text(num_steps: int, noise_scale: float, noise_switch_t: float) -> str:
+    """The sampler in words, for the figure's title and the report."""
+    switch = f", exact SDE above t = {noise_switch_t:g}" if noise_switch_t < 1 else ""
+    return f"{num_steps} steps, noise {noise_scale:g}{switch}"
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -75,9 +81,7 @@ def plot(result: dict, path: Path) -> None:
                     marker="s", s=22)
     ax.set_ylabel("Cα RMSD to the start (Å)")
     ax.set_title(f"{result['system']}: generated rollout vs MD, Δt = {result['stride_ns']:g} ns per jump, "
-                 f"{result['num_steps']} steps, noise {result['noise_scale']:g}"
-                 + (f", exact SDE above t = {result['noise_switch_t']:g}" if result.get("noise_switch_t", 1.0) < 1 else ""),
-                 fontsize=9.5)
+                 + sampler_text(result["num_steps"], result["noise_scale"], result.get("noise_switch_t", 1.0)), fontsize=9.5)
     ax.legend(fontsize=7.5, loc="upper left")
     ax.grid(alpha=0.3)
     axv.set_yticks([run["seed"] for run in result["rollouts"]])
@@ -136,8 +140,7 @@ def main(argv=None) -> int:
     md_end = float(np.interp(args.stride_ns * args.jumps, times, md))
     lines = [f"# Generated rollout vs MD: {result['system']}", "", f"{result['date']}; {result['machine']}", "",
              f"Command: `{result['command'].strip()}`; weights {result['weights']}; took {result['seconds']:.0f} s.", "",
-             f"Sampler: {args.num_steps} reverse steps, noise scale {args.noise_scale:g}"
-             + (f" below diffusion time {args.noise_switch_t:g}, the exact SDE above it." if args.noise_switch_t < 1 else "."), "",
+             f"Sampler: {sampler_text(args.num_steps, args.noise_scale, args.noise_switch_t)}.", "",
              "| seed | Cα-valid frames | RMSD to start at the end (Å) | per-jump RMSD / MD at the same lag |",
              "|---:|---:|---:|---:|"]
     lines += [f"| {r['seed']} | {100 * r['ca_validity']:.0f} % | {r['model_rmsd_to_start_final_angstrom']:.2f} | "
