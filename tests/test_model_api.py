@@ -112,6 +112,32 @@ def test_rollout_is_reproducible_and_resumable(ckpt):
     assert torch.isfinite(a.trans).all()
 
 
+def test_rollout_context_noise_defaults_to_the_weights_and_survives_resume(ckpt):
+    """``context_noise_t``: None is the core's own τ (the same frames), another τ gives other
+    frames, 0 a clean history; it is kept across state_dict / from_state; outside [0, 1] it fails."""
+    core, _ = ckpt
+    core.eval()
+    aatype, resid, rots, trans = random_protein(N, 3)
+
+    def run(**kw):
+        r = Rollout(core, aatype, resid, 1.0, seed=2, num_steps=3, **kw)
+        r.add_context(rots, trans)
+        return r, r.run(3).trans
+
+    own = float(core.context_noise_t)
+    assert own > 0
+    default, a = run()
+    assert default.context_noise_t == own
+    assert torch.equal(a, run(context_noise_t=own)[1])
+    clean, c = run(context_noise_t=0.0)
+    assert (a - c).abs().max() > 1e-4
+    resumed = Rollout.from_state(core, clean.state_dict())
+    assert resumed.context_noise_t == 0.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="context_noise_t"):
+            Rollout(core, aatype, resid, 1.0, context_noise_t=bad)
+
+
 def test_cli_help_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "openmm_starmd.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for name in ("generate", "train", "evaluate", "export", "simulate"):

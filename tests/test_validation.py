@@ -14,7 +14,7 @@ from openmm_starmd.model import StarMDCore
 from openmm_starmd.model.config import tiny_v2
 from openmm_starmd.training.command import parse_overrides
 from openmm_starmd.training.trainer import TrainConfig, Trainer, draw_batch
-from openmm_starmd.training.validation import check_split, read_split, score_core
+from openmm_starmd.training.validation import check_split, compactness, radius_of_gyration, read_split, score_core
 from test_training import _smooth_villin
 
 
@@ -71,6 +71,29 @@ def test_raw_rollout_scores_against_md(two_systems):
     causes = short["invalid_by"]
     assert causes["break_only"] + causes["clash_only"] + causes["both"] == pytest.approx(1.0 - short["ca_valid"])
     assert set(report["summary"]["0.01ns"]["invalid_by"]) == set(causes)
+    compact = short["compactness"]
+    assert 0 < compact["md_rg_p1_angstrom"] <= compact["md_rg_angstrom"] and 0.0 <= compact["below_md_p1"] <= 1.0
+    assert compact["rg_ratio"] == pytest.approx(compact["rg_last_quarter_angstrom"] / compact["md_rg_angstrom"])
+    assert report["summary"]["0.01ns"]["rg_ratio_median"] == pytest.approx(
+        np.median([r["compactness"]["rg_ratio"] for r in report["systems"] if r["stride_ns"] == 0.01]))
+
+
+def test_compactness_measures_rollouts_shrinking_against_md():
+    """Rollouts made of MD frames: Rg ratio = their last quarter's mean over MD's mean, and about 1 %
+    of frames below MD's 1st percentile; the same frames shrunk to 60 % about their centre: ratio
+    0.6 and every frame below it."""
+    rng = np.random.default_rng(0)
+    chain = np.cumsum(rng.normal(0, 0.22, (12, 3)), axis=0)  # one random chain, nm
+    md = chain + rng.normal(0, 0.03, (400, 12, 3))  # MD-like fluctuations about it
+    rg = 10 * radius_of_gyration(md)  # Å
+    same = compactness([md[:200], md[200:]], md)
+    assert same["md_rg_angstrom"] == pytest.approx(rg.mean())
+    assert same["rg_last_quarter_angstrom"] == pytest.approx((rg[150:200].mean() + rg[350:].mean()) / 2)
+    assert same["below_md_p1"] == pytest.approx(0.01, abs=0.005)
+    shrunk = [0.6 * (g - g.mean(1, keepdims=True)) + 1.0 for g in (md[:200], md[200:])]
+    small = compactness(shrunk, md)
+    assert small["rg_ratio"] == pytest.approx(0.6 * same["rg_ratio"])
+    assert small["below_md_p1"] == 1.0
 
 
 def test_failure_causes_tell_breaks_from_local_and_long_range_clashes():

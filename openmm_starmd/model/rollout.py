@@ -121,13 +121,15 @@ class Rollout:
         align: superpose each generated frame's CA onto the previous frame's (Kabsch).
         context_window: frames each frame attends to, itself included (0: the whole history; 8:
             the longest context the model saw in training with L = 8).
+        context_noise_t: diffusion time τ to which each frame is noised before it joins the
+            context (None: the weights' own, ``core.context_noise_t``; 0: clean history).
     """
 
     def __init__(self, core, aatype: torch.Tensor, residue_index: torch.Tensor, stride_ns: float, *, replicas: int = 1,
                  seed: Optional[int] = None, num_steps: int = 200, ode: bool = False, noise_scale: float = 1.0,
                  time_spacing: float = 1.0, capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
                  noise_switch_t: float = 1.0, openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None,
-                 context_window: int = 0):
+                 context_window: int = 0, context_noise_t: Optional[float] = None):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         if num_steps < 1:
@@ -156,6 +158,9 @@ class Rollout:
         takes = sample_frame_arguments(core)  # a core exported by an earlier version takes fewer
         self._sampler_extra = tuple(v for name, v in (("time_spacing", self.time_spacing), ("noise_switch_t", self.noise_switch_t))
                                     if name in takes)
+        self.context_noise_t = float(core.context_noise_t) if context_noise_t is None else float(context_noise_t)
+        if not 0.0 <= self.context_noise_t <= 1.0:
+            raise ValueError(f"context_noise_t must be a diffusion time in [0, 1], got {context_noise_t}")
         self.align = align
         self.capacity_frames = int(capacity_frames or core.default_capacity)
         device = self._device()
@@ -204,7 +209,7 @@ class Rollout:
         ctx = self._seeded(k, 0)
         try:
             with self._engine():
-                self.core.append_frame(rots, trans, self.log10_stride, float(self.core.context_noise_t))
+                self.core.append_frame(rots, trans, self.log10_stride, self.context_noise_t)
         finally:
             ctx.__exit__(None, None, None)
         self.history_rots.append(rots)
@@ -271,7 +276,7 @@ class Rollout:
         """Everything needed to resume exactly: seed, options and the frame history."""
         return {"seed": self.seed, "stride_ns": self.stride_ns, "replicas": self.replicas, "num_steps": self.num_steps,
                 "ode": self.ode, "noise_scale": self.noise_scale, "time_spacing": self.time_spacing,
-                "noise_switch_t": self.noise_switch_t, "align": self.align,
+                "noise_switch_t": self.noise_switch_t, "context_noise_t": self.context_noise_t, "align": self.align,
                 "capacity_frames": self.capacity_frames, "num_context": self.num_context, "context_window": self.context_window,
                 "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
                 "history_rots": torch.stack(self.history_rots, 1).cpu() if self.history_rots else None,
@@ -283,7 +288,8 @@ class Rollout:
         r = Rollout(core, state["aatype"], state["residue_index"], state["stride_ns"], replicas=state["replicas"],
                     seed=state["seed"], num_steps=state["num_steps"], ode=state["ode"], noise_scale=state["noise_scale"],
                     time_spacing=state.get("time_spacing", 1.0), capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"],
-                    context_window=state.get("context_window", 0), noise_switch_t=state.get("noise_switch_t", 1.0))
+                    context_window=state.get("context_window", 0), noise_switch_t=state.get("noise_switch_t", 1.0),
+                    context_noise_t=state.get("context_noise_t"))
         if state["history_trans"] is not None:
             device = r._device()
             for k in range(state["history_trans"].shape[1]):

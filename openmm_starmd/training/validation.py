@@ -20,7 +20,11 @@ no relaxation) with the Generator's sampler settings. Reported per system and st
   MD trajectories started that far apart stay about that far apart on average; a model that
   forgets its context collapses both rollouts onto one structure (ratio near 0);
 * ``invalid_by``: why frames fail, by a chain break, a clash or both, and the clashing pairs
-  counted as local (|i - j| <= 3) or long-range.
+  counted as local (|i - j| <= 3) or long-range;
+* ``compactness``: the radius of gyration (Cα) of the generated frames against the MD's: the
+  rollouts' mean over the last quarter of the jumps over the MD mean (``rg_ratio``; below 1: the
+  rollouts drift to more compact states than MD visits), and the fraction of generated frames
+  more compact than the MD's 1st percentile (``below_md_p1``).
 
 A 100-jump run takes an hour or more on a CPU. With ``--out REPORT.json`` every finished system ×
 stride cell is also appended to ``REPORT.json.partial.jsonl``; the same command run again after a
@@ -141,7 +145,8 @@ def _md_spread_nm(ca: torch.Tensor) -> float:
 
 def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                       noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
-                      noise_switch_t: float = 1.0) -> tuple[list[torch.Tensor], tuple[int, int, float]]:
+                      noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None
+                      ) -> tuple[list[torch.Tensor], tuple[int, int, float]]:
     """Two raw rollouts (gate open) of one system from its farthest-apart MD frames ``a``, ``b``
     (seeds ``seed`` and ``seed + 1``): the Cα positions ``[jumps + 1, N, 3]`` nm of each (float64,
     the MD start first), and ``(a, b, their Cα RMSD in nm)``."""
@@ -158,11 +163,31 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
         rollout = Rollout(core, torch.from_numpy(first.aatype), torch.from_numpy(first.residue_index), stride_ns,
                           capacity_frames=jumps + 2, seed=seed + k, num_steps=num_steps, noise_scale=noise_scale,
                           time_spacing=time_spacing, noise_switch_t=noise_switch_t,
-                          chain_index=torch.from_numpy(first.chain_index), context_window=context_window)
+                          chain_index=torch.from_numpy(first.chain_index), context_window=context_window,
+                          context_noise_t=context_noise_t)
         rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
         out = rollout.run(jumps)
         generated.append(torch.cat([ca_md[frame:frame + 1].double(), out.trans[0].double()]))  # [J+1, N, 3]
     return generated, (a, b, start_sep)
+
+
+def radius_of_gyration(ca_nm: np.ndarray) -> np.ndarray:
+    """Cα radius of gyration ``[F]`` (same units as ``ca_nm [F, N, 3]``)."""
+    ca = np.asarray(ca_nm, dtype=np.float64)
+    return np.sqrt(((ca - ca.mean(-2, keepdims=True)) ** 2).sum(-1).mean(-1))
+
+
+def compactness(generated_nm: list[np.ndarray], md_nm: np.ndarray) -> dict:
+    """Radius of gyration of rollouts (each ``[J, N, 3]`` nm, generated frames only) against MD
+    frames ``[F, N, 3]``: MD mean and 1st percentile, the rollouts' mean over their last quarter,
+    ``rg_ratio`` (that mean over the MD mean) and ``below_md_p1`` (the fraction of all generated
+    frames with a radius of gyration below the MD's 1st percentile). Lengths in Å."""
+    rg_md = radius_of_gyration(md_nm) * ANGSTROM_PER_NM
+    rg_gen = [radius_of_gyration(g) * ANGSTROM_PER_NM for g in generated_nm]
+    p1 = float(np.percentile(rg_md, 1))
+    last = float(np.mean([r[-max(1, len(r) // 4):].mean() for r in rg_gen]))
+    return {"md_rg_angstrom": float(rg_md.mean()), "md_rg_p1_angstrom": p1, "rg_last_quarter_angstrom": last,
+            "rg_ratio": last / float(rg_md.mean()), "below_md_p1": float(np.mean(np.concatenate(rg_gen) < p1))}
 
 
 def failure_causes(ca_nm: np.ndarray) -> dict:
@@ -185,12 +210,12 @@ def failure_causes(ca_nm: np.ndarray) -> dict:
 
 def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                     noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
-                    noise_switch_t: float = 1.0) -> dict:
+                    noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None) -> dict:
     """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
     first = trajectories[0]
     ca_md = torch.from_numpy(np.concatenate([f.trans for f in trajectories]))
     generated, (a, b, start_sep) = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
-                                                     context_window, time_spacing, noise_switch_t)
+                                                     context_window, time_spacing, noise_switch_t, context_noise_t)
     valid_by_rollout = np.stack([ca_valid(g[1:].numpy()) for g in generated])  # [2, jumps]
     valid = valid_by_rollout.ravel()
     per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
@@ -212,13 +237,15 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
         "attractor": end_sep / spread if spread > 0 else None,
         "finite": bool(all(torch.isfinite(g).all() for g in generated)),
         "invalid_by": failure_causes(torch.cat([g[1:] for g in generated]).numpy()),
+        "compactness": compactness([g[1:].numpy() for g in generated], ca_md.double().numpy()),
     }
 
 
 def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
     """Per stride: mean Cα validity (and over the first 20 jumps of longer rollouts), median RMSD
-    ratio, mean attractor ratio over the systems, and why frames failed (mean fractions of frames,
-    summed clash-pair counts)."""
+    ratio, mean attractor ratio over the systems, why frames failed (mean fractions of frames,
+    summed clash-pair counts), and the compactness drift (median Rg ratio, mean fraction of
+    frames more compact than MD's 1st percentile)."""
     out = {}
     for s in strides_ns:
         rows = [r for r in systems if math.isclose(r["stride_ns"], s)]
@@ -230,6 +257,10 @@ def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
                            "rmsd_ratio_median": float(np.median(ratios)) if ratios else None,
                            "rmsd_ratio_systems": len(ratios),
                            "attractor_mean": float(np.mean(attractors)) if attractors else None}
+        compact = [r["compactness"] for r in rows if "compactness" in r]
+        if compact:
+            out[f"{s:g}ns"]["rg_ratio_median"] = float(np.median([c["rg_ratio"] for c in compact]))
+            out[f"{s:g}ns"]["below_md_rg_p1_mean"] = float(np.mean([c["below_md_p1"] for c in compact]))
         causes = [r["invalid_by"] for r in rows if "invalid_by" in r]
         if causes:
             out[f"{s:g}ns"]["invalid_by"] = {k: float(np.mean([c[k] for c in causes])) if k in ("break_only", "clash_only", "both")
@@ -241,7 +272,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                num_steps: int = GENERATOR_NUM_STEPS, noise_scale: float = GENERATOR_NOISE_SCALE, seed: int = 0,
                systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None,
                verbose: bool = False, time_spacing: float = 1.0, noise_switch_t: float = 1.0,
-               resume_file=None, resume_tag: str = "") -> dict:
+               context_noise_t: Optional[float] = None, resume_file=None, resume_tag: str = "") -> dict:
     """Score a loaded core on every validation system at every stride (see the module doc);
     ``verbose`` prints one line per system and stride to stderr as it is done.
 
@@ -264,6 +295,8 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                 "seed": seed,
                 "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)",
                 "context_window": context_window}
+    if context_noise_t is not None:
+        settings["context_noise_t"] = float(context_noise_t)
     run = {"settings": settings, "weights": resume_tag}
     done = _finished_cells(resume_file, run)
     rows = []
@@ -274,7 +307,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
             row = resumed
             if row is None:
                 row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window,
-                                      time_spacing, noise_switch_t)
+                                      time_spacing, noise_switch_t, context_noise_t)
                 row["system"] = name
                 if resume_file is not None:
                     _append_cell(resume_file, run, row)
@@ -479,6 +512,8 @@ def main(argv=None) -> int:
                              "(default: the Generator's, i.e. what the weights record, else 1: --noise-scale throughout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--context-window", type=int, default=0, help="frames each frame attends to (0: whole history)")
+    parser.add_argument("--context-noise-t", type=float, default=None,
+                        help="diffusion time to which each frame is noised before joining the context (default: the weights' own)")
     parser.add_argument("--systems", nargs="+", help="only these validation systems")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="processes, each scoring a share of the systems (default 1)")
@@ -526,8 +561,8 @@ def main(argv=None) -> int:
     report = score_in_processes(args.model, args.data, args.split, args.workers, args.threads, strides_ns=args.strides,
                                 jumps=args.jumps, num_steps=args.num_steps, noise_scale=args.noise_scale,
                                 time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t, seed=args.seed,
-                                context_window=args.context_window, only=args.systems, verbose=True,
-                                resume_file=resume_file)
+                                context_window=args.context_window, context_noise_t=args.context_noise_t,
+                                only=args.systems, verbose=True, resume_file=resume_file)
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
