@@ -205,3 +205,35 @@ def test_training_data_and_generator_number_residues_alike(tmp_path):
     pmap = map_topology(mod.topology)
     np.testing.assert_array_equal(pmap.residue_index.numpy(), frames.residue_index)
     np.testing.assert_array_equal(pmap.chain_index.numpy(), frames.chain_index)
+
+
+def test_relaxation_from_an_extended_start_is_trimmed_and_a_settled_start_is_kept(villin_dir, tmp_path):
+    """Villin blown up to 1.6× its size and shrinking linearly back over 10 frames, then jittering
+    about its structure: the first 10 frames are the relaxation and training drops them (examples
+    are windows of what follows); the jittered villin alone loses nothing."""
+    folder, settled = villin_dir
+    base = _villin_heavy()
+    rng = np.random.default_rng(3)
+    centre = base.xyz[0].mean(0)
+    scale = np.concatenate([1.0 + 0.6 * (1.0 - np.arange(10) / 10.0), np.ones(N_FRAMES)])
+    xyz = centre + scale[:, None, None] * (base.xyz[0] - centre)[None]
+    xyz = (xyz + rng.normal(scale=0.01, size=xyz.shape)).astype(np.float32)
+    relaxing = tmp_path / "relax"
+    relaxing.mkdir()
+    traj = mdtraj.Trajectory(xyz, base.topology)
+    traj[0].save_pdb(str(relaxing / "villin.pdb"))
+    traj.save_dcd(str(relaxing / "villin.dcd"))
+    (relaxing / "villin.json").write_text(json.dumps({"frame_interval_ps": INTERVAL_PS}))
+    ca = traj.topology.select("name CA")
+    assert ds.relaxation_frames(xyz[:, ca]) == 10
+    assert ds.relaxation_frames(settled.xyz[:, settled.topology.select("name CA")]) == 0
+    assert ds.relaxation_frames(xyz[:15, ca]) == 0  # too short to tell: kept whole
+    data = TrajectoryDataset(find_sources(relaxing), DatasetConfig(num_frames=L, seed=1, trim_relaxation=True))
+    assert data.trajectories[0].num_frames == N_FRAMES and data.trimmed_frames == [10]
+    assert json.loads(data.describe())["relaxation_frames_dropped"] == 10
+    for i in range(0, 60, 7):
+        ex = data[i]
+        index = 10 + ex.start_frame + ex.stride_frames * np.arange(L)
+        np.testing.assert_allclose(ex.trans.numpy(), traj.xyz[index][:, ca], atol=1e-6)
+    whole = TrajectoryDataset(find_sources(relaxing), DatasetConfig(num_frames=L, seed=1))
+    assert whole.trajectories[0].num_frames == N_FRAMES + 10 and whole.trimmed_frames == [0]

@@ -7,6 +7,11 @@ translations in nm, seven torsions as (sin, cos)), optionally cached as ``.npz``
 every k snapshots, k drawn log-uniformly within what the trajectory supports and the
 configured stride range (SPEC §4: Δt ~ LogUniform[0.01, 10] ns), with a random contiguous
 residue crop for long proteins.
+
+With ``DatasetConfig.trim_relaxation`` each trajectory first loses its relaxation from the start
+structure (:func:`relaxation_frames`): a peptide built extended collapses over its first
+0.1–1 ns of MD, and examples cut from that transient teach a network that chains compact as
+time passes, a drift its rollouts then follow on every protein.
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ class DatasetConfig:
             ``num_frames``], so short trajectories still give examples at long strides.
         min_stride_ns, max_stride_ns: range of the log-uniform stride Δt.
         crop_residues: proteins longer than this are cropped to a random contiguous window.
+        trim_relaxation: drop each trajectory's relaxation from its start structure
+            (:func:`relaxation_frames`) before examples are cut.
         cache_dir: folder for the per-trajectory ``.npz`` caches (None: memory only).
         seed: base seed; example ``i`` is drawn from ``seed`` and ``i``.
     """
@@ -55,6 +62,7 @@ class DatasetConfig:
     crop_residues: int = 256
     cache_dir: Optional[Path] = None
     seed: int = 0
+    trim_relaxation: bool = False
 
     def validate(self) -> None:
         if self.num_frames < 2:
@@ -278,6 +286,43 @@ def load_or_convert(source: TrajectorySource, cache_dir: Optional[Path]) -> Fram
     return frames
 
 
+# --------------------------------------------------------------------------- relaxation
+RELAXATION_MIN_FRAMES = 20  # shorter trajectories are kept whole
+RELAXATION_TOLERANCE_NM = 0.02  # "reached the median": within 0.2 Å of it, or crossed it
+
+
+def radius_of_gyration(ca: np.ndarray) -> np.ndarray:
+    """Cα radius of gyration ``[F]`` of positions ``[F, N, 3]`` (same units)."""
+    ca = np.asarray(ca, dtype=np.float64)
+    return np.sqrt(((ca - ca.mean(-2, keepdims=True)) ** 2).sum(-1).mean(-1))
+
+
+def relaxation_frames(trans: np.ndarray, tolerance_nm: float = RELAXATION_TOLERANCE_NM,
+                      min_frames: int = RELAXATION_MIN_FRAMES) -> int:
+    """How many leading frames of a trajectory (Cα ``trans [F, N, 3]``, nm) are its relaxation from
+    the start structure: the frames before the Cα radius of gyration first reaches the median of
+    the trajectory's second half (comes within ``tolerance_nm`` of it, or crosses it). A folded
+    start sits at that median already (0 or 1 frames); a peptide built extended relaxes for
+    0.1–1 ns. 0 for trajectories of fewer than ``min_frames`` frames."""
+    F = trans.shape[0]
+    if F < min_frames:
+        return 0
+    rg = radius_of_gyration(trans)
+    median = float(np.median(rg[F // 2:]))
+    reached = np.nonzero(((rg - median) * (rg[0] - median) <= 0) | (np.abs(rg - median) <= tolerance_nm))[0]
+    return int(reached[0])
+
+
+def trimmed(frames: FramesTrajectory, start: int) -> FramesTrajectory:
+    """The trajectory from frame ``start`` on."""
+    if start == 0:
+        return frames
+    return FramesTrajectory(key=frames.key, frame_interval_ps=frames.frame_interval_ps, aatype=frames.aatype,
+                            residue_index=frames.residue_index, chain_index=frames.chain_index,
+                            quats=frames.quats[start:], trans=frames.trans[start:], torsions=frames.torsions[start:],
+                            torsion_mask=frames.torsion_mask, residue_mask=frames.residue_mask)
+
+
 # --------------------------------------------------------------------------- sampling
 def stride_range_frames(num_frames_total: int, frame_interval_ps: float, config: DatasetConfig) -> Optional[tuple[int, int]]:
     """Allowed strides (in snapshots) ``[k_min, k_max]`` for a trajectory, or None if none fits.
@@ -324,8 +369,11 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         self.trajectories: list[FramesTrajectory] = []
         self.stride_ranges: list[tuple[int, int]] = []
         self.features: list[Optional[OpenFoldFeatures]] = []
+        self.trimmed_frames: list[int] = []
         for source in self.sources:
             frames = load_or_convert(source, self.config.cache_dir)
+            skip = relaxation_frames(frames.trans) if self.config.trim_relaxation else 0
+            frames = trimmed(frames, skip)
             strides = stride_range_frames(frames.num_frames, frames.frame_interval_ps, self.config)
             if strides is None:
                 warnings.warn(f"{source.key}: {frames.num_frames} frames of {frames.frame_interval_ps:g} ps cannot hold "
@@ -333,6 +381,7 @@ class TrajectoryDataset(torch.utils.data.Dataset):
                               f"{self.config.max_stride_ns:g}] ns; skipped", stacklevel=2)
                 continue
             self.trajectories.append(frames)
+            self.trimmed_frames.append(skip)
             self.stride_ranges.append(strides)
             self.features.append(source.openfold_features())
         if not self.trajectories:
@@ -386,11 +435,13 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         )
 
     def describe(self) -> str:
-        """One line per trajectory: frames, residues, interval and allowed strides (JSON lines)."""
+        """One line per trajectory: frames, residues, interval, allowed strides and the relaxation
+        frames dropped (JSON lines)."""
         return "\n".join(json.dumps({"key": f.key, "frames": f.num_frames, "residues": f.num_residues,
-                                     "frame_interval_ps": f.frame_interval_ps, "stride_frames": list(s)})
-                         for f, s in zip(self.trajectories, self.stride_ranges))
+                                     "frame_interval_ps": f.frame_interval_ps, "stride_frames": list(s),
+                                     "relaxation_frames_dropped": d})
+                         for f, s, d in zip(self.trajectories, self.stride_ranges, self.trimmed_frames))
 
 
 __all__ = ["DatasetConfig", "FramesTrajectory", "Example", "Batch", "collate", "TrajectoryDataset", "frames_from_source", "load_or_convert",
-           "residue_atom_layout", "stride_range_frames", "sample_stride"]
+           "residue_atom_layout", "stride_range_frames", "sample_stride", "radius_of_gyration", "relaxation_frames", "trimmed"]

@@ -46,6 +46,9 @@ def add_arguments(parser) -> None:
                         "time spacing of the validation jumps (default 1: evenly spaced)")
     parser.add_argument("--validation-noise-switch-t", type=float, default=1.0, help="diffusion time above which the "
                         "validation's reverse steps take the exact SDE (default 1: --validation-noise-scale throughout)")
+    parser.add_argument("--trim-relaxation", action="store_true", help="drop each trajectory's relaxation from its start "
+                        "structure (the frames before its Cα radius of gyration first reaches the median of its second half; "
+                        "a peptide built extended collapses over its first 0.1-1 ns) before examples are cut")
     parser.add_argument("--crop", type=int, default=256, help="longer proteins are cropped to this many residues (default 256)")
     parser.add_argument("--min-stride-ns", type=float, default=0.01, help="shortest stride between frames (default 0.01 ns)")
     parser.add_argument("--max-stride-ns", type=float, default=10.0, help="longest stride; trajectories cap it at their length (default 10 ns)")
@@ -128,7 +131,7 @@ def config_from_args(args):
     return TrainConfig(
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, init=args.init, resume=args.resume, lr=args.lr,
         warmup_steps=args.warmup_steps, min_lr_factor=args.min_lr_factor, batch_size=args.batch_size, num_frames=args.frames,
-        min_frames=args.min_frames, model_overrides=parse_overrides(args.model_overrides), warm_start=args.warm_start,
+        min_frames=args.min_frames, trim_relaxation=args.trim_relaxation, model_overrides=parse_overrides(args.model_overrides), warm_start=args.warm_start,
         crop_residues=args.crop, min_stride_ns=args.min_stride_ns, max_stride_ns=args.max_stride_ns, grad_clip=args.grad_clip,
         ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,

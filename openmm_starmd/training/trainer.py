@@ -71,6 +71,7 @@ class TrainConfig:
     batch_size: int = 4
     num_frames: int = 8
     min_frames: int = 0
+    trim_relaxation: bool = False
     model_overrides: dict = field(default_factory=dict)
     warm_start: Optional[str] = None
     crop_residues: int = 256
@@ -197,7 +198,8 @@ def build_dataset(cfg: TrainConfig) -> TrajectoryDataset:
     if not sources:
         raise ValueError(f"no training trajectories left under {str(cfg.data)!r} after holding out {list(cfg.holdout)}")
     dcfg = DatasetConfig(num_frames=cfg.num_frames, min_frames=cfg.min_frames, min_stride_ns=cfg.min_stride_ns, max_stride_ns=cfg.max_stride_ns,
-                         crop_residues=cfg.crop_residues, cache_dir=cfg.cache_dir, seed=cfg.seed)
+                         crop_residues=cfg.crop_residues, cache_dir=cfg.cache_dir, seed=cfg.seed,
+                         trim_relaxation=cfg.trim_relaxation)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short trajectories are skipped; describe() lists what is used
         return TrajectoryDataset(sources, dcfg)

@@ -46,7 +46,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from openmm_starmd.data.dataset import FramesTrajectory, load_or_convert
+from openmm_starmd.data.dataset import FramesTrajectory, load_or_convert, radius_of_gyration
 from openmm_starmd.data.identity import identity
 from openmm_starmd.data.readers import find_sources
 from openmm_starmd.evaluation.validity import CaValidityConfig, ca_clash_break_rates, ca_valid
@@ -169,12 +169,6 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
         out = rollout.run(jumps)
         generated.append(torch.cat([ca_md[frame:frame + 1].double(), out.trans[0].double()]))  # [J+1, N, 3]
     return generated, (a, b, start_sep)
-
-
-def radius_of_gyration(ca_nm: np.ndarray) -> np.ndarray:
-    """Cα radius of gyration ``[F]`` (same units as ``ca_nm [F, N, 3]``)."""
-    ca = np.asarray(ca_nm, dtype=np.float64)
-    return np.sqrt(((ca - ca.mean(-2, keepdims=True)) ** 2).sum(-1).mean(-1))
 
 
 def compactness(generated_nm: list[np.ndarray], md_nm: np.ndarray) -> dict:
