@@ -21,7 +21,7 @@ import math
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -317,10 +317,7 @@ def trimmed(frames: FramesTrajectory, start: int) -> FramesTrajectory:
     """The trajectory from frame ``start`` on."""
     if start == 0:
         return frames
-    return FramesTrajectory(key=frames.key, frame_interval_ps=frames.frame_interval_ps, aatype=frames.aatype,
-                            residue_index=frames.residue_index, chain_index=frames.chain_index,
-                            quats=frames.quats[start:], trans=frames.trans[start:], torsions=frames.torsions[start:],
-                            torsion_mask=frames.torsion_mask, residue_mask=frames.residue_mask)
+    return replace(frames, quats=frames.quats[start:], trans=frames.trans[start:], torsions=frames.torsions[start:])
 
 
 # --------------------------------------------------------------------------- sampling
