@@ -9,7 +9,7 @@ from openmm_starmd.diffusion import SE3Diffuser
 from openmm_starmd.diffusion.config import fast
 from openmm_starmd.geometry.so3 import uniform_random_rotmat
 from openmm_starmd.training.block_causal import align_and_centre
-from openmm_starmd.training.losses import (LossConfig, Prediction, Target, all_atom, ca_clash_loss, compute_losses, fape,
+from openmm_starmd.training.losses import (LossConfig, Prediction, Target, all_atom, ca_clash_loss, ca_rg_loss, compute_losses, fape,
                                            score_losses, torsion_loss)
 from openmm_starmd.training.trainer import EMA, lr_factor
 
@@ -221,3 +221,37 @@ def test_ca_clash_term_enters_the_total_with_its_weight(diffuser):
     off = compute_losses(diffuser, collapsed, target, LossConfig())
     assert on["ca_clash"] > 0
     assert torch.isclose(on["total"] - off["total"], 2.0 * on["ca_clash"], rtol=1e-4)
+
+
+def test_ca_rg_loss_is_the_squared_radius_of_gyration_error_and_rigid_invariant(diffuser):
+    # four residues on the corners of a 0.6 nm square: Rg = 0.6 / sqrt(2) nm (every atom that far from the centre)
+    true = torch.tensor([[[[0.0, 0.0, 0.0], [0.6, 0.0, 0.0], [0.6, 0.6, 0.0], [0.0, 0.6, 0.0]]]])
+    mask = torch.ones(1, 4)
+    assert ca_rg_loss(true, true, mask).abs().max() < 1e-10
+    shrunk = true * 0.5  # Rg halves: error 0.3 / sqrt(2) nm = 2.121 Å
+    assert torch.allclose(ca_rg_loss(shrunk, true, mask), torch.tensor([[(3.0 / 2**0.5) ** 2]]), rtol=1e-5)
+    # a rotated and shifted copy of the truth costs nothing
+    c, s = torch.cos(torch.tensor(0.7)), torch.sin(torch.tensor(0.7))
+    rot = torch.tensor([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    moved = true @ rot.T + torch.tensor([1.0, -2.0, 0.5])
+    assert ca_rg_loss(moved, true, mask).abs().max() < 1e-8
+    # a padded residue far away does not count
+    padded_true = torch.cat([true, torch.full((1, 1, 1, 3), 9.0)], dim=2)
+    padded_pred = torch.cat([shrunk, torch.full((1, 1, 1, 3), -9.0)], dim=2)
+    got = ca_rg_loss(padded_pred, padded_true, torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]]))
+    assert torch.allclose(got, torch.tensor([[(3.0 / 2**0.5) ** 2]]), rtol=1e-5)
+    # descent expands a compacted prediction: residue 2 (at +x, +y of the centre) moves further out
+    shrunk.requires_grad_(True)
+    ca_rg_loss(shrunk, true, mask).sum().backward()
+    assert shrunk.grad[0, 0, 2, 0] < 0 and shrunk.grad[0, 0, 2, 1] < 0
+
+
+def test_ca_rg_term_enters_the_total_with_its_weight(diffuser):
+    target = _target(diffuser, seed=5)
+    perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
+    assert compute_losses(diffuser, perfect, target, LossConfig(ca_rg_weight=1.0))["ca_rg"] < 1e-8
+    compact = perfect._replace(trans=target.trans_0 * 0.8)
+    on = compute_losses(diffuser, compact, target, LossConfig(ca_rg_weight=0.5))
+    off = compute_losses(diffuser, compact, target, LossConfig())
+    assert on["ca_rg"] > 0
+    assert torch.isclose(on["total"] - off["total"], 0.5 * on["ca_rg"], rtol=1e-4)

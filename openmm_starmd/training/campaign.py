@@ -31,9 +31,11 @@ from typing import Optional
 
 import torch
 
+from openmm_starmd.data.inventory import inventory, markdown, write_readme
 from openmm_starmd.internal import restore_interrupt
 from openmm_starmd.openmm.simulate import INTERRUPTED
 from openmm_starmd.training.trainer import TRAIN_STATE_SUFFIX
+from openmm_starmd.training.validation import read_split
 
 CAMPAIGN_FILE = Path("md_data/campaign.json")
 LIVE_DIR = Path("runs/campaign")
@@ -170,9 +172,6 @@ class MDStages:
 
 def update_inventory(data: Path) -> None:
     """Rewrite the table of systems in ``data/README.md`` (a bad record is reported, not fatal)."""
-    from openmm_starmd.data.inventory import inventory, markdown, write_readme
-    from openmm_starmd.training.validation import read_split
-
     split_file = data / "validation_split.txt"
     try:
         rows = inventory(data, read_split(split_file) if split_file.is_file() else ())

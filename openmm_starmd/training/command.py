@@ -62,6 +62,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ca-clash-weight", type=float, default=0.0, help="weight of the Cα excluded-volume loss: pairs "
                         "|i - j| >= 2 predicted closer than min(3.8 Å, their true distance), at every diffusion time "
                         "(Å² per residue; 0: off)")
+    parser.add_argument("--ca-rg-weight", type=float, default=0.0, help="weight of the Cα radius-of-gyration error "
+                        "of each predicted frame, at every diffusion time (Å²; 0: off). Acts against rollouts that "
+                        "compact beyond MD")
     parser.add_argument("--history-error-angstrom", type=float, default=0.0, help="train on history frames (context and "
                         "templates) with per-residue errors of RMS length up to this, as generated frames have; targets "
                         "stay clean (Å; 0: clean MD history)")
@@ -136,7 +139,8 @@ def config_from_args(args):
         ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
-        loss=LossConfig(ca_bond_weight=args.ca_bond_weight, ca_clash_weight=args.ca_clash_weight),
+        loss=LossConfig(ca_bond_weight=args.ca_bond_weight, ca_clash_weight=args.ca_clash_weight,
+                        ca_rg_weight=args.ca_rg_weight),
         history_errors=HistoryErrors(args.history_error_angstrom, args.history_error_degrees, args.history_error_prob),
         low_t_fraction=args.low_t_fraction,
         self_history=SelfHistory(args.self_history_prob, args.self_history_steps, args.self_history_noise,

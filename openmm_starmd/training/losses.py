@@ -22,7 +22,9 @@ Term definitions (shapes: B batch, F target frames, N residues):
 * distance map: squared error of backbone-atom pair distances closer than
   ``dist_map_cutoff_nm`` (FrameDiff: 6 Å) in the truth.
 
-The last two only count where ``t <= low_t_threshold``.
+The last two only count where ``t <= low_t_threshold``. Three optional terms (weight 0: off) count
+at every t: the consecutive-Cα distance error (``ca_bond``), Cα excluded volume (``ca_clash``) and
+the Cα radius-of-gyration error of each frame (``ca_rg``, against compaction).
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ class LossConfig:
     ca_bond_max_nm: float = 4.2 * NM_PER_ANGSTROM  # true Cα-Cα below this: a peptide bond (longer: a chain gap)
     ca_clash_weight: float = 0.0  # Cα pairs |i - j| >= 2 closer than the floor below, at every t (Å² per residue)
     ca_clash_floor_nm: float = 3.8 * NM_PER_ANGSTROM  # or the true distance where that is shorter
+    ca_rg_weight: float = 0.0  # Cα radius-of-gyration error at every t (Å²; rollouts that compact shrink it)
     low_t_threshold: float = 0.25  # bb_coord and dist_map only for t <= this
     torsion_norm_weight: float = 0.02  # AF2 angle-norm term inside the torsion loss
     fape_clamp_nm: float = 10.0 * NM_PER_ANGSTROM
@@ -75,7 +78,8 @@ class LossConfig:
     def weights(self) -> Dict[str, float]:
         return {"rot_score": self.rot_score_weight, "trans_score": self.trans_score_weight, "torsion": self.torsion_weight,
                 "bb_fape": self.bb_fape_weight, "sc_fape": self.sc_fape_weight, "bb_coord": self.bb_coord_weight,
-                "dist_map": self.dist_map_weight, "ca_bond": self.ca_bond_weight, "ca_clash": self.ca_clash_weight}
+                "dist_map": self.dist_map_weight, "ca_bond": self.ca_bond_weight, "ca_clash": self.ca_clash_weight,
+                "ca_rg": self.ca_rg_weight}
 
 
 class Prediction(NamedTuple):
@@ -262,6 +266,7 @@ def compute_losses(diffuser: SE3Diffuser, pred: Prediction, target: Target, cfg:
 
     terms = {
         "ca_bond": ca_bond.mean(), "ca_clash": ca_clash_loss(pred.trans, target.trans_0, residue_mask, cfg.ca_clash_floor_nm).mean(),
+        "ca_rg": ca_rg_loss(pred.trans, target.trans_0, residue_mask).mean(),
         "rot_score": rot.mean(), "trans_score": trans.mean(), "torsion": tors.mean(), "bb_fape": bb_fape.mean(),
         "sc_fape": sc_fape.mean(), "bb_coord": (bb_coord * low_t).sum() / low_t_frames,
         "dist_map": (dist_map * low_t).sum() / low_t_frames,
@@ -293,6 +298,28 @@ def ca_clash_loss(pred_trans: torch.Tensor, true_trans: torch.Tensor, residue_ma
     return per_frame / residue_mask.sum(-1, keepdim=True).clamp_min(1.0)
 
 
+def ca_radius_of_gyration_nm(trans: torch.Tensor, residue_mask: torch.Tensor) -> torch.Tensor:
+    """Radius of gyration of the Cα atoms ``[B, F, N, 3]`` nm over the residues in ``residue_mask``
+    ``[B, N]`` -> ``[B, F]`` nm."""
+    m = residue_mask[:, None, :, None].to(trans)  # [B, 1, N, 1]
+    count = m.sum(-2).clamp_min(1.0)  # [B, 1, 1]
+    centre = (trans * m).sum(-2, keepdim=True) / count[..., None]
+    sq = (((trans - centre) ** 2) * m).sum((-2, -1)) / count[..., 0]  # [B, F]
+    return torch.sqrt(sq + 1e-12)
+
+
+def ca_rg_loss(pred_trans: torch.Tensor, true_trans: torch.Tensor, residue_mask: torch.Tensor) -> torch.Tensor:
+    """Squared error of the predicted Cα radius of gyration ``[B, F, N, 3]`` nm -> ``[B, F]`` Å².
+
+    One number per frame that measures how compact the prediction is against the truth; invariant
+    to rotation and translation of either. Rollouts that drift more compact than MD from step to
+    step are what this term acts against (the network's x̂₀ at high diffusion time is a conditional
+    mean, which is more compact than any one frame).
+    """
+    err = ca_radius_of_gyration_nm(pred_trans, residue_mask) - ca_radius_of_gyration_nm(true_trans, residue_mask)
+    return (err * ANGSTROM_PER_NM) ** 2
+
+
 def translation_error_nm(pred_trans: torch.Tensor, true_trans: torch.Tensor, residue_mask: Optional[torch.Tensor] = None
                          ) -> torch.Tensor:
     """CA RMSD (no superposition) between prediction and truth ``[B, F, N, 3]`` -> ``[B, F]`` nm, for logs."""
@@ -301,4 +328,4 @@ def translation_error_nm(pred_trans: torch.Tensor, true_trans: torch.Tensor, res
 
 
 __all__ = ["LossConfig", "Prediction", "Target", "compute_losses", "score_losses", "torsion_loss", "fape", "all_atom",
-           "translation_error_nm"]
+           "ca_clash_loss", "ca_rg_loss", "ca_radius_of_gyration_nm", "translation_error_nm"]
