@@ -212,15 +212,16 @@ def test_ca_clash_loss_counts_only_pairs_closer_than_floor_and_truth(diffuser):
     assert pred.grad[0, 0, 4, 0] < 0 < pred.grad[0, 0, 0, 0]  # descent moves residue 4 to +x, residue 0 to -x
 
 
-def test_ca_clash_term_enters_the_total_with_its_weight(diffuser):
-    target = _target(diffuser, seed=4)
+@pytest.mark.parametrize("term, seed, shrink, weight", [("ca_clash", 4, 0.3, 2.0), ("ca_rg", 5, 0.8, 0.5)])
+def test_optional_ca_term_enters_the_total_with_its_weight(diffuser, term, seed, shrink, weight):
+    target = _target(diffuser, seed=seed)
     perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
-    assert compute_losses(diffuser, perfect, target, LossConfig(ca_clash_weight=1.0))["ca_clash"] < 1e-8
-    collapsed = perfect._replace(trans=target.trans_0 * 0.3)
-    on = compute_losses(diffuser, collapsed, target, LossConfig(ca_clash_weight=2.0))
-    off = compute_losses(diffuser, collapsed, target, LossConfig())
-    assert on["ca_clash"] > 0
-    assert torch.isclose(on["total"] - off["total"], 2.0 * on["ca_clash"], rtol=1e-4)
+    assert compute_losses(diffuser, perfect, target, LossConfig(**{f"{term}_weight": 1.0}))[term] < 1e-8
+    compact = perfect._replace(trans=target.trans_0 * shrink)
+    on = compute_losses(diffuser, compact, target, LossConfig(**{f"{term}_weight": weight}))
+    off = compute_losses(diffuser, compact, target, LossConfig())
+    assert on[term] > 0
+    assert torch.isclose(on["total"] - off["total"], weight * on[term], rtol=1e-4)
 
 
 def test_ca_rg_loss_is_the_squared_radius_of_gyration_error_and_rigid_invariant(diffuser):
@@ -244,14 +245,3 @@ def test_ca_rg_loss_is_the_squared_radius_of_gyration_error_and_rigid_invariant(
     shrunk.requires_grad_(True)
     ca_rg_loss(shrunk, true, mask).sum().backward()
     assert shrunk.grad[0, 0, 2, 0] < 0 and shrunk.grad[0, 0, 2, 1] < 0
-
-
-def test_ca_rg_term_enters_the_total_with_its_weight(diffuser):
-    target = _target(diffuser, seed=5)
-    perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
-    assert compute_losses(diffuser, perfect, target, LossConfig(ca_rg_weight=1.0))["ca_rg"] < 1e-8
-    compact = perfect._replace(trans=target.trans_0 * 0.8)
-    on = compute_losses(diffuser, compact, target, LossConfig(ca_rg_weight=0.5))
-    off = compute_losses(diffuser, compact, target, LossConfig())
-    assert on["ca_rg"] > 0
-    assert torch.isclose(on["total"] - off["total"], 0.5 * on["ca_rg"], rtol=1e-4)
