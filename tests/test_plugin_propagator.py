@@ -115,6 +115,12 @@ def test_export_records_the_weights_sampler_for_the_cpp_integrator(villin_files,
     torch.jit.load(path, _extra_files=extra)
     recorded = json.loads(extra["system.json"])
     assert (recorded["num_steps"], recorded["noise_scale"]) == (card.num_steps, card.noise_scale)
+    assert recorded["context_window"] == shipped.core.window_frames == (card.context_window or 0)
+    core = torch.jit.load(str(core_path))
+    windowed = torch.jit.load(export_propagator(mod.topology, mod.positions, tmp_path / "w.pt", model=core, context_window=6))
+    assert windowed.core.window_frames == 6 and core.window_frames == 0  # the caller's core keeps its own window
+    with pytest.raises(ValueError, match="context_window: expected 0"):
+        export_propagator(mod.topology, mod.positions, tmp_path / "p.pt", model=core_path, context_window=1)
     given = torch.jit.load(export_propagator(mod.topology, mod.positions, tmp_path / "given.pt", model=core_path, num_steps=7,
                                              noise_scale=1.0))
     assert (given.num_steps, given.noise_scale) == (7, 1.0)

@@ -68,6 +68,7 @@ def test_raw_rollout_scores_against_md(two_systems):
     assert short["start_separation_angstrom"] > short["md_spread_angstrom"] > 0
     assert set(report["summary"]) == {"0.01ns", "0.5ns"}
     assert report["summary"]["0.5ns"]["rmsd_ratio_systems"] == 0
+    assert short["md_relaxation_frames"] == [0] and short["rmsd_ratio_equilibrium"] == pytest.approx(short["rmsd_ratio"])
     causes = short["invalid_by"]
     assert causes["break_only"] + causes["clash_only"] + causes["both"] == pytest.approx(1.0 - short["ca_valid"])
     assert set(report["summary"]["0.01ns"]["invalid_by"]) == set(causes)
@@ -76,6 +77,55 @@ def test_raw_rollout_scores_against_md(two_systems):
     assert compact["rg_ratio"] == pytest.approx(compact["rg_last_quarter_angstrom"] / compact["md_rg_angstrom"])
     assert report["summary"]["0.01ns"]["rg_ratio_median"] == pytest.approx(
         np.median([r["compactness"]["rg_ratio"] for r in report["systems"] if r["stride_ns"] == 0.01]))
+
+
+def _collapsing_trajectory(relax_frames: int = 20, frames: int = 200, residues: int = 10):
+    """A chain fluctuating about its extended start for ``relax_frames`` frames, then about a
+    compact structure (Cα nm, 10 ps apart): the shape of a peptide MD started extended."""
+    from openmm_starmd.data.dataset import FramesTrajectory
+
+    rng = np.random.default_rng(1)
+    extended = np.zeros((residues, 3))
+    extended[:, 0] = 0.38 * np.arange(residues)
+    compact = np.cumsum(rng.normal(0, 0.22, (residues, 3)), axis=0)
+    weight = (np.arange(frames) < relax_frames)[:, None, None].astype(float)
+    trans = weight * extended + (1 - weight) * compact + rng.normal(0, 0.03, (frames, residues, 3))
+    quats = np.tile([1.0, 0.0, 0.0, 0.0], (frames, residues, 1))
+    return FramesTrajectory(key="collapse/R1", frame_interval_ps=10.0, aatype=np.zeros(residues, np.int64),
+                            residue_index=np.arange(residues), chain_index=np.zeros(residues, np.int64),
+                            quats=quats.astype(np.float32), trans=trans.astype(np.float32),
+                            torsions=np.zeros((frames, residues, 7, 2), np.float32),
+                            torsion_mask=np.zeros((residues, 7), np.float32), residue_mask=np.ones(residues, np.float32))
+
+
+def test_equilibrium_md_lag_leaves_out_the_collapse_from_an_extended_start():
+    from openmm_starmd.data.dataset import relaxation_frames, trimmed
+    from openmm_starmd.training.validation import _md_lag_rmsd_nm, add_equilibrium_ratios
+
+    traj = _collapsing_trajectory()
+    skip = relaxation_frames(traj.trans)
+    assert skip == 20
+    plain = _md_lag_rmsd_nm([traj], 0.5)
+    equilibrium = _md_lag_rmsd_nm([traj], 0.5, equilibrium=True)
+    assert equilibrium == pytest.approx(_md_lag_rmsd_nm([trimmed(traj, skip)], 0.5))
+    assert plain > 1.5 * equilibrium  # the collapse counts as motion in the plain reference
+    # noise of 0.3 Å per coordinate about a fixed structure: between two frames, superposed (6 of the
+    # 3N degrees of freedom fitted away), the mean square deviation is 2 · 0.3² · (3N - 6) / N Å²
+    assert 10 * equilibrium == pytest.approx(np.sqrt(2 * 0.09 * 24 / 10), rel=0.1)
+    assert _md_lag_rmsd_nm([traj], 1.9, equilibrium=True) is None  # what remains is shorter than the lag
+    report = {"settings": {"strides_ns": [0.5, 1.9]},
+              "systems": [{"system": "collapse", "stride_ns": s, "per_jump_rmsd_angstrom": 0.4, "rmsd_ratio": None,
+                           "ca_valid": 1.0, "attractor": None} for s in (0.5, 1.9)]}
+    out = add_equilibrium_ratios(report, {"collapse": [traj]})
+    short, long = out["systems"]
+    assert short["md_relaxation_frames"] == [skip]
+    assert short["rmsd_ratio_equilibrium"] == pytest.approx(0.4 / (10 * equilibrium))
+    assert long["rmsd_ratio_equilibrium"] is None
+    assert out["summary"]["0.5ns"]["rmsd_ratio_equilibrium_median"] == pytest.approx(short["rmsd_ratio_equilibrium"])
+    assert out["summary"]["1.9ns"]["rmsd_ratio_equilibrium_systems"] == 0
+    assert "rmsd_ratio_equilibrium" not in report["systems"][0]  # the input report is left as it was
+    with pytest.raises(ValueError, match="no MD for 'collapse'"):
+        add_equilibrium_ratios(report, {})
 
 
 def test_compactness_measures_rollouts_shrinking_against_md():

@@ -77,6 +77,7 @@ class JumpRunConfig:
     noise_scale: Optional[float] = None
     time_spacing: Optional[float] = None
     noise_switch_t: Optional[float] = None
+    context_window: Optional[int] = None
     gate_judge: str = "sample"
     fallback_md_steps: Optional[int] = 500  # None: MD for the whole interval
     platform: str = "CPU"
@@ -103,6 +104,8 @@ class JumpRunConfig:
             raise ValueError(f"--time-spacing: expected a number > 0, got {self.time_spacing}")
         if self.noise_switch_t is not None and not 0 <= self.noise_switch_t <= 1:
             raise ValueError(f"--noise-switch-t: expected a diffusion time in [0, 1], got {self.noise_switch_t}")
+        if self.context_window is not None and (self.context_window < 0 or self.context_window == 1):
+            raise ValueError(f"--context-window: expected 0 (the whole history) or a number of frames >= 2, got {self.context_window}")
         if self.gate_judge not in ("sample", "relaxed"):
             raise ValueError(f"--gate-judge: expected 'sample' or 'relaxed', got {self.gate_judge!r}")
         parse_relax(self.relax)
@@ -238,7 +241,7 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     gen = StarMDGenerator(simulation, model=cfg.model, stride=stride, relax=relax, seed=cfg.seed,
                           options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale,
                                                    time_spacing=cfg.time_spacing, noise_switch_t=cfg.noise_switch_t,
-                                                   progress=cfg.progress,
+                                                   context_window=cfg.context_window, progress=cfg.progress,
                                                    scripted=cfg.scripted, torch_threads=cfg.threads,
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps, judge=cfg.gate_judge)))
     out = Path(cfg.out)
@@ -339,6 +342,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="diffusion time above which the reverse steps take the exact SDE (noise scale 1) and below "
                              "which --noise-scale (default: the one the weights were validated with, else 1: --noise-scale "
                              "at every step)")
+    parser.add_argument("--context-window", type=int, default=None,
+                        help="frames each generated frame attends to, itself included (default: the number the weights "
+                             "were validated with, else 0: the whole history)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",
                         help="check Cα validity (no clash, no chain break) on the generated frame, as the STAR-MD paper does "
                              "('sample', the default), or on the structure after the restrained minimisation ('relaxed')")
@@ -360,7 +366,8 @@ def run(args) -> int:
         cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=stride_ns,
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
                             noise_scale=args.noise_scale, time_spacing=args.time_spacing,
-                            noise_switch_t=args.noise_switch_t, gate_judge=args.gate_judge,
+                            noise_switch_t=args.noise_switch_t, context_window=args.context_window,
+                            gate_judge=args.gate_judge,
                             fallback_md_steps=args.fallback_md_steps,
                             platform=args.platform, threads=args.threads,
                             progress=False if args.no_progress else None).validate()

@@ -133,7 +133,9 @@ class GeneratorOptions:
             started a second time (a context replay after ``relax()``, KV-cache growth, a restore;
             tests/test_torchscript_restart.py). Off by default until its speed-up is measured again.
         context_window: frames each generated frame attends to, itself included (0: the whole history;
-            see :class:`~openmm_starmd.model.rollout.Rollout`).
+            see :class:`~openmm_starmd.model.rollout.Rollout`). None (default): the weights'
+            ``recommended_context_window``, else 0. The shipped weights record 8, the length of
+            their training examples (docs/model_card.md).
         torch_threads: torch CPU threads while the Generator runs the model (the caller's setting
             is restored after each call); None leaves torch's own setting. Default 1: on the 2-core
             machine of benchmarks/results/sample_time.md a 50-step villin sample took 0.76-0.85 s on
@@ -155,7 +157,7 @@ class GeneratorOptions:
     relax_config: RelaxConfig = field(default_factory=RelaxConfig)
     scripted: bool = False
     torch_threads: Optional[int] = 1
-    context_window: int = 0
+    context_window: Optional[int] = None
 
     def validate(self) -> "GeneratorOptions":
         for name, low in (("num_steps", 2), ("capacity_frames", 2), ("max_residues", 1)):
@@ -177,8 +179,8 @@ class GeneratorOptions:
         if switch is not None and (isinstance(switch, bool) or not isinstance(switch, (int, float)) or not 0 <= switch <= 1):
             raise ValueError(f"GeneratorOptions.noise_switch_t: expected a diffusion time in [0, 1] or None, got {switch!r}")
         window = self.context_window
-        if isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1:
-            raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history) or an int >= 2, got {window!r}")
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1):
+            raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history), an int >= 2 or None, got {window!r}")
         threads = self.torch_threads
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"GeneratorOptions.torch_threads: expected an int >= 1 or None, got {threads!r}")
@@ -187,15 +189,18 @@ class GeneratorOptions:
         return self
 
     def with_sampler_of(self, card) -> "GeneratorOptions":
-        """These options with ``num_steps``/``noise_scale``/``time_spacing``/``noise_switch_t`` left at
-        None filled from ``card`` (a :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else
-        from the fallbacks (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`,
-        :data:`FALLBACK_TIME_SPACING`, :data:`FALLBACK_NOISE_SWITCH_T`)."""
+        """These options with ``num_steps``/``noise_scale``/``time_spacing``/``noise_switch_t``/
+        ``context_window`` left at None filled from ``card`` (a
+        :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else from the fallbacks
+        (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`, :data:`FALLBACK_TIME_SPACING`,
+        :data:`FALLBACK_NOISE_SWITCH_T`, :data:`FALLBACK_CONTEXT_WINDOW`)."""
         steps = self.num_steps if self.num_steps is not None else getattr(card, "num_steps", None)
         noise = self.noise_scale if self.noise_scale is not None else getattr(card, "noise_scale", None)
         spacing = self.time_spacing if self.time_spacing is not None else getattr(card, "time_spacing", None)
         switch = self.noise_switch_t if self.noise_switch_t is not None else getattr(card, "noise_switch_t", None)
+        window = self.context_window if self.context_window is not None else getattr(card, "context_window", None)
         return replace(self, num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
+                       context_window=FALLBACK_CONTEXT_WINDOW if window is None else int(window),
                        noise_scale=FALLBACK_NOISE_SCALE if noise is None else float(noise),
                        time_spacing=FALLBACK_TIME_SPACING if spacing is None else float(spacing),
                        noise_switch_t=FALLBACK_NOISE_SWITCH_T if switch is None else float(switch))
@@ -205,6 +210,7 @@ FALLBACK_NUM_STEPS = 50  # a model whose card records no sampler
 FALLBACK_NOISE_SCALE = 0.5
 FALLBACK_TIME_SPACING = 1.0
 FALLBACK_NOISE_SWITCH_T = 1.0  # noise_scale at every reverse step
+FALLBACK_CONTEXT_WINDOW = 0  # the whole history
 
 
 @dataclass

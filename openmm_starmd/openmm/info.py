@@ -51,12 +51,17 @@ def describe(model: str = "default") -> str:
         lines.append("validated:   " + ("" if card.validated is None else f"strides {card.validated[0]:g}-{card.validated[1]:g} ns")
                      + ("" if card.recommended is None else f"{'; ' if card.validated else ''}recommended stride {card.recommended:g} ns"))
     options = GeneratorOptions().with_sampler_of(card)
-    recorded = any(v is not None for v in (card.num_steps, card.noise_scale, card.time_spacing, card.noise_switch_t))
+    recorded = any(v is not None for v in (card.num_steps, card.noise_scale, card.time_spacing, card.noise_switch_t,
+                                           card.context_window))
     source = "recorded with these weights" if recorded else "GeneratorOptions' fallbacks"
+    if recorded and card.context_window is None:
+        source += ", the window excepted"
     lines.append(f"sampling:    StarMDGenerator and 'starmd generate' use {options.num_steps} reverse-diffusion steps "
                  f"per frame, noise scale {options.noise_scale:g}"
                  + (f" below diffusion time {options.noise_switch_t:g} (the exact SDE above it)" if options.noise_switch_t < 1 else "")
-                 + f" and time spacing {options.time_spacing:g} ({source}; "
+                 + f" and time spacing {options.time_spacing:g}, each frame attending to "
+                 + (f"the last {options.context_window} frames" if options.context_window else "the whole history")
+                 + f" ({source}; "
                  "GeneratorOptions overrides them); the config's "
                  f"diffusion.num_steps {cfg.diffusion.num_steps} and noise_scale {cfg.diffusion.noise_scale:g} are "
                  "the defaults of the lower-level sampler only")

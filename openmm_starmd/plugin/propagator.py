@@ -27,6 +27,7 @@ Randomness comes from torch's global generator: the caller seeds it before ``app
 :class:`~openmm_starmd.model.rollout.Rollout` does; the C++ kernel computes the same seeds.
 """
 
+import copy
 import json
 import math
 import os
@@ -286,7 +287,7 @@ def load_scripted_core(model) -> Tuple[torch.jit.ScriptModule, dict]:
 
 
 def export_propagator(topology, positions, path, model="default", time_spacing=None, num_steps=None, noise_scale=None,
-                      noise_switch_t=None) -> str:
+                      noise_switch_t=None, context_window=None) -> str:
     """Write the system-bound propagator file the C++ ``GeneratorIntegrator`` runs; returns the path.
 
     Args:
@@ -306,6 +307,9 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         noise_switch_t: diffusion time above which the file's reverse steps take the exact SDE
             (``GeneratorOptions.noise_switch_t``); None: the weights' card, else 1 (the noise
             scale at every step).
+        context_window: frames each generated frame attends to, itself included
+            (``GeneratorOptions.context_window``; 0: the whole history); None: the weights' card,
+            else 0.
     """
     from openmm import unit
 
@@ -323,7 +327,14 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
     check_chirality(pmap, pos)
     warn_chain_gaps(pmap, pos)
     core, config = load_scripted_core(model)
-    card_steps, card_noise, card_spacing, card_switch = _card_sampler(model)
+    card_steps, card_noise, card_spacing, card_switch, card_window = _card_sampler(model)
+    context_window = card_window if context_window is None else context_window
+    if isinstance(context_window, bool) or int(context_window) != context_window or context_window < 0 or context_window == 1:
+        raise ValueError(f"context_window: expected 0 (whole history) or a whole number >= 2, got {context_window}")
+    if int(context_window) != int(getattr(core, "window_frames", 0)):
+        if core is model:  # a scripted core the caller handed in keeps its own window
+            core = copy.deepcopy(core)
+        core.set_window(int(context_window))
     time_spacing = card_spacing if time_spacing is None else time_spacing
     noise_switch_t = card_switch if noise_switch_t is None else noise_switch_t
     num_steps = card_steps if num_steps is None else num_steps
@@ -349,26 +360,25 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
                                                    float(noise_scale), noise_switch_t))
     system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
               "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels), "time_spacing": float(time_spacing),
-              "noise_switch_t": noise_switch_t, "num_steps": int(num_steps), "noise_scale": float(noise_scale)}
+              "noise_switch_t": noise_switch_t, "num_steps": int(num_steps), "noise_scale": float(noise_scale),
+              "context_window": int(context_window)}
     scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),
                                                  "system.json": json.dumps(system, indent=1)})
     return os.fspath(path)
 
 
-def _card_sampler(model) -> Tuple[int, float, float, float]:
-    """(num_steps, noise_scale, time_spacing, noise_switch_t) recorded with a shipped name or
-    checkpoint path; what the card leaves out, and anything else, gets ``GeneratorOptions``' fallbacks."""
+def _card_sampler(model) -> Tuple[int, float, float, float, int]:
+    """(num_steps, noise_scale, time_spacing, noise_switch_t, context_window) recorded with a shipped
+    name or checkpoint path; what the card leaves out, and anything else, gets ``GeneratorOptions``'
+    fallbacks."""
     from openmm_starmd.model.checkpoint import stride_card
-    from openmm_starmd.openmm.generator import (FALLBACK_NOISE_SCALE, FALLBACK_NOISE_SWITCH_T, FALLBACK_NUM_STEPS,
-                                                FALLBACK_TIME_SPACING)
+    from openmm_starmd.openmm.generator import GeneratorOptions
 
-    steps, noise, spacing, switch = None, None, None, None
+    card = None
     if isinstance(model, (str, os.PathLike)) and not (os.path.isfile(os.fspath(model)) and _is_torchscript_archive(os.fspath(model))):
         card = stride_card(model)
-        steps, noise, spacing, switch = card.num_steps, card.noise_scale, card.time_spacing, card.noise_switch_t
-    return (FALLBACK_NUM_STEPS if steps is None else int(steps), FALLBACK_NOISE_SCALE if noise is None else float(noise),
-            FALLBACK_TIME_SPACING if spacing is None else float(spacing),
-            FALLBACK_NOISE_SWITCH_T if switch is None else float(switch))
+    options = GeneratorOptions().with_sampler_of(card)
+    return options.num_steps, options.noise_scale, options.time_spacing, options.noise_switch_t, options.context_window
 
 
 def log10_stride_tensor(stride_ns: float) -> torch.Tensor:

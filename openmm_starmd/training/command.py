@@ -46,6 +46,8 @@ def add_arguments(parser) -> None:
                         "time spacing of the validation jumps (default 1: evenly spaced)")
     parser.add_argument("--validation-noise-switch-t", type=float, default=1.0, help="diffusion time above which the "
                         "validation's reverse steps take the exact SDE (default 1: --validation-noise-scale throughout)")
+    parser.add_argument("--validation-context-window", type=int, default=0, help="frames each frame of the validation "
+                        "rollouts attends to (default 0: the whole history)")
     parser.add_argument("--trim-relaxation", action="store_true", help="drop each trajectory's relaxation from its start "
                         "structure (the frames before its Cα radius of gyration first reaches the median of its second half; "
                         "a peptide built extended collapses over its first 0.1-1 ns) before examples are cut")
@@ -149,6 +151,7 @@ def config_from_args(args):
         validation_jumps=args.validation_jumps, validation_num_steps=args.validation_num_steps,
         validation_noise_scale=args.validation_noise_scale, validation_time_spacing=args.validation_time_spacing,
         validation_noise_switch_t=args.validation_noise_switch_t,
+        validation_context_window=args.validation_context_window,
     )
 
 

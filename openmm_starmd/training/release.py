@@ -125,12 +125,15 @@ def main(argv=None) -> int:
     parser.add_argument("--noise-scale", type=float, help="noise scale the validation used (the Generator's default)")
     parser.add_argument("--time-spacing", type=float, help="time spacing the validation used (the Generator's default)")
     parser.add_argument("--noise-switch-t", type=float, help="noise switch the validation used (the Generator's default)")
+    parser.add_argument("--context-window", type=int,
+                        help="context window the validation used, in frames (0: the whole history; the Generator's default)")
     parser.add_argument("--stride-validation", help="one line: what the validation measured, and where the figures are")
     args = parser.parse_args(argv)
     card = {key: value for key, value in (("validated_stride_ns", args.validated_stride), ("recommended_stride_ns", args.recommended_stride),
                                           ("recommended_num_steps", args.num_steps), ("recommended_noise_scale", args.noise_scale),
                                           ("recommended_time_spacing", args.time_spacing),
                                           ("recommended_noise_switch_t", args.noise_switch_t),
+                                          ("recommended_context_window", args.context_window),
                                           ("stride_validation", args.stride_validation)) if value is not None}
     try:
         manifest = release_weights(args.checkpoint, args.name, Path(args.weights_dir), half=not args.fp32, card=card,

@@ -99,6 +99,7 @@ class TrainConfig:
     validation_noise_scale: float = 0.5
     validation_time_spacing: float = 1.0
     validation_noise_switch_t: float = 1.0
+    validation_context_window: int = 0
     validation_strides_ns: tuple = (0.1, 1.25)
     loss: LossConfig = field(default_factory=LossConfig)
     history_errors: HistoryErrors = field(default_factory=HistoryErrors)
@@ -383,7 +384,8 @@ class Trainer:
         report = score_core(core, cfg.data, cfg.validation_split, strides_ns=cfg.validation_strides_ns,
                             jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps,
                             noise_scale=cfg.validation_noise_scale, time_spacing=cfg.validation_time_spacing,
-                            noise_switch_t=cfg.validation_noise_switch_t, seed=cfg.seed)
+                            noise_switch_t=cfg.validation_noise_switch_t, context_window=cfg.validation_context_window,
+                            seed=cfg.seed)
         torch.set_rng_state(rng_state)
         summary = report["summary"]
         valid = [v["ca_valid"] for v in summary.values() if v["ca_valid"] is not None]
@@ -554,7 +556,12 @@ def plot_validation(log_path: Path, plot_path: Path) -> None:
     for ax, (key, label, scale) in zip(axes, panels):
         for s in strides:
             y = [np.nan if r["summary"].get(s, {}).get(key) is None else scale * r["summary"][s][key] for r in records]
-            ax.plot(steps, y, "o-", label=f"Δt = {s.replace('ns', ' ns')}")
+            line, = ax.plot(steps, y, "o-", label=f"Δt = {s.replace('ns', ' ns')}")
+            if key == "rmsd_ratio_median":  # against MD without its relaxation from the start structure
+                y_eq = [np.nan if r["summary"].get(s, {}).get("rmsd_ratio_equilibrium_median") is None
+                        else r["summary"][s]["rmsd_ratio_equilibrium_median"] for r in records]
+                if not all(np.isnan(y_eq)):
+                    ax.plot(steps, y_eq, "s--", color=line.get_color(), label=f"Δt = {s.replace('ns', ' ns')}, MD at equilibrium")
         ax.set_xlabel("optimiser step")
         ax.set_ylabel(label if scale == 1.0 else label.replace("fraction", "%"))
         ax.legend(fontsize=8)

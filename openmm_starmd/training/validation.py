@@ -15,6 +15,11 @@ no relaxation) with the Generator's sampler settings. Reported per system and st
 * ``ca_valid``: fraction of generated frames that pass the Cα validity check;
 * ``rmsd_ratio``: mean per-jump Cα RMSD of the rollouts over the MD's mean Cα RMSD between
   frames the same lag apart (None when the MD is shorter than the lag);
+* ``rmsd_ratio_equilibrium``: the same over MD at equilibrium: each replica without its
+  relaxation from the start structure (a peptide built extended collapses over its first
+  0.1–1 ns, and at long lags that collapse dominates the plain ratio's denominator; None when
+  what remains is shorter than the lag). ``--add-equilibrium REPORT`` adds it to an older report
+  from the MD under ``--data``, without new rollouts;
 * ``attractor``: how far apart the two rollouts stay — the mean Cα RMSD between them over the
   last quarter of the jumps, over the MD's ensemble spread (mean Cα RMSD between MD frames).
   MD trajectories started that far apart stay about that far apart on average; a model that
@@ -46,7 +51,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from openmm_starmd.data.dataset import FramesTrajectory, load_or_convert, radius_of_gyration
+from openmm_starmd.data.dataset import FramesTrajectory, load_or_convert, radius_of_gyration, relaxation_frames, trimmed
 from openmm_starmd.data.identity import identity
 from openmm_starmd.data.readers import find_sources
 from openmm_starmd.evaluation.validity import CaValidityConfig, ca_clash_break_rates, ca_valid
@@ -124,9 +129,15 @@ def _far_pair(ca: torch.Tensor) -> tuple[int, int, float]:
     return int(idx[k // S]), int(idx[k % S]), float(d.flatten()[k])
 
 
-def _md_lag_rmsd_nm(trajectories: list[FramesTrajectory], stride_ns: float) -> Optional[float]:
+def _md_lag_rmsd_nm(trajectories: list[FramesTrajectory], stride_ns: float, equilibrium: bool = False) -> Optional[float]:
+    """Mean Cα RMSD between MD frames ``stride_ns`` apart (nm), over all replicas; None when no
+    replica is that long. ``equilibrium``: each replica first loses its relaxation from the start
+    structure (:func:`~openmm_starmd.data.dataset.relaxation_frames`), so that a peptide built
+    extended and collapsing over its first nanosecond does not count as motion at equilibrium."""
     values = []
     for f in trajectories:
+        if equilibrium:
+            f = trimmed(f, relaxation_frames(f.trans))
         lag = stride_ns * PS_PER_NS / f.frame_interval_ps
         k = int(round(lag))
         if abs(lag - k) > 1e-6 or k < 1 or f.num_frames <= k:
@@ -214,6 +225,7 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
     valid = valid_by_rollout.ravel()
     per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
     md_lag = _md_lag_rmsd_nm(trajectories, stride_ns)
+    md_lag_eq = _md_lag_rmsd_nm(trajectories, stride_ns, equilibrium=True)
     tail = max(1, jumps // 4)
     end_sep = float(rmsd(generated[0][-tail:], generated[1][-tail:]).mean())
     spread = _md_spread_nm(ca_md)
@@ -225,6 +237,9 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
         "per_jump_rmsd_angstrom": model_jump * ANGSTROM_PER_NM,
         "md_lag_rmsd_angstrom": None if md_lag is None else md_lag * ANGSTROM_PER_NM,
         "rmsd_ratio": None if md_lag is None else model_jump / md_lag,
+        "md_relaxation_frames": [relaxation_frames(f.trans) for f in trajectories],
+        "md_lag_rmsd_equilibrium_angstrom": None if md_lag_eq is None else md_lag_eq * ANGSTROM_PER_NM,
+        "rmsd_ratio_equilibrium": None if md_lag_eq is None else model_jump / md_lag_eq,
         "start_separation_angstrom": start_sep * ANGSTROM_PER_NM,
         "end_separation_angstrom": end_sep * ANGSTROM_PER_NM,
         "md_spread_angstrom": spread * ANGSTROM_PER_NM,
@@ -244,12 +259,15 @@ def summarise(systems: list[dict], strides_ns: Sequence[float]) -> dict:
     for s in strides_ns:
         rows = [r for r in systems if math.isclose(r["stride_ns"], s)]
         ratios = [r["rmsd_ratio"] for r in rows if r["rmsd_ratio"] is not None]
+        ratios_eq = [r["rmsd_ratio_equilibrium"] for r in rows if r.get("rmsd_ratio_equilibrium") is not None]
         attractors = [r["attractor"] for r in rows if r["attractor"] is not None]
         first = [np.mean(r["ca_valid_per_jump"][:FIRST_JUMPS]) for r in rows if len(r.get("ca_valid_per_jump", ())) > FIRST_JUMPS]
         out[f"{s:g}ns"] = {"ca_valid": float(np.mean([r["ca_valid"] for r in rows])) if rows else None,
                            f"ca_valid_first_{FIRST_JUMPS}": float(np.mean(first)) if first else None,
                            "rmsd_ratio_median": float(np.median(ratios)) if ratios else None,
                            "rmsd_ratio_systems": len(ratios),
+                           "rmsd_ratio_equilibrium_median": float(np.median(ratios_eq)) if ratios_eq else None,
+                           "rmsd_ratio_equilibrium_systems": len(ratios_eq),
                            "attractor_mean": float(np.mean(attractors)) if attractors else None}
         compact = [r["compactness"] for r in rows if "compactness" in r]
         if compact:
@@ -308,9 +326,10 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
             rows.append(row)
             if verbose:
                 ratio = "—" if row["rmsd_ratio"] is None else f"{row['rmsd_ratio']:.2f}"
+                ratio_eq = "—" if row.get("rmsd_ratio_equilibrium") is None else f"{row['rmsd_ratio_equilibrium']:.2f}"
                 took = "from the resume file" if resumed is not None else f"{time.monotonic() - start:.0f} s"
                 print(f"{name} at {s:g} ns: {100 * row['ca_valid']:.0f} % Cα-valid over {jumps} jumps x 2, "
-                      f"RMSD/MD {ratio} ({took})", file=sys.stderr, flush=True)
+                      f"RMSD/MD {ratio}, at equilibrium {ratio_eq} ({took})", file=sys.stderr, flush=True)
     return {"systems": rows, "summary": summarise(rows, strides_ns), "settings": settings}
 
 
@@ -382,6 +401,24 @@ def ablation_table(results: dict, args) -> str:
         cells += [_fmt(sm[s]["attractor_mean"], ".2f") for s in strides]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def add_equilibrium_ratios(report: dict, systems: dict[str, list[FramesTrajectory]]) -> dict:
+    """A copy of ``report`` with the equilibrium columns (``md_relaxation_frames``,
+    ``md_lag_rmsd_equilibrium_angstrom``, ``rmsd_ratio_equilibrium``) of every row computed from
+    the MD trajectories ``systems`` (name -> replicas) and the summary remade: the rollouts'
+    per-jump RMSD is kept as it was, so no rollout is run again."""
+    rows = []
+    for row in report["systems"]:
+        if row["system"] not in systems:
+            raise ValueError(f"no MD for {row['system']!r}: cannot recompute its MD reference")
+        trajectories = systems[row["system"]]
+        md_lag_eq = _md_lag_rmsd_nm(trajectories, row["stride_ns"], equilibrium=True)
+        model_jump = row["per_jump_rmsd_angstrom"] / ANGSTROM_PER_NM
+        rows.append({**row, "md_relaxation_frames": [relaxation_frames(f.trans) for f in trajectories],
+                     "md_lag_rmsd_equilibrium_angstrom": None if md_lag_eq is None else md_lag_eq * ANGSTROM_PER_NM,
+                     "rmsd_ratio_equilibrium": None if md_lag_eq is None else model_jump / md_lag_eq})
+    return {**report, "systems": rows, "summary": summarise(rows, report["settings"]["strides_ns"])}
 
 
 def merge_reports(reports: Sequence[dict]) -> dict:
@@ -505,7 +542,8 @@ def main(argv=None) -> int:
                         help="diffusion time above which reverse steps take the exact SDE, noise scale 1 "
                              "(default: the Generator's, i.e. what the weights record, else 1: --noise-scale throughout)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--context-window", type=int, default=0, help="frames each frame attends to (0: whole history)")
+    parser.add_argument("--context-window", type=int, default=None,
+                        help="frames each frame attends to (0: whole history; default: the Generator's, i.e. what the weights record)")
     parser.add_argument("--context-noise-t", type=float, default=None,
                         help="diffusion time to which each frame is noised before joining the context (default: the weights' own)")
     parser.add_argument("--systems", nargs="+", help="only these validation systems")
@@ -515,7 +553,18 @@ def main(argv=None) -> int:
                                       "so that the same command resumes a stopped run)")
     parser.add_argument("--plot", help="write a PNG of Cα validity along the rollouts here")
     parser.add_argument("--merge", nargs="+", metavar="REPORT", help="only merge these reports (disjoint systems) into --out")
+    parser.add_argument("--add-equilibrium", metavar="REPORT",
+                        help="only add the equilibrium RMSD ratio to this report from the MD under --data, into --out")
     args = parser.parse_args(argv)
+    if args.add_equilibrium:
+        if not args.out:
+            parser.error("--add-equilibrium needs --out")
+        report = json.loads(Path(args.add_equilibrium).read_text())
+        names = sorted({row["system"] for row in report["systems"]})
+        report = add_equilibrium_ratios(report, _systems(args.data, names))
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+        print(json.dumps(report["summary"], indent=1))
+        return 0
     if args.workers < 1:
         parser.error(f"--workers: expected an int >= 1, got {args.workers}")
     if args.merge:
@@ -539,15 +588,15 @@ def main(argv=None) -> int:
             return 1
         print(f"all {len(rows)} validation systems are below {100 * MAX_IDENTITY:.0f} % identity to every training system")
         return 0
-    if args.num_steps is None or args.noise_scale is None or args.time_spacing is None or args.noise_switch_t is None:
+    if None in (args.num_steps, args.noise_scale, args.time_spacing, args.noise_switch_t, args.context_window):
         from openmm_starmd.model.checkpoint import stride_card
         from openmm_starmd.openmm.generator import GeneratorOptions
 
         sampler = GeneratorOptions(num_steps=args.num_steps, noise_scale=args.noise_scale,
-                                   time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t
-                                   ).with_sampler_of(stride_card(args.model))
+                                   time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t,
+                                   context_window=args.context_window).with_sampler_of(stride_card(args.model))
         args.num_steps, args.noise_scale, args.time_spacing = sampler.num_steps, sampler.noise_scale, sampler.time_spacing
-        args.noise_switch_t = sampler.noise_switch_t
+        args.noise_switch_t, args.context_window = sampler.noise_switch_t, sampler.context_window
     resume_file = None if not args.out else Path(f"{args.out}.partial.jsonl")
     if resume_file is not None and resume_file.is_file():
         print(f"resuming: the cells already in {resume_file} with these settings and weights are not scored again",
