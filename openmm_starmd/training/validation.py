@@ -147,6 +147,15 @@ def _md_lag_rmsd_nm(trajectories: list[FramesTrajectory], stride_ns: float, equi
     return float(np.mean(values)) if values else None
 
 
+def _equilibrium_columns(trajectories: list[FramesTrajectory], stride_ns: float, model_jump_nm: float) -> dict:
+    """The report's equilibrium columns of one system and stride: each replica's relaxation frames,
+    the MD's lag RMSD without them (Å) and the rollouts' mean per-jump RMSD ``model_jump_nm`` over it."""
+    md_lag_eq = _md_lag_rmsd_nm(trajectories, stride_ns, equilibrium=True)
+    return {"md_relaxation_frames": [relaxation_frames(f.trans) for f in trajectories],
+            "md_lag_rmsd_equilibrium_angstrom": None if md_lag_eq is None else md_lag_eq * ANGSTROM_PER_NM,
+            "rmsd_ratio_equilibrium": None if md_lag_eq is None else model_jump_nm / md_lag_eq}
+
+
 def _md_spread_nm(ca: torch.Tensor) -> float:
     """Mean Cα RMSD between MD frames (an even subsample of ``ca [F, N, 3]``, nm)."""
     idx, d = _pairwise_rmsd(ca)
@@ -225,7 +234,6 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
     valid = valid_by_rollout.ravel()
     per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
     md_lag = _md_lag_rmsd_nm(trajectories, stride_ns)
-    md_lag_eq = _md_lag_rmsd_nm(trajectories, stride_ns, equilibrium=True)
     tail = max(1, jumps // 4)
     end_sep = float(rmsd(generated[0][-tail:], generated[1][-tail:]).mean())
     spread = _md_spread_nm(ca_md)
@@ -237,9 +245,7 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
         "per_jump_rmsd_angstrom": model_jump * ANGSTROM_PER_NM,
         "md_lag_rmsd_angstrom": None if md_lag is None else md_lag * ANGSTROM_PER_NM,
         "rmsd_ratio": None if md_lag is None else model_jump / md_lag,
-        "md_relaxation_frames": [relaxation_frames(f.trans) for f in trajectories],
-        "md_lag_rmsd_equilibrium_angstrom": None if md_lag_eq is None else md_lag_eq * ANGSTROM_PER_NM,
-        "rmsd_ratio_equilibrium": None if md_lag_eq is None else model_jump / md_lag_eq,
+        **_equilibrium_columns(trajectories, stride_ns, model_jump),
         "start_separation_angstrom": start_sep * ANGSTROM_PER_NM,
         "end_separation_angstrom": end_sep * ANGSTROM_PER_NM,
         "md_spread_angstrom": spread * ANGSTROM_PER_NM,
@@ -412,12 +418,8 @@ def add_equilibrium_ratios(report: dict, systems: dict[str, list[FramesTrajector
     for row in report["systems"]:
         if row["system"] not in systems:
             raise ValueError(f"no MD for {row['system']!r}: cannot recompute its MD reference")
-        trajectories = systems[row["system"]]
-        md_lag_eq = _md_lag_rmsd_nm(trajectories, row["stride_ns"], equilibrium=True)
         model_jump = row["per_jump_rmsd_angstrom"] / ANGSTROM_PER_NM
-        rows.append({**row, "md_relaxation_frames": [relaxation_frames(f.trans) for f in trajectories],
-                     "md_lag_rmsd_equilibrium_angstrom": None if md_lag_eq is None else md_lag_eq * ANGSTROM_PER_NM,
-                     "rmsd_ratio_equilibrium": None if md_lag_eq is None else model_jump / md_lag_eq})
+        rows.append({**row, **_equilibrium_columns(systems[row["system"]], row["stride_ns"], model_jump)})
     return {**report, "systems": rows, "summary": summarise(rows, report["settings"]["strides_ns"])}
 
 
