@@ -60,8 +60,15 @@ def test_the_long_md_stage_runs_first_and_hands_the_core_on(monkeypatch, capsys)
     assert long_cmd[4:6] == ["trpzip2", "seq:GYDPETGTWG"] and long_cmd[long_cmd.index("--ns") + 1] == "10"
     assert broad_cmd[4] == "bioemu:1ENH"
     bad = {"name": "x", "simulate": {"structures": ["a"], "long": {"structures": ["b"], "args": []}}, "train": {"args": []}}
-    with pytest.raises(ValueError, match="--ns"):
+    with pytest.raises(ValueError, match="simulate.long.*--ns"):
         md_stages(bad)
+    # stages listed under simulate.stages run before the long one, in their order
+    campaign["simulate"]["stages"] = [{"structures": ["seq:RPKPQQFFGLM", "bioemu:all"], "args": ["--ns", "0.5", "--order", "sequential"]}]
+    assert md_stages(campaign) == [(["seq:RPKPQQFFGLM", "bioemu:all"], ["--ns", "0.5", "--order", "sequential"]), *stages]
+    campaign["simulate"]["stages"].append({"structures": ["a"], "args": ["--chunk-ps", "100"]})
+    with pytest.raises(ValueError, match=r"simulate.stages\[1\].*--ns"):
+        md_stages(campaign)
+    del campaign["simulate"]["stages"]
 
     started = []
 

@@ -190,3 +190,26 @@ def test_every_offline_structure_prepares(name):
     topology, positions = prepare_structure(source)
     assert topology.getNumResidues() == source.n_residues
     create_implicit_system(topology, MDConfig())
+
+
+@pytest.mark.parametrize("order, expected", [
+    ("round-robin", ["chignolin", "trpzip2", "chignolin", "trpzip2"]),
+    ("sequential", ["chignolin", "chignolin", "trpzip2", "trpzip2"]),
+])
+def test_order_of_chunks_over_structures(tmp_path, monkeypatch, order, expected):
+    """Round-robin runs one chunk of each structure in turn; sequential brings each to --ns before
+    the next starts (chunks recorded, not run: the order is what is tested)."""
+    from openmm_starmd.openmm import simulate
+
+    ran = []
+
+    def record(self):
+        ran.append(self.name)
+        self.n_chunks_done += 1
+
+    monkeypatch.setattr(simulate.ReplicaRun, "run_chunk", record)
+    monkeypatch.setattr(simulate.ReplicaRun, "progress_line", lambda self, n: "")
+    assert main(["simulate", "chignolin", "trpzip2", "--out", str(tmp_path), "--ns", "0.00024", "--chunk-ps", "0.12",
+                 "--frame-ps", "0.04", "--order", order]) == 0
+    assert ran == expected
+    assert not list(tmp_path.glob("*/state/*.lock"))  # every lock released

@@ -4,7 +4,9 @@ Each (structure, replica) is run in chunks of ``--chunk-ps``; every finished chu
 immutable XTC file of the protein heavy atoms, followed by a portable OpenMM state XML
 from which the next chunk starts. Rerunning the same command continues where the last
 one stopped, on any platform (CPU here, CUDA on a lent GPU). Several structures are run
-round-robin, one chunk each in turn.
+round-robin, one chunk each in turn, or with ``--order sequential`` one after another (each
+replica reaches ``--ns`` before the next starts, so that a long list of short runs finishes
+systems one by one rather than all at the end).
 
 Layout of ``OUT/<name>/`` (read directly by ``openmm_starmd.data.readers``)::
 
@@ -35,6 +37,9 @@ from openmm_starmd.units import PS_PER_NS
 _MAX_RETRIES = 3
 
 
+ORDERS = ("round-robin", "sequential")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("structures", nargs="+", metavar="NAME",
                         help=f"structures to simulate: {', '.join(STRUCTURES)}, seq:SEQUENCE for a peptide, bioemu:NAME or bioemu:all for the bioemu-benchmarks domains")
@@ -52,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", default=defaults.platform, help="OpenMM platform: CPU (default), CUDA, OpenCL, Reference")
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU platform threads (default 1)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"base random seed (default {defaults.seed})")
+    parser.add_argument("--order", choices=ORDERS, default="round-robin",
+                        help="round-robin: one chunk of each replica in turn (default); sequential: each replica "
+                             "to --ns before the next starts")
 
 
 INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
@@ -85,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
             pending = [rr for rr in runs if rr.n_chunks_done < n_chunks]
             if not pending:
                 break
+            if args.order == "sequential":
+                pending = pending[:1]
             for rr in pending:
                 try:
                     rr.run_chunk()

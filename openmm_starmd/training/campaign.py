@@ -5,9 +5,11 @@
 
 The campaign is described by ``md_data/campaign.json``: the structures ``starmd simulate`` runs
 (round-robin, resumable chunks under ``md_data/``) and the ``starmd train`` arguments of the
-model being trained. An optional ``simulate.long`` stage (its own structures and ``args``, e.g.
-``--ns 10``) runs first: a few chosen systems are extended to long trajectories before the
-broad round-robin gets the MD core's remaining hours. The live training state (fp32 weights, EMA, Adam moments, schedule, RNG)
+model being trained. Optional earlier stages run first, in order, each with its own structures
+and ``args`` (with ``--ns``, the length it brings them to): the ``simulate.stages`` list (e.g.
+many new systems to 0.5 ns, ``--order sequential``), then ``simulate.long`` (a few chosen systems
+extended to long trajectories, e.g. ``--ns 10``); the broad round-robin gets the MD core's
+remaining hours. The live training state (fp32 weights, EMA, Adam moments, schedule, RNG)
 is kept under ``runs/campaign/`` (not committed). When the campaign stops, and with ``--pack``,
 it is packed into ``md_data/training/<name>.state.pt``: the EMA weights in float16 (about 5 MB
 for ``small_v2``) with the step, schedule and RNG, so the next machine resumes from it (the packed
@@ -92,16 +94,20 @@ def read_campaign(path: Path = CAMPAIGN_FILE) -> dict:
 
 
 def md_stages(campaign: dict) -> list[tuple[list[str], list[str]]]:
-    """The MD stages in the order they run: ``(structures, starmd simulate args)`` of the optional
-    ``simulate.long`` stage (systems extended to long trajectories first), then of the broad
-    round-robin ``simulate`` itself."""
+    """The MD stages in the order they run: ``(structures, starmd simulate args)`` of each entry of
+    the optional ``simulate.stages`` list (e.g. many systems brought to 0.5 ns one after another),
+    then of the optional ``simulate.long`` stage (systems extended to long trajectories), then of the
+    broad round-robin ``simulate`` itself. Every stage before the broad one needs ``--ns`` in its
+    ``args``: it ends when its systems reach that length."""
     simulate = campaign["simulate"]
+    earlier = [(f"simulate.stages[{k}]", stage) for k, stage in enumerate(simulate.get("stages", []))]
+    if simulate.get("long") is not None:
+        earlier.append(("simulate.long", simulate["long"]))
     stages = []
-    long = simulate.get("long")
-    if long is not None:
-        if not long.get("structures") or "--ns" not in long.get("args", []):
-            raise ValueError("campaign: simulate.long needs 'structures' and 'args' with --ns (the length to reach)")
-        stages.append((list(long["structures"]), list(long["args"])))
+    for label, stage in earlier:
+        if not stage.get("structures") or "--ns" not in stage.get("args", []):
+            raise ValueError(f"campaign: {label} needs 'structures' and 'args' with --ns (the length to reach)")
+        stages.append((list(stage["structures"]), list(stage["args"])))
     stages.append((list(simulate["structures"]), list(simulate.get("args", []))))
     return stages
 
