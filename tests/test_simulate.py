@@ -213,3 +213,32 @@ def test_order_of_chunks_over_structures(tmp_path, monkeypatch, order, expected)
                  "--frame-ps", "0.04", "--order", order]) == 0
     assert ran == expected
     assert not list(tmp_path.glob("*/state/*.lock"))  # every lock released
+
+
+def test_sequential_order_locks_each_replica_when_it_starts(tmp_path, monkeypatch, capsys):
+    """In sequential order a replica is locked only when it starts: the first structure runs while
+    another live process holds the second, which is then skipped with a message (not an error)."""
+    from openmm_starmd.openmm import simulate
+
+    ran = []
+
+    def record(self):  # the real run_chunk starts (and so locks) the replica first; no MD here
+        if not self.locked:
+            self._acquire_lock()
+        ran.append(self.name)
+        self.n_chunks_done += 1
+
+    monkeypatch.setattr(simulate.ReplicaRun, "run_chunk", record)
+    monkeypatch.setattr(simulate.ReplicaRun, "progress_line", lambda self, n: "")
+    state = tmp_path / "trpzip2" / "state"
+    state.mkdir(parents=True)
+    (state / "trpzip2_R1.lock").write_text(str(os.getppid()))  # a live process holds trpzip2
+    args = ["simulate", "chignolin", "trpzip2", "--out", str(tmp_path), "--ns", "0.00024", "--chunk-ps", "0.12",
+            "--frame-ps", "0.04", "--order", "sequential"]
+    assert main(args) == 0
+    assert ran == ["chignolin", "chignolin"]
+    assert "skipping trpzip2 R1" in capsys.readouterr().out
+    assert (state / "trpzip2_R1.lock").read_text() == str(os.getppid())  # the other process's lock is left alone
+    assert not (tmp_path / "chignolin" / "state" / "chignolin_R1.lock").exists()
+    with pytest.raises(ValueError, match="already being simulated"):  # round-robin locks all at once: one name, one error
+        main(["simulate", "trpzip2", *args[3:-2]])

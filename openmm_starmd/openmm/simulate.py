@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"base random seed (default {defaults.seed})")
     parser.add_argument("--order", choices=ORDERS, default="round-robin",
                         help="round-robin: one chunk of each replica in turn (default); sequential: each replica "
-                             "to --ns before the next starts")
+                             "to --ns before the next starts, each locked only when it starts (another process may take later ones)")
 
 
 INTERRUPTED = 130  # the shell's exit status for a process stopped by SIGINT
@@ -82,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         for name in expand_structure_names(args.structures):
             for r in range(1, args.replicas + 1):
                 try:
-                    runs.append(ReplicaRun(Path(args.out), name, r, config, command))
+                    # sequential: lock each replica when it starts, so another process may take later ones
+                    runs.append(ReplicaRun(Path(args.out), name, r, config, command, lock_now=args.order != "sequential"))
                 except ValueError as exc:  # an unknown name or a locked replica must not stop the others
                     if len(args.structures) == 1 and args.replicas == 1:
                         raise
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             for rr in pending:
                 try:
                     rr.run_chunk()
-                except ValueError as exc:  # preparation failed: one structure must not stop the others
+                except ValueError as exc:  # preparation failed or locked: one structure must not stop the others
                     if len(runs) == 1:
                         raise
                     print(f"skipping {rr.name} R{rr.replica}: {exc}", flush=True)
@@ -128,6 +129,8 @@ def _command_line(args: argparse.Namespace) -> str:
                ("--frame-ps", args.frame_ps), ("--timestep-fs", args.timestep_fs), ("--temperature", args.temperature),
                ("--hydrogen-mass", args.hydrogen_mass), ("--equilibration-ps", args.equilibration_ps),
                ("--platform", args.platform), ("--threads", args.threads), ("--seed", args.seed)]
+    if getattr(args, "order", "round-robin") != "round-robin":
+        options.append(("--order", args.order))
     if math.isfinite(args.max_hours):
         options.append(("--max-hours", args.max_hours))
     words = ["starmd", "simulate", *args.structures]
@@ -148,14 +151,16 @@ class ReplicaRun:
         command: the command line recorded in the JSON.
     """
 
-    def __init__(self, out: Path, name: str, replica: int, config: MDConfig, command: str):
+    def __init__(self, out: Path, name: str, replica: int, config: MDConfig, command: str, lock_now: bool = True):
         self.source = get_structure(name)
         self.name, self.replica, self.config, self.command = self.source.name, replica, config, command
         self.folder = out / self.name
         self.state_dir = self.folder / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = self.state_dir / f"{self.name}_R{replica}.lock"
-        self._acquire_lock()
+        self.locked = False
+        if lock_now:
+            self._acquire_lock()
         try:
             self.meta = self._load_meta()
             self.n_chunks_done = self._count_chunks()
@@ -167,6 +172,8 @@ class ReplicaRun:
     def start(self) -> None:
         """Prepare the structure (first run) or pick up the last resume state; once, before the first chunk."""
         if not self.started:
+            if not self.locked:
+                self._acquire_lock()
             self._start()
             self.started = True
 
@@ -197,6 +204,7 @@ class ReplicaRun:
             if pid and _pid_alive(pid):
                 raise ValueError(f"{self.name} R{self.replica} is already being simulated by process {pid} (lock {self._lock})")
         self._lock.write_text(str(os.getpid()))
+        self.locked = True
 
     def close(self) -> None:
         if self._lock.exists() and self._lock.read_text().strip() == str(os.getpid()):
