@@ -82,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         for name in expand_structure_names(args.structures):
             for r in range(1, args.replicas + 1):
                 try:
-                    # sequential: lock each replica when it starts, so another process may take later ones
                     runs.append(ReplicaRun(Path(args.out), name, r, config, command, lock_now=args.order != "sequential"))
                 except ValueError as exc:  # an unknown name or a locked replica must not stop the others
                     if len(args.structures) == 1 and args.replicas == 1:
@@ -129,7 +128,7 @@ def _command_line(args: argparse.Namespace) -> str:
                ("--frame-ps", args.frame_ps), ("--timestep-fs", args.timestep_fs), ("--temperature", args.temperature),
                ("--hydrogen-mass", args.hydrogen_mass), ("--equilibration-ps", args.equilibration_ps),
                ("--platform", args.platform), ("--threads", args.threads), ("--seed", args.seed)]
-    if getattr(args, "order", "round-robin") != "round-robin":
+    if args.order != "round-robin":
         options.append(("--order", args.order))
     if math.isfinite(args.max_hours):
         options.append(("--max-hours", args.max_hours))
