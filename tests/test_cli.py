@@ -80,6 +80,8 @@ def test_run_jumps_runs_md_after_the_jumps(tmp_path):
         JumpRunConfig(pdb=VILLIN, model=model, md_after_ps=-1.0).validate()
     with pytest.raises(ValueError, match="--context-window: expected 0"):
         JumpRunConfig(pdb=VILLIN, model=model, context_window=1).validate()
+    with pytest.raises(ValueError, match="--context-sink: expected a number of frames"):
+        JumpRunConfig(pdb=VILLIN, model=model, context_sink=-1).validate()
     summary = run_jumps(JumpRunConfig(pdb=VILLIN, out=str(tmp_path / "t.dcd"), frames=1, stride_ns=0.05, model=model,
                                       relax="none", num_steps=2, fallback_md_steps=5, progress=False, seed=1,
                                       md_after_ps=0.02))

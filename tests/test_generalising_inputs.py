@@ -63,10 +63,11 @@ def test_template_features_are_invariant_to_a_global_rigid_motion():
     assert (f0 - f2).abs().max() > 0.1
 
 
-def _cached_vs_full_error(core, B, seed, window=0):
+def _cached_vs_full_error(core, B, seed, window=0, sink=0):
     """Largest difference between the KV-cached denoiser (template = last clean context frame,
-    context window ``window``) and the block-causal full forward whose noisy frame ℓ has clean
-    frame ℓ-1 as its template (mask banded to ``window`` frames when given)."""
+    context window ``window``, ``sink`` sink frames) and the block-causal full forward whose noisy
+    frame ℓ has clean frame ℓ-1 as its template (mask banded to ``window`` frames when given, the
+    first ``sink`` frames kept)."""
     aatype, resid, clean, g = _frames(B, seed=seed)
     noisy = [_perturb(r, t, 0.3, g) for r, t in clean[1:]]
     t_noisy = torch.rand(B, L - 1, generator=g)
@@ -78,13 +79,16 @@ def _cached_vs_full_error(core, B, seed, window=0):
     tmpl_r = torch.stack([r for r, _ in clean] + [r for r, _ in clean[:-1]], 1)
     tmpl_t = torch.stack([t for _, t in clean] + [t for _, t in clean[:-1]], 1)
     pos = block_causal_frame_index(L)
-    mask = block_causal_mask(L) & (pos[:, None] - pos[None, :] < window) if window else block_causal_mask(L)
+    mask = block_causal_mask(L)
+    if window:
+        mask = mask & ((pos[:, None] - pos[None, :] < window) | (pos[None, :] < sink))
     with torch.no_grad():
         r_full, x_full, tor_full, _ = net.forward_frames(s_seq, z_static, aatype, resid, rots, trans,
                                                          torch.cat([torch.zeros(B, L), t_noisy], 1), log_stride, pos,
                                                          mask, [], [], 0, False, tmpl_r, tmpl_t)
     core.start(aatype, resid, torch.zeros_like(resid), L)
     core.set_window(window)
+    core.set_sink(sink)
     err = 0.0
     for ell in range(L):
         if ell > 0:
@@ -204,6 +208,37 @@ def test_context_window_equals_a_banded_block_causal_forward():
     assert err < 1e-4, err
     with pytest.raises(ValueError):
         core.set_window(1)
+
+
+@pytest.mark.parametrize("sink", [1, 2])
+def test_context_window_with_sink_frames_equals_the_masked_block_causal_forward(sink):
+    """With sink frames the cached rollout attends to the first ``sink`` frames, the last W - 1
+    context frames and itself, exactly as the block-causal pass with that mask; once the window
+    has passed the sink frames, dropping them changes the frames."""
+    torch.manual_seed(12)
+    core = randomize_(StarMDCore(tiny_v2()), seed=12, std=0.3).eval()
+    err = _cached_vs_full_error(core, B=1, seed=13, window=2, sink=sink)
+    assert err < 1e-4, err
+    assert _cached_vs_full_error(core, B=1, seed=13, window=2, sink=0) < 1e-4
+    with pytest.raises(ValueError):
+        core.set_sink(-1)
+
+
+def test_sink_frames_change_only_frames_whose_window_has_left_them():
+    """A rollout with window 2 and one sink frame gives the window-only rollout's first frame
+    (whose window still holds the given context) and different frames after it."""
+    torch.manual_seed(14)
+    core = randomize_(StarMDCore(tiny_v2()), seed=14, std=0.3).eval()
+    aatype, resid, rots, trans = random_protein(N, 14)
+    outs = []
+    for sink in (0, 1):
+        roll = Rollout(core, aatype, resid, 0.1, seed=3, num_steps=3, capacity_frames=5, context_window=2, context_sink=sink)
+        roll.add_context(rots, trans)
+        outs.append(roll.run(3).trans[0])
+    assert torch.allclose(outs[0][0], outs[1][0], atol=1e-5)
+    assert (outs[0][2] - outs[1][2]).abs().max() > 1e-3
+    with pytest.raises(ValueError):
+        Rollout(core, aatype, resid, 0.1, context_sink=-1)
 
 
 def test_untrained_network_that_starts_from_the_template_returns_its_context_frame():

@@ -177,7 +177,7 @@ def test_shipped_weights_record_the_strides_and_sampler_their_validation_used():
 
 def test_the_sampler_comes_from_the_weights_card_unless_the_user_names_one(tmp_path, tiny_path):
     meta = {**VALIDATED_META, "recommended_num_steps": 7, "recommended_noise_scale": 0.125, "recommended_time_spacing": 2.5,
-            "recommended_noise_switch_t": 0.1, "recommended_context_window": 4}
+            "recommended_noise_switch_t": 0.1, "recommended_context_window": 4, "recommended_context_sink": 1}
     path = _checkpoint_with_meta(tmp_path / "sampler.pt", meta)
     sim = vacuum_simulation(villin_modeller())
     fast = {k: v for k, v in FAST.items() if k not in ("num_steps", "noise_scale", "time_spacing")}
@@ -186,11 +186,12 @@ def test_the_sampler_comes_from_the_weights_card_unless_the_user_names_one(tmp_p
     assert (gen.rollout.num_steps, gen.rollout.noise_scale, gen.rollout.time_spacing) == (7, 0.125, 2.5)
     assert gen.options.noise_switch_t == gen.rollout.noise_switch_t == 0.1
     assert gen.options.context_window == gen.rollout.context_window == gen.rollout.core.window_frames == 4
+    assert gen.options.context_sink == gen.rollout.context_sink == gen.rollout.core.sink_frames == 1
     mine = GeneratorOptions(**{**fast, "num_steps": 3, "noise_scale": 0.75, "time_spacing": 1.5, "noise_switch_t": 1.0,
-                               "context_window": 0})
+                               "context_window": 0, "context_sink": 0})
     gen = StarMDGenerator(sim, path, relax=None, seed=1, options=mine)
     assert (gen.rollout.num_steps, gen.rollout.noise_scale, gen.rollout.time_spacing) == (3, 0.75, 1.5)
-    assert gen.rollout.noise_switch_t == 1.0 and gen.rollout.context_window == 0
+    assert gen.rollout.noise_switch_t == 1.0 and gen.rollout.context_window == 0 and gen.rollout.core.sink_frames == 0
     assert mine.num_steps == 3  # the caller's options object is not modified
     gen = StarMDGenerator(sim, tiny_path, stride=0.05, relax=None, seed=1, options=GeneratorOptions(**fast))
     assert (gen.rollout.num_steps, gen.rollout.noise_scale, gen.rollout.time_spacing) == (50, 0.5, 1.0)  # no card: the fallbacks
@@ -206,6 +207,9 @@ def test_the_sampler_comes_from_the_weights_card_unless_the_user_names_one(tmp_p
     for bad in (-1, 1, 2.5, True):
         with pytest.raises(ValueError, match="context_window"):
             GeneratorOptions(context_window=bad).validate()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="context_sink"):
+            GeneratorOptions(context_sink=bad).validate()
 
 
 def test_stride_outside_the_validated_range_warns_once_with_one_range(tmp_path):

@@ -119,6 +119,11 @@ def test_export_records_the_weights_sampler_for_the_cpp_integrator(villin_files,
     core = torch.jit.load(str(core_path))
     windowed = torch.jit.load(export_propagator(mod.topology, mod.positions, tmp_path / "w.pt", model=core, context_window=6))
     assert windowed.core.window_frames == 6 and core.window_frames == 0  # the caller's core keeps its own window
+    sunk = torch.jit.load(export_propagator(mod.topology, mod.positions, tmp_path / "s.pt", model=core, context_window=6,
+                                            context_sink=1))
+    assert (sunk.core.window_frames, sunk.core.sink_frames, core.sink_frames) == (6, 1, 0)
+    with pytest.raises(ValueError, match="context_sink: expected a whole number"):
+        export_propagator(mod.topology, mod.positions, tmp_path / "p.pt", model=core_path, context_sink=-1)
     with pytest.raises(ValueError, match="context_window: expected 0"):
         export_propagator(mod.topology, mod.positions, tmp_path / "p.pt", model=core_path, context_window=1)
     given = torch.jit.load(export_propagator(mod.topology, mod.positions, tmp_path / "given.pt", model=core_path, num_steps=7,

@@ -203,7 +203,8 @@ def test_order_of_chunks_over_structures(tmp_path, monkeypatch, order, expected)
 
     ran = []
 
-    def record(self):
+    def record(self):  # the real run_chunk starts the replica first
+        self.started = True
         ran.append(self.name)
         self.n_chunks_done += 1
 
@@ -225,6 +226,7 @@ def test_sequential_order_locks_each_replica_when_it_starts(tmp_path, monkeypatc
     def record(self):  # the real run_chunk starts (and so locks) the replica first; no MD here
         if not self.locked:
             self._acquire_lock()
+        self.started = True
         ran.append(self.name)
         self.n_chunks_done += 1
 
@@ -242,3 +244,29 @@ def test_sequential_order_locks_each_replica_when_it_starts(tmp_path, monkeypatc
     assert not (tmp_path / "chignolin" / "state" / "chignolin_R1.lock").exists()
     with pytest.raises(ValueError, match="already being simulated"):  # round-robin locks all at once: one name, one error
         main(["simulate", "trpzip2", *args[3:-2]])
+
+
+def test_sequential_order_leaves_a_replica_another_process_finished(tmp_path, monkeypatch):
+    """A replica that another process brought to --ns while this one ran the structures before it
+    gets no extra chunk, and a structure this process never locks gets no state folder."""
+    from openmm_starmd.openmm import simulate
+
+    ran = []
+
+    def record(self):  # no MD: count the chunk, and let "another process" finish trpzip2 meanwhile
+        if not self.locked:
+            self._acquire_lock()
+        self.started = True
+        ran.append(self.name)
+        self.n_chunks_done += 1
+        for k in range(2):
+            (tmp_path / "trpzip2" / f"trpzip2_R1_c{k:04d}.xtc").write_bytes(b"")
+
+    monkeypatch.setattr(simulate.ReplicaRun, "run_chunk", record)
+    monkeypatch.setattr(simulate.ReplicaRun, "progress_line", lambda self, n: "")
+    (tmp_path / "trpzip2").mkdir()
+    args = ["simulate", "chignolin", "trpzip2", "--out", str(tmp_path), "--ns", "0.00024", "--chunk-ps", "0.12",
+            "--frame-ps", "0.04", "--order", "sequential"]
+    assert main(args) == 0
+    assert ran == ["chignolin", "chignolin"]
+    assert (tmp_path / "chignolin" / "state").is_dir() and not (tmp_path / "trpzip2" / "state").exists()

@@ -134,6 +134,7 @@ def test_shipped_default_describes_itself_consistently():
     assert (options.num_steps, options.noise_scale) == (manifest["recommended_num_steps"], manifest["recommended_noise_scale"])
     assert options.noise_switch_t == manifest.get("recommended_noise_switch_t", 1.0)
     assert options.context_window == manifest.get("recommended_context_window", 0)
+    assert options.context_sink == manifest.get("recommended_context_sink", 0)
     switch = f" below diffusion time {options.noise_switch_t:g} (the exact SDE above it)" if options.noise_switch_t < 1 else ""
     assert (f"use {options.num_steps} reverse-diffusion steps per frame, noise scale {options.noise_scale:g}{switch} "
             f"and time spacing {options.time_spacing:g}") in summary

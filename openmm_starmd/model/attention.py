@@ -64,6 +64,7 @@ class SpaceTimeAttention(nn.Module):
         fill: int,
         append: bool,
         cache_start: int = 0,
+        sink_end: int = 0,
     ) -> torch.Tensor:
         """x ``[B, F, N, C]``, z ``[B, F, N, N, c_z]``, rope_cos/rope_sin from :func:`rope_tables`
         -> ``[B, F, N, C]``. Exactly one of ``frame_mask`` / ``k_cache`` is given."""
@@ -90,11 +91,16 @@ class SpaceTimeAttention(nn.Module):
             # the cache in place without concatenating copies of it.
             k_cache[:, :, fill:fill + N] = k
             v_cache[:, :, fill:fill + N] = v
-            # keys of the frames from token ``cache_start`` on (a context window; 0: the whole history)
-            n_frames = (fill - cache_start) // N + 1
+            # keys of the frames from token ``cache_start`` on (a context window; 0: the whole history),
+            # after the first ``sink_end`` tokens (the sink frames) when those lie before the window
             keys = k_cache[:, :, cache_start:fill + N]
+            values = v_cache[:, :, cache_start:fill + N]
+            if 0 < sink_end < cache_start:
+                keys = torch.cat([k_cache[:, :, :sink_end], keys], dim=2)
+                values = torch.cat([v_cache[:, :, :sink_end], values], dim=2)
+            n_frames = keys.shape[2] // N
             scores = torch.matmul(q, keys.transpose(-1, -2)) * D ** -0.5  # [B, H, N, n·N]
             scores = scores.view(B, H, N, n_frames, N).add_(bias[:, :, 0, :, None, :])  # same bias in every key frame
-            out = torch.matmul(torch.softmax(scores.view(B, H, N, n_frames * N), dim=-1), v_cache[:, :, cache_start:fill + N])
+            out = torch.matmul(torch.softmax(scores.view(B, H, N, n_frames * N), dim=-1), values)
         out = out.permute(0, 2, 1, 3).reshape(B, Fr, N, C)  # [B, F, N, C]
         return self.out(out)

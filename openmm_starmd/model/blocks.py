@@ -124,6 +124,7 @@ class DiffusionBlock(nn.Module):
         fill: int,
         append: bool,
         cache_start: int = 0,
+        sink_end: int = 0,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """s ``[B, F, N, c_s]``, z ``[B, F, N, N, c_z]``, rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]``,
         cond ``[B, F, c_cond]``, skip ``[B, N, c_skip]`` (ignored without a skip), rope_cos/rope_sin ``[B, 1, F·N, D/2]``. ``k_caches``/``v_caches`` hold this block's S×T layers' caches
@@ -144,7 +145,7 @@ class DiffusionBlock(nn.Module):
                 k_cache = k_caches[i]
                 v_cache = v_caches[i]
             x = modulate(self.norm(s), mods[m], mods[m + 1])
-            s = s + mods[m + 2] * layer(x, z, rope_cos, rope_sin, frame_mask, k_cache, v_cache, fill, append, cache_start)
+            s = s + mods[m + 2] * layer(x, z, rope_cos, rope_sin, frame_mask, k_cache, v_cache, fill, append, cache_start, sink_end)
             s = s + mods[m + 5] * transition(modulate(self.norm(s), mods[m + 3], mods[m + 4]))
         z = self.edge_transition(s, z)
         rots, trans = self.backbone_update(s, rots, trans)

@@ -137,8 +137,9 @@ class StrideCard(NamedTuple):
     ``noise_scale``, ``time_spacing``, ``noise_switch_t``: the reverse-diffusion sampler its validation
     used (meta keys ``recommended_num_steps``, ``recommended_noise_scale``, ``recommended_time_spacing``,
     ``recommended_noise_switch_t``), and ``context_window`` the frames each generated frame attended
-    to there (``recommended_context_window``; 0: the whole history), which the Generator takes when
-    the user names none."""
+    to there (``recommended_context_window``; 0: the whole history) with ``context_sink`` first
+    frames kept in view besides (``recommended_context_sink``), which the Generator takes when the
+    user names none."""
 
     trained: Optional[tuple[float, float]]
     validated: Optional[tuple[float, float]]
@@ -149,6 +150,7 @@ class StrideCard(NamedTuple):
     time_spacing: Optional[float] = None
     noise_switch_t: Optional[float] = None
     context_window: Optional[int] = None
+    context_sink: Optional[int] = None
 
 
 def _pair(value) -> Optional[tuple[float, float]]:
@@ -160,7 +162,7 @@ def _pair(value) -> Optional[tuple[float, float]]:
 
 CARD_KEYS = ("validated_stride_ns", "recommended_stride_ns", "stride_validation", "recommended_num_steps",
              "recommended_noise_scale", "recommended_time_spacing", "recommended_noise_switch_t",
-             "recommended_context_window")
+             "recommended_context_window", "recommended_context_sink")
 
 
 def stride_card(name_or_path: str | os.PathLike = "default") -> StrideCard:
@@ -168,7 +170,7 @@ def stride_card(name_or_path: str | os.PathLike = "default") -> StrideCard:
 
     Read from the checkpoint's meta (``validated_stride_ns`` = [lo, hi], ``recommended_stride_ns``,
     ``stride_validation``, ``recommended_num_steps``, ``recommended_noise_scale``, ``recommended_time_spacing``,
-    ``recommended_noise_switch_t``, ``recommended_context_window``) and, for a
+    ``recommended_noise_switch_t``, ``recommended_context_window``, ``recommended_context_sink``) and, for a
     shipped name, from its JSON manifest, whose keys take precedence
     (the weights file is fixed by its SHA-256; the manifest can record a validation made after
     release). A checkpoint that records none of them gets None: older checkpoints stay loadable."""
@@ -177,14 +179,14 @@ def stride_card(name_or_path: str | os.PathLike = "default") -> StrideCard:
     if str(name_or_path) in SHIPPED:
         manifest = json.loads((WEIGHTS_DIR / f"{SHIPPED[str(name_or_path)]}.json").read_text())
         meta.update({k: manifest[k] for k in CARD_KEYS if k in manifest})
-    recommended, steps, noise, spacing, switch, window = (meta.get(k) for k in (
+    recommended, steps, noise, spacing, switch, window, sink = (meta.get(k) for k in (
         "recommended_stride_ns", "recommended_num_steps", "recommended_noise_scale", "recommended_time_spacing",
-        "recommended_noise_switch_t", "recommended_context_window"))
+        "recommended_noise_switch_t", "recommended_context_window", "recommended_context_sink"))
     return StrideCard(trained_stride_range(meta), _pair(meta.get("validated_stride_ns")),
                       None if recommended is None else float(recommended), str(meta.get("stride_validation", "")),
                       None if steps is None else int(steps), None if noise is None else float(noise),
                       None if spacing is None else float(spacing), None if switch is None else float(switch),
-                      None if window is None else int(window))
+                      None if window is None else int(window), None if sink is None else int(sink))
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str | torch.device] = None,

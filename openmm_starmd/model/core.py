@@ -24,6 +24,7 @@ class StarMDCore(nn.Module):
     v_caches: List[torch.Tensor]
     fill: int
     window_frames: int
+    sink_frames: int
     num_frames: int
     capacity_frames: int
 
@@ -38,6 +39,7 @@ class StarMDCore(nn.Module):
         self.context_noise_t = cfg.context_noise_t
         self.default_capacity = cfg.max_frames
         self.window_frames = 0  # frames each generated or appended frame attends to, itself included (0: all)
+        self.sink_frames = 0  # first frames a windowed frame attends to as well (attention sinks)
         self.stride_min_ns = cfg.stride_min_ns
         self.stride_max_ns = cfg.stride_max_ns
         # rollout state (not parameters; reset by start())
@@ -92,10 +94,23 @@ class StarMDCore(nn.Module):
             raise ValueError("the context window must be 0 (whole history) or at least 2 frames")
         self.window_frames = frames
 
+    @torch.jit.export
+    def set_sink(self, frames: int) -> None:
+        """With a context window, attend also to the first ``frames`` frames of the rollout (its
+        given context: attention sinks, as in the windowed ConfRover baseline of the paper);
+        0: the window alone. No effect on a whole-history rollout."""
+        if frames < 0:
+            raise ValueError("the number of sink frames must be >= 0")
+        self.sink_frames = frames
+
     def cache_start(self, num_res: int) -> int:
         if self.window_frames <= 0:
             return 0
-        return max(0, self.fill - (self.window_frames - 1) * num_res)
+        start = max(0, self.fill - (self.window_frames - 1) * num_res)
+        return 0 if start <= self.sink_frames * num_res else start
+
+    def sink_end(self, num_res: int) -> int:
+        return self.sink_frames * num_res if self.window_frames > 0 else 0
 
     @torch.jit.export
     def cache_bytes(self) -> int:
@@ -115,7 +130,8 @@ class StarMDCore(nn.Module):
         r0, x0, tors, _ = self.net.forward_frames(self.s_seq, self.z_static, self.aatype, self.residue_index,
                                                   rots[:, None], trans[:, None], tt, log10_stride_ns, frame_index,
                                                   None, self.k_caches, self.v_caches, self.fill, append,
-                                                  template_rots[:, None], template_trans[:, None], self.cache_start(trans.shape[1]))
+                                                  template_rots[:, None], template_trans[:, None], self.cache_start(trans.shape[1]),
+                                                  self.sink_end(trans.shape[1]))
         return r0[:, 0], x0[:, 0], tors[:, 0]
 
     @torch.jit.export

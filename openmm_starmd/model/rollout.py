@@ -123,13 +123,16 @@ class Rollout:
             the longest context the model saw in training with L = 8).
         context_noise_t: diffusion time τ to which each frame is noised before it joins the
             context (None: the weights' own, ``core.context_noise_t``; 0: clean history).
+        context_sink: with a context window, the first frames of the rollout (its given context)
+            that every frame attends to as well, however far back they lie (attention sinks, as
+            in the paper's windowed ConfRover baseline); 0: the window alone.
     """
 
     def __init__(self, core, aatype: torch.Tensor, residue_index: torch.Tensor, stride_ns: float, *, replicas: int = 1,
                  seed: Optional[int] = None, num_steps: int = 200, ode: bool = False, noise_scale: float = 1.0,
                  time_spacing: float = 1.0, capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
                  noise_switch_t: float = 1.0, openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None,
-                 context_window: int = 0, context_noise_t: Optional[float] = None):
+                 context_window: int = 0, context_noise_t: Optional[float] = None, context_sink: int = 0):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         if num_steps < 1:
@@ -174,9 +177,16 @@ class Rollout:
         self.history_trans: list[torch.Tensor] = []
         self.num_context = 0
         self.context_window = int(context_window)
+        self.context_sink = int(context_sink)
+        if self.context_sink < 0:
+            raise ValueError(f"context_sink must be a number of frames >= 0, got {context_sink}")
+        if self.context_sink and not hasattr(core, "set_sink"):
+            raise ValueError("context_sink needs a core that has set_sink(); this one was exported by an earlier version")
         with self._engine():
             self.core.start(self.aatype, self.residue_index, self.chain_index, self.capacity_frames, openfold_single, openfold_pair)
             self.core.set_window(self.context_window)
+            if hasattr(core, "set_sink"):
+                self.core.set_sink(self.context_sink)
 
     def _engine(self):
         """The context every call of the core runs in: for a TorchScript core, the plain graph
@@ -278,7 +288,7 @@ class Rollout:
                 "ode": self.ode, "noise_scale": self.noise_scale, "time_spacing": self.time_spacing,
                 "noise_switch_t": self.noise_switch_t, "context_noise_t": self.context_noise_t, "align": self.align,
                 "capacity_frames": self.capacity_frames, "num_context": self.num_context, "context_window": self.context_window,
-                "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
+                "context_sink": self.context_sink, "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
                 "history_rots": torch.stack(self.history_rots, 1).cpu() if self.history_rots else None,
                 "history_trans": torch.stack(self.history_trans, 1).cpu() if self.history_trans else None}
 
@@ -289,7 +299,7 @@ class Rollout:
                     seed=state["seed"], num_steps=state["num_steps"], ode=state["ode"], noise_scale=state["noise_scale"],
                     time_spacing=state.get("time_spacing", 1.0), capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"],
                     context_window=state.get("context_window", 0), noise_switch_t=state.get("noise_switch_t", 1.0),
-                    context_noise_t=state.get("context_noise_t"))
+                    context_noise_t=state.get("context_noise_t"), context_sink=state.get("context_sink", 0))
         if state["history_trans"] is not None:
             device = r._device()
             for k in range(state["history_trans"].shape[1]):

@@ -120,6 +120,7 @@ class StarMD(nn.Module):
         template_rots: Optional[torch.Tensor] = None,
         template_trans: Optional[torch.Tensor] = None,
         cache_start: int = 0,
+        sink_end: int = 0,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Denoise F frames.
 
@@ -136,6 +137,8 @@ class StarMD(nn.Module):
                 template pair features, the template of each frame: the frame itself for a clean
                 context frame, the last clean context frame for a frame being denoised.
             cache_start: cached mode: the first cached token this frame attends to (a context window).
+            sink_end: cached mode: tokens [0, sink_end) are attended to as well when they lie before
+                ``cache_start`` (sink frames kept in view by a context window).
 
         Returns:
             rots_0 ``[B, F, N, 3, 3]``, trans_0 ``[B, F, N, 3]``: predicted clean frames;
@@ -172,7 +175,7 @@ class StarMD(nn.Module):
                 vs = v_caches[b * L:(b + 1) * L]
             if self.detach_rotations and b > 0:
                 rots = rots.detach()  # AlphaFold2/FrameDiff: no rotation gradient flows between blocks
-            s, z, rots, trans = block(s, z, rots, trans, cond, skip, rope_cos, rope_sin, frame_mask, ks, vs, fill, append, cache_start)
+            s, z, rots, trans = block(s, z, rots, trans, cond, skip, rope_cos, rope_sin, frame_mask, ks, vs, fill, append, cache_start, sink_end)
         raw = self.torsion_head(s).view(B, Fr, N, self.num_torsions, 2)
         torsions = raw / torch.sqrt((raw**2).sum(-1, keepdim=True) + 1e-8)
         return rots, trans, torsions, raw

@@ -78,6 +78,7 @@ class JumpRunConfig:
     time_spacing: Optional[float] = None
     noise_switch_t: Optional[float] = None
     context_window: Optional[int] = None
+    context_sink: Optional[int] = None
     gate_judge: str = "sample"
     fallback_md_steps: Optional[int] = 500  # None: MD for the whole interval
     platform: str = "CPU"
@@ -106,6 +107,8 @@ class JumpRunConfig:
             raise ValueError(f"--noise-switch-t: expected a diffusion time in [0, 1], got {self.noise_switch_t}")
         if self.context_window is not None and (self.context_window < 0 or self.context_window == 1):
             raise ValueError(f"--context-window: expected 0 (the whole history) or a number of frames >= 2, got {self.context_window}")
+        if self.context_sink is not None and self.context_sink < 0:
+            raise ValueError(f"--context-sink: expected a number of frames >= 0, got {self.context_sink}")
         if self.gate_judge not in ("sample", "relaxed"):
             raise ValueError(f"--gate-judge: expected 'sample' or 'relaxed', got {self.gate_judge!r}")
         parse_relax(self.relax)
@@ -241,7 +244,8 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     gen = StarMDGenerator(simulation, model=cfg.model, stride=stride, relax=relax, seed=cfg.seed,
                           options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale,
                                                    time_spacing=cfg.time_spacing, noise_switch_t=cfg.noise_switch_t,
-                                                   context_window=cfg.context_window, progress=cfg.progress,
+                                                   context_window=cfg.context_window, context_sink=cfg.context_sink,
+                                                   progress=cfg.progress,
                                                    scripted=cfg.scripted, torch_threads=cfg.threads,
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps, judge=cfg.gate_judge)))
     out = Path(cfg.out)
@@ -345,6 +349,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context-window", type=int, default=None,
                         help="frames each generated frame attends to, itself included (default: the number the weights "
                              "were validated with, else 0: the whole history)")
+    parser.add_argument("--context-sink", type=int, default=None,
+                        help="with a context window, the first frames (the starting structure) every generated frame "
+                             "attends to as well (default: the number the weights were validated with, else 0)")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="sample",
                         help="check Cα validity (no clash, no chain break) on the generated frame, as the STAR-MD paper does "
                              "('sample', the default), or on the structure after the restrained minimisation ('relaxed')")
@@ -367,6 +374,7 @@ def run(args) -> int:
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
                             noise_scale=args.noise_scale, time_spacing=args.time_spacing,
                             noise_switch_t=args.noise_switch_t, context_window=args.context_window,
+                            context_sink=args.context_sink,
                             gate_judge=args.gate_judge,
                             fallback_md_steps=args.fallback_md_steps,
                             platform=args.platform, threads=args.threads,

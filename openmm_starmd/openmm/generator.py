@@ -134,8 +134,10 @@ class GeneratorOptions:
             tests/test_torchscript_restart.py). Off by default until its speed-up is measured again.
         context_window: frames each generated frame attends to, itself included (0: the whole history;
             see :class:`~openmm_starmd.model.rollout.Rollout`). None (default): the weights'
-            ``recommended_context_window``, else 0. The shipped weights record 8, the length of
-            their training examples (docs/model_card.md).
+            ``recommended_context_window``, else 0 (docs/model_card.md, Context window).
+        context_sink: with a context window, the first frames of the rollout (the Simulation's
+            state it started from) that every generated frame attends to as well, however far back
+            (attention sinks). None (default): the weights' ``recommended_context_sink``, else 0.
         torch_threads: torch CPU threads while the Generator runs the model (the caller's setting
             is restored after each call); None leaves torch's own setting. Default 1: on the 2-core
             machine of benchmarks/results/sample_time.md a 50-step villin sample took 0.76-0.85 s on
@@ -158,6 +160,7 @@ class GeneratorOptions:
     scripted: bool = False
     torch_threads: Optional[int] = 1
     context_window: Optional[int] = None
+    context_sink: Optional[int] = None
 
     def validate(self) -> "GeneratorOptions":
         for name, low in (("num_steps", 2), ("capacity_frames", 2), ("max_residues", 1)):
@@ -181,6 +184,9 @@ class GeneratorOptions:
         window = self.context_window
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1):
             raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history), an int >= 2 or None, got {window!r}")
+        sink = self.context_sink
+        if sink is not None and (isinstance(sink, bool) or not isinstance(sink, int) or sink < 0):
+            raise ValueError(f"GeneratorOptions.context_sink: expected a number of frames >= 0 or None, got {sink!r}")
         threads = self.torch_threads
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ValueError(f"GeneratorOptions.torch_threads: expected an int >= 1 or None, got {threads!r}")
@@ -190,17 +196,19 @@ class GeneratorOptions:
 
     def with_sampler_of(self, card) -> "GeneratorOptions":
         """These options with ``num_steps``/``noise_scale``/``time_spacing``/``noise_switch_t``/
-        ``context_window`` left at None filled from ``card`` (a
+        ``context_window``/``context_sink`` left at None filled from ``card`` (a
         :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else from the fallbacks
         (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`, :data:`FALLBACK_TIME_SPACING`,
-        :data:`FALLBACK_NOISE_SWITCH_T`, :data:`FALLBACK_CONTEXT_WINDOW`)."""
+        :data:`FALLBACK_NOISE_SWITCH_T`, :data:`FALLBACK_CONTEXT_WINDOW`, :data:`FALLBACK_CONTEXT_SINK`)."""
         steps = self.num_steps if self.num_steps is not None else getattr(card, "num_steps", None)
         noise = self.noise_scale if self.noise_scale is not None else getattr(card, "noise_scale", None)
         spacing = self.time_spacing if self.time_spacing is not None else getattr(card, "time_spacing", None)
         switch = self.noise_switch_t if self.noise_switch_t is not None else getattr(card, "noise_switch_t", None)
         window = self.context_window if self.context_window is not None else getattr(card, "context_window", None)
+        sink = self.context_sink if self.context_sink is not None else getattr(card, "context_sink", None)
         return replace(self, num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
                        context_window=FALLBACK_CONTEXT_WINDOW if window is None else int(window),
+                       context_sink=FALLBACK_CONTEXT_SINK if sink is None else int(sink),
                        noise_scale=FALLBACK_NOISE_SCALE if noise is None else float(noise),
                        time_spacing=FALLBACK_TIME_SPACING if spacing is None else float(spacing),
                        noise_switch_t=FALLBACK_NOISE_SWITCH_T if switch is None else float(switch))
@@ -211,6 +219,7 @@ FALLBACK_NOISE_SCALE = 0.5
 FALLBACK_TIME_SPACING = 1.0
 FALLBACK_NOISE_SWITCH_T = 1.0  # noise_scale at every reverse step
 FALLBACK_CONTEXT_WINDOW = 0  # the whole history
+FALLBACK_CONTEXT_SINK = 0  # the window alone
 
 
 @dataclass
@@ -525,7 +534,8 @@ class StarMDGenerator:
                                    time_spacing=self.options.time_spacing, noise_switch_t=self.options.noise_switch_t,
                                    chain_index=self.pmap.chain_index,
                                    capacity_frames=self.options.capacity_frames,
-                                   context_window=self.options.context_window)
+                                   context_window=self.options.context_window,
+                                   context_sink=self.options.context_sink)
             self.rollout.add_context(current.rots, current.trans)
         self._warn_untrained_stride()
 

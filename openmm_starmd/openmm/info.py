@@ -52,7 +52,7 @@ def describe(model: str = "default") -> str:
                      + ("" if card.recommended is None else f"{'; ' if card.validated else ''}recommended stride {card.recommended:g} ns"))
     options = GeneratorOptions().with_sampler_of(card)
     recorded = any(v is not None for v in (card.num_steps, card.noise_scale, card.time_spacing, card.noise_switch_t,
-                                           card.context_window))
+                                           card.context_window, card.context_sink))
     source = "recorded with these weights" if recorded else "GeneratorOptions' fallbacks"
     if recorded and card.context_window is None:
         source += ", the window excepted"
@@ -61,6 +61,7 @@ def describe(model: str = "default") -> str:
                  + (f" below diffusion time {options.noise_switch_t:g} (the exact SDE above it)" if options.noise_switch_t < 1 else "")
                  + f" and time spacing {options.time_spacing:g}, each frame attending to "
                  + (f"the last {options.context_window} frames" if options.context_window else "the whole history")
+                 + (f" and the first {options.context_sink}" if options.context_window and options.context_sink else "")
                  + f" ({source}; "
                  "GeneratorOptions overrides them); the config's "
                  f"diffusion.num_steps {cfg.diffusion.num_steps} and noise_scale {cfg.diffusion.noise_scale:g} are "

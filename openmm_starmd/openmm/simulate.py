@@ -96,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
             if args.order == "sequential":
                 pending = pending[:1]
             for rr in pending:
+                if not rr.started:  # another process may have run this replica since the count at the start
+                    rr.n_chunks_done = rr._count_chunks()
+                    if rr.n_chunks_done >= n_chunks:
+                        continue
                 try:
                     rr.run_chunk()
                 except ValueError as exc:  # preparation failed or locked: one structure must not stop the others
@@ -154,8 +158,7 @@ class ReplicaRun:
         self.source = get_structure(name)
         self.name, self.replica, self.config, self.command = self.source.name, replica, config, command
         self.folder = out / self.name
-        self.state_dir = self.folder / "state"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = self.folder / "state"  # made when the replica is locked: none for a structure never reached
         self._lock = self.state_dir / f"{self.name}_R{replica}.lock"
         self.locked = False
         if lock_now:
@@ -198,6 +201,7 @@ class ReplicaRun:
 
     # ----------------------------------------------------------------- setup
     def _acquire_lock(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         if self._lock.exists():
             pid = int(self._lock.read_text().strip() or 0)
             if pid and _pid_alive(pid):

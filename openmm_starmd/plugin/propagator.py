@@ -287,7 +287,7 @@ def load_scripted_core(model) -> Tuple[torch.jit.ScriptModule, dict]:
 
 
 def export_propagator(topology, positions, path, model="default", time_spacing=None, num_steps=None, noise_scale=None,
-                      noise_switch_t=None, context_window=None) -> str:
+                      noise_switch_t=None, context_window=None, context_sink=None) -> str:
     """Write the system-bound propagator file the C++ ``GeneratorIntegrator`` runs; returns the path.
 
     Args:
@@ -310,6 +310,8 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         context_window: frames each generated frame attends to, itself included
             (``GeneratorOptions.context_window``; 0: the whole history); None: the weights' card,
             else 0.
+        context_sink: with a window, the first frames every generated frame attends to as well
+            (``GeneratorOptions.context_sink``); None: the weights' card, else 0.
     """
     from openmm import unit
 
@@ -327,7 +329,7 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
     check_chirality(pmap, pos)
     warn_chain_gaps(pmap, pos)
     core, config = load_scripted_core(model)
-    card_steps, card_noise, card_spacing, card_switch, card_window = _card_sampler(model)
+    card_steps, card_noise, card_spacing, card_switch, card_window, card_sink = _card_sampler(model)
     context_window = card_window if context_window is None else context_window
     if isinstance(context_window, bool) or int(context_window) != context_window or context_window < 0 or context_window == 1:
         raise ValueError(f"context_window: expected 0 (whole history) or a whole number >= 2, got {context_window}")
@@ -335,6 +337,15 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
         if core is model:  # a scripted core the caller handed in keeps its own window
             core = copy.deepcopy(core)
         core.set_window(int(context_window))
+    context_sink = card_sink if context_sink is None else context_sink
+    if isinstance(context_sink, bool) or int(context_sink) != context_sink or context_sink < 0:
+        raise ValueError(f"context_sink: expected a whole number of frames >= 0, got {context_sink}")
+    if int(context_sink) != int(getattr(core, "sink_frames", 0)):
+        if not hasattr(core, "set_sink"):
+            raise ValueError("context_sink: this core was exported by an earlier version and has no sink frames")
+        if core is model:
+            core = copy.deepcopy(core)
+        core.set_sink(int(context_sink))
     time_spacing = card_spacing if time_spacing is None else time_spacing
     noise_switch_t = card_switch if noise_switch_t is None else noise_switch_t
     num_steps = card_steps if num_steps is None else num_steps
@@ -361,14 +372,14 @@ def export_propagator(topology, positions, path, model="default", time_spacing=N
     system = {"format": FORMAT, "version": FORMAT_VERSION, "num_atoms": num_atoms, "num_residues": pmap.num_residues,
               "num_other_atoms": int(pmap.other_atoms.size), "labels": list(pmap.labels), "time_spacing": float(time_spacing),
               "noise_switch_t": noise_switch_t, "num_steps": int(num_steps), "noise_scale": float(noise_scale),
-              "context_window": int(context_window)}
+              "context_window": int(context_window), "context_sink": int(context_sink)}
     scripted.save(os.fspath(path), _extra_files={"config.json": json.dumps(config, indent=1),
                                                  "system.json": json.dumps(system, indent=1)})
     return os.fspath(path)
 
 
-def _card_sampler(model) -> Tuple[int, float, float, float, int]:
-    """(num_steps, noise_scale, time_spacing, noise_switch_t, context_window) recorded with a shipped
+def _card_sampler(model) -> Tuple[int, float, float, float, int, int]:
+    """(num_steps, noise_scale, time_spacing, noise_switch_t, context_window, context_sink) recorded with a shipped
     name or checkpoint path; what the card leaves out, and anything else, gets ``GeneratorOptions``'
     fallbacks."""
     from openmm_starmd.model.checkpoint import stride_card
@@ -378,7 +389,8 @@ def _card_sampler(model) -> Tuple[int, float, float, float, int]:
     if isinstance(model, (str, os.PathLike)) and not (os.path.isfile(os.fspath(model)) and _is_torchscript_archive(os.fspath(model))):
         card = stride_card(model)
     options = GeneratorOptions().with_sampler_of(card)
-    return options.num_steps, options.noise_scale, options.time_spacing, options.noise_switch_t, options.context_window
+    return (options.num_steps, options.noise_scale, options.time_spacing, options.noise_switch_t, options.context_window,
+            options.context_sink)
 
 
 def log10_stride_tensor(stride_ns: float) -> torch.Tensor:

@@ -127,6 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--noise-switch-t", type=float, help="noise switch the validation used (the Generator's default)")
     parser.add_argument("--context-window", type=int,
                         help="context window the validation used, in frames (0: the whole history; the Generator's default)")
+    parser.add_argument("--context-sink", type=int,
+                        help="sink frames the validation used with its window (the Generator's default)")
     parser.add_argument("--stride-validation", help="one line: what the validation measured, and where the figures are")
     args = parser.parse_args(argv)
     card = {key: value for key, value in (("validated_stride_ns", args.validated_stride), ("recommended_stride_ns", args.recommended_stride),
@@ -134,6 +136,7 @@ def main(argv=None) -> int:
                                           ("recommended_time_spacing", args.time_spacing),
                                           ("recommended_noise_switch_t", args.noise_switch_t),
                                           ("recommended_context_window", args.context_window),
+                                          ("recommended_context_sink", args.context_sink),
                                           ("stride_validation", args.stride_validation)) if value is not None}
     try:
         manifest = release_weights(args.checkpoint, args.name, Path(args.weights_dir), half=not args.fp32, card=card,

@@ -165,7 +165,7 @@ def _md_spread_nm(ca: torch.Tensor) -> float:
 
 def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                       noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
-                      noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None
+                      noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None, context_sink: int = 0
                       ) -> tuple[list[torch.Tensor], tuple[int, int, float]]:
     """Two raw rollouts (gate open) of one system from its farthest-apart MD frames ``a``, ``b``
     (seeds ``seed`` and ``seed + 1``): the Cα positions ``[jumps + 1, N, 3]`` nm of each (float64,
@@ -184,7 +184,7 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
                           capacity_frames=jumps + 2, seed=seed + k, num_steps=num_steps, noise_scale=noise_scale,
                           time_spacing=time_spacing, noise_switch_t=noise_switch_t,
                           chain_index=torch.from_numpy(first.chain_index), context_window=context_window,
-                          context_noise_t=context_noise_t)
+                          context_noise_t=context_noise_t, context_sink=context_sink)
         rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
         out = rollout.run(jumps)
         generated.append(torch.cat([ca_md[frame:frame + 1].double(), out.trans[0].double()]))  # [J+1, N, 3]
@@ -224,12 +224,13 @@ def failure_causes(ca_nm: np.ndarray) -> dict:
 
 def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                     noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
-                    noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None) -> dict:
+                    noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None, context_sink: int = 0) -> dict:
     """Two raw rollouts of one system from its farthest-apart MD frames, scored (see the module doc)."""
     first = trajectories[0]
     ca_md = torch.from_numpy(np.concatenate([f.trans for f in trajectories]))
     generated, (a, b, start_sep) = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
-                                                     context_window, time_spacing, noise_switch_t, context_noise_t)
+                                                     context_window, time_spacing, noise_switch_t, context_noise_t,
+                                                     context_sink)
     valid_by_rollout = np.stack([ca_valid(g[1:].numpy()) for g in generated])  # [2, jumps]
     valid = valid_by_rollout.ravel()
     per_jump = torch.cat([rmsd(g[1:], g[:-1]) for g in generated])
@@ -290,7 +291,8 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                num_steps: int = GENERATOR_NUM_STEPS, noise_scale: float = GENERATOR_NOISE_SCALE, seed: int = 0,
                systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None,
                verbose: bool = False, time_spacing: float = 1.0, noise_switch_t: float = 1.0,
-               context_noise_t: Optional[float] = None, resume_file=None, resume_tag: str = "") -> dict:
+               context_noise_t: Optional[float] = None, resume_file=None, resume_tag: str = "",
+               context_sink: int = 0) -> dict:
     """Score a loaded core on every validation system at every stride (see the module doc);
     ``verbose`` prints one line per system and stride to stderr as it is done.
 
@@ -315,6 +317,8 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                 "context_window": context_window}
     if context_noise_t is not None:
         settings["context_noise_t"] = float(context_noise_t)
+    if context_sink:
+        settings["context_sink"] = int(context_sink)
     run = {"settings": settings, "weights": resume_tag}
     done = _finished_cells(resume_file, run)
     rows = []
@@ -325,7 +329,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
             row = resumed
             if row is None:
                 row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window,
-                                      time_spacing, noise_switch_t, context_noise_t)
+                                      time_spacing, noise_switch_t, context_noise_t, context_sink)
                 row["system"] = name
                 if resume_file is not None:
                     _append_cell(resume_file, run, row)
@@ -517,7 +521,8 @@ def plot_validity_along_rollouts(report: dict, path) -> None:
                  f"{settings['num_steps']} steps, noise {settings['noise_scale']:g}"
                  + (f", time spacing {settings['time_spacing']:g}" if settings.get("time_spacing", 1.0) != 1.0 else "")
                  + (f", exact SDE above t = {settings['noise_switch_t']:g}" if settings.get("noise_switch_t", 1.0) < 1.0 else "")
-                 + (f", context window {settings['context_window']}" if settings.get("context_window") else ""),
+                 + (f", context window {settings['context_window']}" if settings.get("context_window") else "")
+                 + (f" + {settings['context_sink']} sink frame(s)" if settings.get("context_sink") else ""),
                  fontsize=9)
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -546,6 +551,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--context-window", type=int, default=None,
                         help="frames each frame attends to (0: whole history; default: the Generator's, i.e. what the weights record)")
+    parser.add_argument("--context-sink", type=int, default=None,
+                        help="with --context-window, the first frames (the MD start) every frame attends to as well "
+                             "(default: the Generator's, i.e. what the weights record, else 0)")
     parser.add_argument("--context-noise-t", type=float, default=None,
                         help="diffusion time to which each frame is noised before joining the context (default: the weights' own)")
     parser.add_argument("--systems", nargs="+", help="only these validation systems")
@@ -590,15 +598,17 @@ def main(argv=None) -> int:
             return 1
         print(f"all {len(rows)} validation systems are below {100 * MAX_IDENTITY:.0f} % identity to every training system")
         return 0
-    if None in (args.num_steps, args.noise_scale, args.time_spacing, args.noise_switch_t, args.context_window):
+    if None in (args.num_steps, args.noise_scale, args.time_spacing, args.noise_switch_t, args.context_window, args.context_sink):
         from openmm_starmd.model.checkpoint import stride_card
         from openmm_starmd.openmm.generator import GeneratorOptions
 
         sampler = GeneratorOptions(num_steps=args.num_steps, noise_scale=args.noise_scale,
                                    time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t,
-                                   context_window=args.context_window).with_sampler_of(stride_card(args.model))
+                                   context_window=args.context_window,
+                                   context_sink=args.context_sink).with_sampler_of(stride_card(args.model))
         args.num_steps, args.noise_scale, args.time_spacing = sampler.num_steps, sampler.noise_scale, sampler.time_spacing
         args.noise_switch_t, args.context_window = sampler.noise_switch_t, sampler.context_window
+        args.context_sink = sampler.context_sink
     resume_file = None if not args.out else Path(f"{args.out}.partial.jsonl")
     if resume_file is not None and resume_file.is_file():
         print(f"resuming: the cells already in {resume_file} with these settings and weights are not scored again",
@@ -607,6 +617,7 @@ def main(argv=None) -> int:
                                 jumps=args.jumps, num_steps=args.num_steps, noise_scale=args.noise_scale,
                                 time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t, seed=args.seed,
                                 context_window=args.context_window, context_noise_t=args.context_noise_t,
+                                context_sink=args.context_sink,
                                 only=args.systems, verbose=True, resume_file=resume_file)
     text = json.dumps(report, indent=1)
     if args.out:
