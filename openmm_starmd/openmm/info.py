@@ -61,7 +61,7 @@ def describe(model: str = "default") -> str:
                  + (f" below diffusion time {options.noise_switch_t:g} (the exact SDE above it)" if options.noise_switch_t < 1 else "")
                  + f" and time spacing {options.time_spacing:g}, each frame attending to "
                  + (f"the last {options.context_window} frames" if options.context_window else "the whole history")
-                 + (f" and the first {options.context_sink}" if options.context_window and options.context_sink else "")
+                 + (f" and the first {options.context_sink} (the start)" if options.context_window and options.context_sink else "")
                  + f" ({source}; "
                  "GeneratorOptions overrides them); the config's "
                  f"diffusion.num_steps {cfg.diffusion.num_steps} and noise_scale {cfg.diffusion.noise_scale:g} are "
