@@ -48,6 +48,8 @@ def add_arguments(parser) -> None:
                         "validation's reverse steps take the exact SDE (default 1: --validation-noise-scale throughout)")
     parser.add_argument("--validation-context-window", type=int, default=0, help="frames each frame of the validation "
                         "rollouts attends to (default 0: the whole history)")
+    parser.add_argument("--validation-context-sink", type=int, default=0, help="with --validation-context-window, the "
+                        "first frames (the MD start) each frame of the validation rollouts attends to as well (default 0)")
     parser.add_argument("--trim-relaxation", action="store_true", help="drop each trajectory's relaxation from its start "
                         "structure (the frames before its Cα radius of gyration first reaches the median of its second half; "
                         "a peptide built extended collapses over its first 0.1-1 ns) before examples are cut")
@@ -152,6 +154,7 @@ def config_from_args(args):
         validation_noise_scale=args.validation_noise_scale, validation_time_spacing=args.validation_time_spacing,
         validation_noise_switch_t=args.validation_noise_switch_t,
         validation_context_window=args.validation_context_window,
+        validation_context_sink=args.validation_context_sink,
     )
 
 

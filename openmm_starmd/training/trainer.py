@@ -100,6 +100,7 @@ class TrainConfig:
     validation_time_spacing: float = 1.0
     validation_noise_switch_t: float = 1.0
     validation_context_window: int = 0
+    validation_context_sink: int = 0
     validation_strides_ns: tuple = (0.1, 1.25)
     loss: LossConfig = field(default_factory=LossConfig)
     history_errors: HistoryErrors = field(default_factory=HistoryErrors)
@@ -385,7 +386,7 @@ class Trainer:
                             jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps,
                             noise_scale=cfg.validation_noise_scale, time_spacing=cfg.validation_time_spacing,
                             noise_switch_t=cfg.validation_noise_switch_t, context_window=cfg.validation_context_window,
-                            seed=cfg.seed)
+                            context_sink=cfg.validation_context_sink, seed=cfg.seed)
         torch.set_rng_state(rng_state)
         summary = report["summary"]
         valid = [v["ca_valid"] for v in summary.values() if v["ca_valid"] is not None]
