@@ -38,7 +38,7 @@ def rollouts(core, trajectories, stride_ns: float, jumps: int, num_steps: int, n
     rollouts from the farthest-apart MD frames."""
     generated, _ = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
                                      time_spacing=time_spacing, noise_switch_t=noise_switch_t)
-    return [g.numpy() for g in generated]
+    return [g.numpy() for rollouts_of_start in generated for g in rollouts_of_start]
 
 
 def main(argv=None) -> int:

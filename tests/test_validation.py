@@ -79,6 +79,34 @@ def test_raw_rollout_scores_against_md(two_systems):
         np.median([r["compactness"]["rg_ratio"] for r in report["systems"] if r["stride_ns"] == 0.01]))
 
 
+def test_several_rollouts_per_start_are_independent_and_scored_together(two_systems):
+    from openmm_starmd.training.validation import _systems, far_pair_rollouts
+
+    torch.manual_seed(0)
+    core = StarMDCore(tiny_v2()).eval()
+    with torch.no_grad():  # move the untrained core off "return the context", so that the noise matters
+        for p in core.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    trajectories = _systems(two_systems, ["villin_copy"])["villin_copy"]
+    by_start, (a, b, _) = far_pair_rollouts(core, trajectories, 0.01, 2, 2, 0.5, seed=0, rollouts_per_start=3)
+    assert [len(r) for r in by_start] == [3, 3]
+    for start, rollouts in zip((a, b), by_start):
+        md_start = torch.from_numpy(np.concatenate([t.trans for t in trajectories])[start]).double()
+        for g in rollouts:
+            assert g.shape == (3, 35, 3) and torch.equal(g[0], md_start)
+        assert (rollouts[0][1:] - rollouts[1][1:]).abs().max() > 1e-4  # replicas draw their own noise
+    report = score_core(core, two_systems, two_systems / "split.txt", strides_ns=(0.01,), jumps=2, num_steps=2,
+                        noise_scale=0.5, rollouts_per_start=3)
+    row = report["systems"][0]
+    assert report["settings"]["rollouts_per_start"] == 3 and row["rollouts"] == 6
+    assert len(row["ca_valid_per_rollout"]) == 6 and np.mean(row["ca_valid_per_rollout"]) == pytest.approx(row["ca_valid"])
+    assert np.mean(row["ca_valid_per_jump"]) == pytest.approx(row["ca_valid"])
+    one = score_core(core, two_systems, two_systems / "split.txt", strides_ns=(0.01,), jumps=2, num_steps=2, noise_scale=0.5)
+    assert "rollouts_per_start" not in one["settings"] and one["systems"][0]["rollouts"] == 2
+    with pytest.raises(ValueError, match="rollouts_per_start"):
+        far_pair_rollouts(core, trajectories, 0.01, 2, 2, 0.5, seed=0, rollouts_per_start=0)
+
+
 def _collapsing_trajectory(relax_frames: int = 20, frames: int = 200, residues: int = 10):
     """A chain fluctuating about its extended start for ``relax_frames`` frames, then about a
     compact structure (Cα nm, 10 ps apart): the shape of a peptide MD started extended."""
