@@ -179,7 +179,8 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
     from openmm_starmd.geometry.so3 import quat_to_rotmat
     from openmm_starmd.model.rollout import Rollout
 
-    if int(rollouts_per_start) < 1:
+    replicas = int(rollouts_per_start)
+    if replicas < 1:
         raise ValueError(f"rollouts_per_start must be >= 1, got {rollouts_per_start}")
     first = trajectories[0]
     quats = np.concatenate([f.quats for f in trajectories])
@@ -189,7 +190,7 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
     generated = []
     for k, frame in enumerate((a, b)):
         rollout = Rollout(core, torch.from_numpy(first.aatype), torch.from_numpy(first.residue_index), stride_ns,
-                          replicas=int(rollouts_per_start), capacity_frames=jumps + 2, seed=seed + k,
+                          replicas=replicas, capacity_frames=jumps + 2, seed=seed + k,
                           num_steps=num_steps, noise_scale=noise_scale,
                           time_spacing=time_spacing, noise_switch_t=noise_switch_t,
                           chain_index=torch.from_numpy(first.chain_index), context_window=context_window,
@@ -197,7 +198,7 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
         rollout.add_context(quat_to_rotmat(torch.from_numpy(quats[frame])), torch.from_numpy(trans[frame]))
         out = rollout.run(jumps)
         generated.append([torch.cat([ca_md[frame:frame + 1].double(), out.trans[r].double()])  # [J+1, N, 3]
-                          for r in range(int(rollouts_per_start))])
+                          for r in range(replicas)])
     return generated, (a, b, start_sep)
 
 
