@@ -68,6 +68,38 @@ def test_release_from_a_training_state_takes_its_ema_and_records_the_card(tmp_pa
         release_weights(tmp_path / "run.pt", "w", tmp_path / "weights", card={"noise": 0.3})
 
 
+def test_a_weights_file_by_path_takes_the_card_of_the_manifest_beside_it(tmp_path):
+    """A file released before its manifest gained a key (here the context card) and used by path
+    gets the manifest's key, as the shipped name does; a manifest of another file is ignored."""
+    import shutil
+    import warnings
+
+    from openmm_starmd.model.checkpoint import stride_card
+
+    cfg = tiny()
+    core = StarMDCore(cfg)
+    save_checkpoint(tmp_path / "run.pt", cfg, core.net.state_dict(), core.net.state_dict(), {"step": 3})
+    release_weights(tmp_path / "run.pt", "old", tmp_path / "weights", card={"recommended_num_steps": 30})
+    copy = tmp_path / "elsewhere"
+    copy.mkdir()
+    shutil.copy(tmp_path / "weights" / "old.pt", copy / "old.pt")
+    assert stride_card(copy / "old.pt").context_window is None  # no manifest beside it: the meta alone
+    manifest = json.loads((tmp_path / "weights" / "old.json").read_text())
+    manifest.update(recommended_context_window=8, recommended_context_sink=1)  # recorded after the release
+    (copy / "old.json").write_text(json.dumps(manifest))
+    card = stride_card(copy / "old.pt")
+    assert (card.num_steps, card.context_window, card.context_sink) == (30, 8, 1)
+    manifest["sha256"] = "0" * 64  # the manifest of another file
+    (copy / "old.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="another file"):
+        card = stride_card(copy / "old.pt")
+    assert card.num_steps == 30 and card.context_window is None
+    (copy / "old.json").write_text("not json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stride_card(copy / "old.pt").context_window is None
+
+
 @pytest.mark.skipif(not (WEIGHTS_DIR / "default.pt").is_file(), reason="no shipped default weights in this tree")
 def test_shipped_default_loads_and_rolls_out():
     from openmm_starmd.model.rollout import Rollout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import NamedTuple, Optional
 
@@ -165,20 +166,46 @@ CARD_KEYS = ("validated_stride_ns", "recommended_stride_ns", "stride_validation"
              "recommended_context_window", "recommended_context_sink")
 
 
+def manifest_beside(path: str | os.PathLike) -> Optional[dict]:
+    """The release manifest of a weights file given by path: ``NAME.json`` next to ``NAME.pt``, as
+    ``training.release`` writes them, when its ``sha256`` is that of the file. None when there is no
+    such file or it is not JSON; a manifest that names another file's SHA-256 (the weights were
+    replaced after the release) is ignored with a warning, so that a stale card never applies."""
+    path = Path(path)
+    candidate = path.with_suffix(".json")
+    if candidate == path or not candidate.is_file():
+        return None
+    try:
+        manifest = json.loads(candidate.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(manifest, dict) or "sha256" not in manifest:
+        return None
+    if manifest["sha256"] != sha256_of(path):
+        warnings.warn(f"{candidate} records the SHA-256 of another file than {path.name}; its sampler and "
+                      "context card are not used", stacklevel=3)
+        return None
+    return manifest
+
+
 def stride_card(name_or_path: str | os.PathLike = "default") -> StrideCard:
     """The :class:`StrideCard` of a shipped name or a checkpoint path.
 
     Read from the checkpoint's meta (``validated_stride_ns`` = [lo, hi], ``recommended_stride_ns``,
     ``stride_validation``, ``recommended_num_steps``, ``recommended_noise_scale``, ``recommended_time_spacing``,
-    ``recommended_noise_switch_t``, ``recommended_context_window``, ``recommended_context_sink``) and, for a
-    shipped name, from its JSON manifest, whose keys take precedence
-    (the weights file is fixed by its SHA-256; the manifest can record a validation made after
-    release). A checkpoint that records none of them gets None: older checkpoints stay loadable."""
+    ``recommended_noise_switch_t``, ``recommended_context_window``, ``recommended_context_sink``) and
+    from the release manifest, whose keys take precedence (the weights file is fixed by its
+    SHA-256; the manifest can record a validation made after release): the shipped name's, or for a
+    path the ``.json`` of the same name beside it when it records the file's SHA-256
+    (:func:`manifest_beside`), so that a released file copied elsewhere with its manifest keeps its
+    card. A checkpoint that records none of them gets None: older checkpoints stay loadable."""
     path, _ = resolve_model_path(name_or_path)
     meta = dict(read_checkpoint(path).get("meta", {}))
     if str(name_or_path) in SHIPPED:
         manifest = json.loads((WEIGHTS_DIR / f"{SHIPPED[str(name_or_path)]}.json").read_text())
-        meta.update({k: manifest[k] for k in CARD_KEYS if k in manifest})
+    else:
+        manifest = manifest_beside(path) or {}
+    meta.update({k: manifest[k] for k in CARD_KEYS if k in manifest})
     recommended, steps, noise, spacing, switch, window, sink = (meta.get(k) for k in (
         "recommended_stride_ns", "recommended_num_steps", "recommended_noise_scale", "recommended_time_spacing",
         "recommended_noise_switch_t", "recommended_context_window", "recommended_context_sink"))
