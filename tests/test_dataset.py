@@ -237,3 +237,68 @@ def test_relaxation_from_an_extended_start_is_trimmed_and_a_settled_start_is_kep
         np.testing.assert_allclose(ex.trans.numpy(), traj.xyz[index][:, ca], atol=1e-6)
     whole = TrajectoryDataset(find_sources(relaxing), DatasetConfig(num_frames=L, seed=1))
     assert whole.trajectories[0].num_frames == N_FRAMES + 10 and whole.trimmed_frames == [0]
+
+
+@pytest.fixture(scope="module")
+def short_and_long(villin_dir, tmp_path_factory):
+    """Three short trajectories (41 frames every 10 ps: strides up to 0.4 ns) and one long one (the
+    same 41 frames read as every 250 ps: strides up to 10 ns)."""
+    folder, _ = villin_dir
+    root = tmp_path_factory.mktemp("short_and_long")
+    for name, interval in (("short_a", INTERVAL_PS), ("short_b", INTERVAL_PS), ("short_c", INTERVAL_PS), ("long", 250.0)):
+        (root / name).mkdir()
+        for suffix in ("pdb", "dcd"):
+            (root / name / f"{name}.{suffix}").write_bytes((folder / f"villin.{suffix}").read_bytes())
+        (root / name / f"{name}.json").write_text(json.dumps({"frame_interval_ps": interval}))
+    return find_sources(root)
+
+
+def test_stride_first_draws_are_log_uniform_over_all_strides_and_fit_their_trajectory(short_and_long):
+    config = dict(num_frames=8, min_frames=2, min_stride_ns=0.01, max_stride_ns=10.0)
+    first = TrajectoryDataset(short_and_long, DatasetConfig(**config, stride_first_fraction=1.0))
+    plain = TrajectoryDataset(short_and_long, DatasetConfig(**config))
+    keys = [f.key for f in first.trajectories]
+    long_index = keys.index("long/R1")
+    assert first.stride_support_ns(long_index) == pytest.approx((0.25, 10.25))
+    assert first.stride_support_ns(keys.index("short_a/R1")) == pytest.approx((0.01, 0.41))
+    n = 4000
+    draws = [first.draw_trajectory_window(np.random.default_rng([3, i])) for i in range(n)]
+    strides = []
+    for t, (k, length) in draws:
+        frames, (k_min, k_max) = first.trajectories[t], first.stride_ranges[t]
+        assert k_min <= k <= k_max and 2 <= length <= 8 and (length - 1) * k <= frames.num_frames - 1
+        stride = k * frames.frame_interval_ps / 1000.0
+        if stride < 0.25:
+            assert t != long_index  # only the short trajectories allow it
+        if stride >= 0.41:
+            assert t == long_index  # only the long one does
+        strides.append(stride)
+    strides = np.array(strides)
+    span = math.log(10.25 / 0.01)
+
+    def within(count, p):  # a binomial count within 4 sigma of n·p
+        return abs(count - n * p) < 4 * math.sqrt(n * p * (1 - p))
+
+    assert within(int((strides >= 1.0).sum()), math.log(10.25 / 1.0) / span)  # every decade its share: ~1/3 at >= 1 ns
+    assert within(int((strides < 0.1).sum()), math.log(0.1 / 0.01) / span)
+    # trajectory first: the long trajectory a quarter of the time, and >= 1 ns in 63 % of its strides
+    plain_strides = []
+    for i in range(n):
+        t, (k, _) = plain.draw_trajectory_window(np.random.default_rng([3, i]))
+        plain_strides.append(k * plain.trajectories[t].frame_interval_ps / 1000.0)
+    assert within(int((np.array(plain_strides) >= 1.0).sum()), 0.25 * math.log(10.25 / 1.0) / math.log(10.25 / 0.25))
+
+
+def test_stride_first_fraction_zero_draws_as_before(short_and_long):
+    dataset = TrajectoryDataset(short_and_long, DatasetConfig(num_frames=8, min_frames=2))
+    for i in range(50):
+        rng = np.random.default_rng([5, i])
+        t = int(rng.integers(len(dataset.trajectories)))  # the draw without the option: trajectory, then its stride
+        before = (t, dataset.draw_window(t, rng))
+        assert dataset.draw_trajectory_window(np.random.default_rng([5, i])) == before
+    example = dataset[7]
+    assert example.stride_ns == pytest.approx(example.stride_frames * 0.01) or example.key == "long/R1"
+    with pytest.raises(ValueError, match="stride_first_fraction"):
+        DatasetConfig(stride_first_fraction=1.5).validate()
+    with pytest.raises(ValueError, match="min_stride_ns"):
+        DatasetConfig(min_stride_ns=0.0).validate()  # checked again (the check had become unreachable)

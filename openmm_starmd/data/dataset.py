@@ -51,6 +51,12 @@ class DatasetConfig:
         crop_residues: proteins longer than this are cropped to a random contiguous window.
         trim_relaxation: drop each trajectory's relaxation from its start structure
             (:func:`relaxation_frames`) before examples are cut.
+        stride_first_fraction: fraction of draws (:meth:`TrajectoryDataset.draw_trajectory_window`)
+            that take the stride first, log-uniform over every stride some trajectory allows, and
+            then a trajectory uniformly among those that allow it. The rest draw the trajectory
+            first and then a stride it allows, so that long strides, which only the few long
+            trajectories allow, are as rare as those trajectories; stride-first draws give every
+            decade of stride the same share of examples (0: trajectory first only).
         cache_dir: folder for the per-trajectory ``.npz`` caches (None: memory only).
         seed: base seed; example ``i`` is drawn from ``seed`` and ``i``.
     """
@@ -63,21 +69,24 @@ class DatasetConfig:
     cache_dir: Optional[Path] = None
     seed: int = 0
     trim_relaxation: bool = False
+    stride_first_fraction: float = 0.0
 
     def validate(self) -> None:
         if self.num_frames < 2:
             raise ValueError(f"num_frames must be >= 2, got {self.num_frames}")
         if self.min_frames and not 2 <= self.min_frames <= self.num_frames:
             raise ValueError(f"min_frames must be 0 (fixed L) or lie in [2, num_frames={self.num_frames}], got {self.min_frames}")
+        if not 0 < self.min_stride_ns <= self.max_stride_ns:
+            raise ValueError(f"need 0 < min_stride_ns <= max_stride_ns, got {self.min_stride_ns} and {self.max_stride_ns}")
+        if self.crop_residues < 1:
+            raise ValueError(f"crop_residues must be >= 1, got {self.crop_residues}")
+        if not 0.0 <= self.stride_first_fraction <= 1.0:
+            raise ValueError(f"stride_first_fraction must lie in [0, 1], got {self.stride_first_fraction}")
 
     @property
     def shortest(self) -> int:
         """The fewest frames an example may have."""
         return self.min_frames or self.num_frames
-        if not 0 < self.min_stride_ns <= self.max_stride_ns:
-            raise ValueError(f"need 0 < min_stride_ns <= max_stride_ns, got {self.min_stride_ns} and {self.max_stride_ns}")
-        if self.crop_residues < 1:
-            raise ValueError(f"crop_residues must be >= 1, got {self.crop_residues}")
 
 
 @dataclass
@@ -389,8 +398,45 @@ class TrajectoryDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Example:
         rng = np.random.default_rng([self.config.seed, int(index)])
-        t = int(rng.integers(len(self.trajectories)))
-        return self.example(t, rng)
+        t, window = self.draw_trajectory_window(rng)
+        return self.example(t, rng, window=window)
+
+    def draw_trajectory_window(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
+        """(trajectory number, (stride in snapshots, L)) of one draw: with probability
+        ``config.stride_first_fraction`` the stride first (:meth:`draw_stride_first`), else a
+        trajectory uniformly and then :meth:`draw_window`. With a fraction of 0 no extra random
+        number is drawn, so the draws equal those of a dataset without the option."""
+        fraction = self.config.stride_first_fraction
+        if fraction > 0.0 and rng.random() < fraction:
+            return self.draw_stride_first(rng)
+        trajectory = int(rng.integers(len(self.trajectories)))
+        return trajectory, self.draw_window(trajectory, rng)
+
+    def stride_support_ns(self, trajectory: int) -> tuple[float, float]:
+        """[lo, hi) in ns of the strides trajectory ``trajectory`` allows, in the binning of
+        :func:`sample_stride`: snapshots k_min … k_max, i.e. [k_min, k_max + 1) intervals."""
+        k_min, k_max = self.stride_ranges[trajectory]
+        interval_ns = self.trajectories[trajectory].frame_interval_ps / PS_PER_NS
+        return k_min * interval_ns, (k_max + 1) * interval_ns
+
+    def draw_stride_first(self, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
+        """A stride Δt log-uniform over the union of what the trajectories allow, then a trajectory
+        uniformly among those that allow Δt, its stride k = ⌊Δt / interval⌋ and L (fixed, or
+        uniform in what k allows). Returns (trajectory number, (k, L))."""
+        support = [self.stride_support_ns(t) for t in range(len(self.trajectories))]
+        lo, hi = min(a for a, _ in support), max(b for _, b in support)
+        stride_ns = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        eligible = [t for t, (a, b) in enumerate(support) if a <= stride_ns < b]
+        if not eligible:  # a gap between the supports (trajectories of different intervals): the nearest
+            eligible = [min(range(len(support)), key=lambda t: min(abs(math.log(stride_ns / support[t][0])),
+                                                                    abs(math.log(stride_ns / support[t][1]))))]
+        trajectory = eligible[int(rng.integers(len(eligible)))]
+        frames, (k_min, k_max) = self.trajectories[trajectory], self.stride_ranges[trajectory]
+        k = int(min(k_max, max(k_min, math.floor(stride_ns / (frames.frame_interval_ps / PS_PER_NS) + 1e-9))))
+        if not self.config.min_frames:
+            return trajectory, (k, self.config.num_frames)
+        most = min(self.config.num_frames, 1 + (frames.num_frames - 1) // k)
+        return trajectory, (k, int(rng.integers(self.config.min_frames, most + 1)))
 
     def draw_window(self, trajectory: int, rng: np.random.Generator) -> tuple[int, int]:
         """(stride in snapshots, number of frames L) for trajectory number ``trajectory``: the stride

@@ -56,6 +56,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--crop", type=int, default=256, help="longer proteins are cropped to this many residues (default 256)")
     parser.add_argument("--min-stride-ns", type=float, default=0.01, help="shortest stride between frames (default 0.01 ns)")
     parser.add_argument("--max-stride-ns", type=float, default=10.0, help="longest stride; trajectories cap it at their length (default 10 ns)")
+    parser.add_argument("--stride-first-fraction", type=float, default=0.0, help="fraction of batches that draw the "
+                        "stride first, log-uniform over every stride some trajectory allows, then a trajectory that "
+                        "allows it; the rest draw a trajectory, then a stride it allows, so long strides are as rare as "
+                        "long trajectories (default 0)")
     parser.add_argument("--holdout", action="append", default=[], metavar="NAME",
                         help="leave this system (NAME) or one replica of it (NAME/R2) out of training (repeatable)")
     parser.add_argument("--ema-decay", type=float, default=0.999, help="EMA decay of the weights (default 0.999)")
@@ -139,7 +143,8 @@ def config_from_args(args):
         data=args.data, out=args.out, preset=args.preset, steps=args.steps, init=args.init, resume=args.resume, lr=args.lr,
         warmup_steps=args.warmup_steps, min_lr_factor=args.min_lr_factor, batch_size=args.batch_size, num_frames=args.frames,
         min_frames=args.min_frames, trim_relaxation=args.trim_relaxation, model_overrides=parse_overrides(args.model_overrides), warm_start=args.warm_start,
-        crop_residues=args.crop, min_stride_ns=args.min_stride_ns, max_stride_ns=args.max_stride_ns, grad_clip=args.grad_clip,
+        crop_residues=args.crop, min_stride_ns=args.min_stride_ns, max_stride_ns=args.max_stride_ns,
+        stride_first_fraction=args.stride_first_fraction, grad_clip=args.grad_clip,
         ema_decay=args.ema_decay, checkpoint_every=args.checkpoint_every, plot_every=args.plot_every, log_path=args.log_path,
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,

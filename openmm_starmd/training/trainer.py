@@ -77,6 +77,7 @@ class TrainConfig:
     crop_residues: int = 256
     min_stride_ns: float = 0.01
     max_stride_ns: float = 10.0
+    stride_first_fraction: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     checkpoint_every: int = 100
@@ -144,6 +145,8 @@ class TrainConfig:
         self.loss.validate()
         self.history_errors.validate()
         self.self_history.validate()
+        if not 0.0 <= self.stride_first_fraction <= 1.0:
+            raise ValueError(f"TrainConfig.stride_first_fraction must lie in [0, 1], got {self.stride_first_fraction}")
         if not 0.0 <= self.low_t_fraction <= 1.0:
             raise ValueError(f"TrainConfig.low_t_fraction must lie in [0, 1], got {self.low_t_fraction}")
         return self
@@ -201,19 +204,20 @@ def build_dataset(cfg: TrainConfig) -> TrajectoryDataset:
         raise ValueError(f"no training trajectories left under {str(cfg.data)!r} after holding out {list(cfg.holdout)}")
     dcfg = DatasetConfig(num_frames=cfg.num_frames, min_frames=cfg.min_frames, min_stride_ns=cfg.min_stride_ns, max_stride_ns=cfg.max_stride_ns,
                          crop_residues=cfg.crop_residues, cache_dir=cfg.cache_dir, seed=cfg.seed,
-                         trim_relaxation=cfg.trim_relaxation)
+                         trim_relaxation=cfg.trim_relaxation, stride_first_fraction=cfg.stride_first_fraction)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short trajectories are skipped; describe() lists what is used
         return TrajectoryDataset(sources, dcfg)
 
 
 def draw_batch(dataset: TrajectoryDataset, step: int, rank: int, batch_size: int, seed: int) -> Batch:
-    """Batch ``step`` of rank ``rank``: one trajectory drawn uniformly, ``batch_size`` examples of it
-    (own start and crop each; one stride and L for the batch, so its frames stack); deterministic in
-    (seed, step, rank)."""
+    """Batch ``step`` of rank ``rank``: one trajectory with one stride and L
+    (:meth:`~openmm_starmd.data.dataset.TrajectoryDataset.draw_trajectory_window`: the trajectory
+    drawn uniformly, or for a fraction of the batches the stride first), ``batch_size`` examples of
+    it (own start and crop each; one stride and L for the batch, so its frames stack);
+    deterministic in (seed, step, rank)."""
     rng = np.random.default_rng([seed, step, rank])
-    trajectory = int(rng.integers(len(dataset.trajectories)))
-    window = dataset.draw_window(trajectory, rng)
+    trajectory, window = dataset.draw_trajectory_window(rng)
     return collate([dataset.example(trajectory, rng, window=window) for _ in range(batch_size)])
 
 
