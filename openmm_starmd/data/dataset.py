@@ -433,10 +433,14 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         trajectory = eligible[int(rng.integers(len(eligible)))]
         frames, (k_min, k_max) = self.trajectories[trajectory], self.stride_ranges[trajectory]
         k = int(min(k_max, max(k_min, math.floor(stride_ns / (frames.frame_interval_ps / PS_PER_NS) + 1e-9))))
+        return trajectory, (k, self._draw_length(frames, k, rng))
+
+    def _draw_length(self, frames: FramesTrajectory, k: int, rng: np.random.Generator) -> int:
+        """L for stride ``k``: fixed, or uniform in [min_frames, the most frames k allows] (see :class:`DatasetConfig`)."""
         if not self.config.min_frames:
-            return trajectory, (k, self.config.num_frames)
+            return self.config.num_frames
         most = min(self.config.num_frames, 1 + (frames.num_frames - 1) // k)
-        return trajectory, (k, int(rng.integers(self.config.min_frames, most + 1)))
+        return int(rng.integers(self.config.min_frames, most + 1))
 
     def draw_window(self, trajectory: int, rng: np.random.Generator) -> tuple[int, int]:
         """(stride in snapshots, number of frames L) for trajectory number ``trajectory``: the stride
@@ -444,10 +448,7 @@ class TrajectoryDataset(torch.utils.data.Dataset):
         allows; see :class:`DatasetConfig`)."""
         frames, (k_min, k_max) = self.trajectories[trajectory], self.stride_ranges[trajectory]
         k = sample_stride(k_min, k_max, rng)
-        if not self.config.min_frames:
-            return k, self.config.num_frames
-        most = min(self.config.num_frames, 1 + (frames.num_frames - 1) // k)
-        return k, int(rng.integers(self.config.min_frames, most + 1))
+        return k, self._draw_length(frames, k, rng)
 
     def example(self, trajectory: int, rng: np.random.Generator, crop_start: Optional[int] = None,
                 window: Optional[tuple[int, int]] = None) -> Example:
