@@ -181,6 +181,15 @@ def test_config_validation():
         get_structure("seq:ABZ")
 
 
+def test_an_old_bioemu_benchmarks_names_the_version_to_install(monkeypatch):
+    import openmm_starmd.data.structures as structures
+    monkeypatch.setattr(structures, "bioemu_names", lambda: ["1ENH", "2JWS"])
+    monkeypatch.setattr(structures, "_bioemu_version", lambda: "0.0.1")
+    with pytest.raises(ValueError, match=r"0\.0\.1 ships only 2 of the 97 .*bioemu-benchmarks==0\.0\.2\.post1"):
+        get_structure("bioemu:5Z2S")
+    assert get_structure("bioemu:1ENH").name == "bioemu_1ENH"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STRUCTURES))
 def test_every_offline_structure_prepares(name):

@@ -19,6 +19,7 @@ Sources:
 """
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,14 @@ STRUCTURES: dict[str, StructureSource] = {
 BIOEMU_PACKAGE = "bioemu_benchmarks"
 BIOEMU_WILDTYPES = "assets/folding_free_energies_benchmark_0.1/folding_free_energies/reference_wildtypes"
 _BIOEMU_INSTALL = "pip install --no-deps bioemu-benchmarks==0.0.2.post1"
+BIOEMU_DOMAINS = 97  # reference wild types in bioemu-benchmarks 0.0.2.post1 (0.0.1 ships 42)
+
+
+def _bioemu_version() -> str:
+    try:
+        return importlib.metadata.version("bioemu-benchmarks")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def bioemu_names() -> list[str]:
@@ -119,8 +128,13 @@ def expand_structure_names(names: list[str]) -> list[str]:
 
 
 def _bioemu_structure(stem: str) -> StructureSource:
-    if stem not in bioemu_names():
-        raise ValueError(f"bioemu-benchmarks ships no domain {stem!r}; 'bioemu:all' names all {len(bioemu_names())}")
+    names = bioemu_names()
+    if stem not in names:
+        hint = ""
+        if len(names) < BIOEMU_DOMAINS:
+            hint = (f"; the installed version {_bioemu_version()} ships only {len(names)} of the {BIOEMU_DOMAINS} "
+                    f"domains of 0.0.2.post1: install that with '{_BIOEMU_INSTALL}'")
+        raise ValueError(f"bioemu-benchmarks ships no domain {stem!r}; 'bioemu:all' names all {len(names)}{hint}")
     return StructureSource(f"bioemu_{stem}", "pdb", BIOEMU_PACKAGE, (f"{BIOEMU_WILDTYPES}/{stem}.pdb",),
                            description=f"{stem}: reference wild type of the bioemu-benchmarks folding free-energy set")
 
