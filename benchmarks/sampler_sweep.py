@@ -4,7 +4,9 @@ For each setting: raw rollouts (gate open, no resampling, no relaxation) from tw
 named system (its farthest-apart frames, as the validation does), ``--jumps`` jumps at ``--stride-ns``.
 Reported: Cα validity (the paper's check), the mean and spread of consecutive Cα distances, the
 mean per-jump Cα RMSD (superposed, as the validation measures it) and its ratio to the MD's Cα RMSD
-at the same lag (median over systems): lower noise scales give more valid frames and smaller jumps.
+at the same lag (median over systems), and the fraction of frames more compact than the MD's 1st
+percentile of the radius of gyration (mean over systems): lower noise scales give more valid frames
+and smaller jumps.
 A setting is NUM_STEPS:NOISE_SCALE[:TIME_SPACING[:NOISE_SWITCH_T]] (``GeneratorOptions``; the
 spacing defaults to 1, evenly spaced times; the switch to 1, the noise scale at every step).
 
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from openmm_starmd.evaluation.validity import ca_valid  # noqa: E402
 from openmm_starmd.geometry.superpose import rmsd  # noqa: E402
-from openmm_starmd.training.validation import _md_lag_rmsd_nm, _systems, far_pair_rollouts  # noqa: E402
+from openmm_starmd.training.validation import _md_lag_rmsd_nm, _systems, compactness, far_pair_rollouts  # noqa: E402
 from reports import parse_setting, write_report  # noqa: E402
 
 
@@ -69,16 +71,19 @@ def main(argv=None) -> int:
         except ValueError as exc:
             parser.error(f"--settings: {exc}")
         start = time.monotonic()
-        valid, bonds, jumps, ratios = [], [], [], []
+        valid, bonds, jumps, ratios, below_p1 = [], [], [], [], []
         for name in args.systems:
-            system_jumps = []
+            system_jumps, system_frames = [], []
             for ca in rollouts(core, systems[name], args.stride_ns, args.jumps, int(steps), float(noise), args.seed, float(spacing),
                                 float(switch)):
                 valid.append(ca_valid(ca[1:]))
                 bonds.append(np.linalg.norm(ca[1:, 1:] - ca[1:, :-1], axis=-1).ravel() * 10.0)
                 g = torch.from_numpy(ca)
                 system_jumps.append(rmsd(g[1:], g[:-1]).numpy() * 10.0)
+                system_frames.append(ca[1:])
             jumps += system_jumps
+            md_nm = np.concatenate([t.trans for t in systems[name]])
+            below_p1.append(compactness(system_frames, md_nm)["below_md_p1"])
             md_lag = _md_lag_rmsd_nm(systems[name], args.stride_ns)
             if md_lag is not None:
                 ratios.append(float(np.concatenate(system_jumps).mean()) / (10.0 * md_lag))
@@ -88,17 +93,19 @@ def main(argv=None) -> int:
                      "bond_mean_angstrom": float(bonds.mean()), "bond_std_angstrom": float(bonds.std()),
                      "jump_rmsd_angstrom": float(np.concatenate(jumps).mean()), "frames": int(sum(len(v) for v in valid)),
                      "rmsd_ratio_median": float(np.median(ratios)) if ratios else None, "rmsd_ratio_systems": len(ratios),
+                     "below_md_rg_p1": float(np.mean(below_p1)),
                      "wall_s": round(time.monotonic() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
     table = [[str(r["num_steps"]), f"{r['noise_scale']:g}", f"{r['time_spacing']:g}",
               "—" if r["noise_switch_t"] >= 1 else f"{r['noise_switch_t']:g}", str(r["frames"]), f"{100 * r['ca_valid']:.0f} %",
               f"{r['bond_mean_angstrom']:.2f} ± {r['bond_std_angstrom']:.2f}", f"{r['jump_rmsd_angstrom']:.2f}",
-              "—" if r["rmsd_ratio_median"] is None else f"{r['rmsd_ratio_median']:.2f} ({r['rmsd_ratio_systems']})"] for r in rows]
+              "—" if r["rmsd_ratio_median"] is None else f"{r['rmsd_ratio_median']:.2f} ({r['rmsd_ratio_systems']})",
+              f"{100 * r['below_md_rg_p1']:.0f} %"] for r in rows]
     data = {"model": args.model, "systems": args.systems, "stride_ns": args.stride_ns, "jumps": args.jumps, "rows": rows}
     print(write_report(args.out, data, f"Sampler sweep on training proteins: `{Path(args.model).name}`", "sampler_sweep.py",
                        argv if argv is not None else sys.argv[1:],
                        ["reverse steps", "noise scale", "time spacing", "exact SDE above t", "frames", "Cα-valid", "Cα-Cα mean ± sd (Å)", "per-jump RMSD (Å)",
-                        "per-jump RMSD / MD (systems)"], table),
+                        "per-jump RMSD / MD (systems)", "frames below MD's Rg 1st percentile"], table),
           end="")
     return 0
 
