@@ -64,6 +64,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     core = load_model(args.model).eval()
     systems = _systems(args.data, args.systems)
+    md_ca_nm = {name: np.concatenate([t.trans for t in systems[name]]) for name in args.systems}
+    md_lag_nm = {name: _md_lag_rmsd_nm(systems[name], args.stride_ns) for name in args.systems}
     rows = []
     for setting in args.settings:
         try:
@@ -82,9 +84,8 @@ def main(argv=None) -> int:
                 system_jumps.append(rmsd(g[1:], g[:-1]).numpy() * 10.0)
                 system_frames.append(ca[1:])
             jumps += system_jumps
-            md_nm = np.concatenate([t.trans for t in systems[name]])
-            below_p1.append(compactness(system_frames, md_nm)["below_md_p1"])
-            md_lag = _md_lag_rmsd_nm(systems[name], args.stride_ns)
+            below_p1.append(compactness(system_frames, md_ca_nm[name])["below_md_p1"])
+            md_lag = md_lag_nm[name]
             if md_lag is not None:
                 ratios.append(float(np.concatenate(system_jumps).mean()) / (10.0 * md_lag))
         bonds = np.concatenate(bonds)
