@@ -8,7 +8,8 @@ at the same lag (median over systems), and the fraction of frames more compact t
 percentile of the radius of gyration (mean over systems): lower noise scales give more valid frames
 and smaller jumps.
 A setting is NUM_STEPS:NOISE_SCALE[:TIME_SPACING[:NOISE_SWITCH_T]] (``GeneratorOptions``; the
-spacing defaults to 1, evenly spaced times; the switch to 1, the noise scale at every step).
+spacing defaults to 1, evenly spaced times; the switch to 1, the noise scale at every step);
+NOISE_SCALE ``ode`` takes the probability-flow ODE at every step (``50:ode``).
 
     python benchmarks/sampler_sweep.py --model CKPT --systems pep_GYDPETGTWG trpzip2 ... \
         --settings 25:0.5 50:0.5 50:1:2 --out benchmarks/results/sampler_sweep_NAME
@@ -35,11 +36,11 @@ from reports import parse_setting, write_report  # noqa: E402
 
 
 def rollouts(core, trajectories, stride_ns: float, jumps: int, num_steps: int, noise_scale: float, seed: int,
-             time_spacing: float = 1.0, noise_switch_t: float = 1.0) -> list[np.ndarray]:
+             time_spacing: float = 1.0, noise_switch_t: float = 1.0, ode: bool = False) -> list[np.ndarray]:
     """Generated Cα positions ``[jumps + 1, N, 3]`` (nm; the MD start first) of the validation's two
     rollouts from the farthest-apart MD frames."""
     generated, _ = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
-                                     time_spacing=time_spacing, noise_switch_t=noise_switch_t)
+                                     time_spacing=time_spacing, noise_switch_t=noise_switch_t, ode=ode)
     return [g.numpy() for rollouts_of_start in generated for g in rollouts_of_start]
 
 
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     rows = []
     for setting in args.settings:
         try:
-            steps, noise, spacing, switch = parse_setting(setting)
+            steps, noise, spacing, switch, ode = parse_setting(setting)
         except ValueError as exc:
             parser.error(f"--settings: {exc}")
         start = time.monotonic()
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
         for name in args.systems:
             system_jumps, system_frames = [], []
             for ca in rollouts(core, systems[name], args.stride_ns, args.jumps, int(steps), float(noise), args.seed, float(spacing),
-                                float(switch)):
+                                float(switch), ode):
                 valid.append(ca_valid(ca[1:]))
                 bonds.append(np.linalg.norm(ca[1:, 1:] - ca[1:, :-1], axis=-1).ravel() * 10.0)
                 g = torch.from_numpy(ca)
@@ -90,14 +91,14 @@ def main(argv=None) -> int:
                 ratios.append(float(np.concatenate(system_jumps).mean()) / (10.0 * md_lag))
         bonds = np.concatenate(bonds)
         rows.append({"num_steps": int(steps), "noise_scale": float(noise), "time_spacing": float(spacing),
-                     "noise_switch_t": float(switch), "ca_valid": float(np.concatenate(valid).mean()),
+                     "noise_switch_t": float(switch), "ode": ode, "ca_valid": float(np.concatenate(valid).mean()),
                      "bond_mean_angstrom": float(bonds.mean()), "bond_std_angstrom": float(bonds.std()),
                      "jump_rmsd_angstrom": float(np.concatenate(jumps).mean()), "frames": int(sum(len(v) for v in valid)),
                      "rmsd_ratio_median": float(np.median(ratios)) if ratios else None, "rmsd_ratio_systems": len(ratios),
                      "below_md_rg_p1": float(np.mean(below_p1)),
                      "wall_s": round(time.monotonic() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    table = [[str(r["num_steps"]), f"{r['noise_scale']:g}", f"{r['time_spacing']:g}",
+    table = [[str(r["num_steps"]), "ODE" if r.get("ode") else f"{r['noise_scale']:g}", f"{r['time_spacing']:g}",
               "—" if r["noise_switch_t"] >= 1 else f"{r['noise_switch_t']:g}", str(r["frames"]), f"{100 * r['ca_valid']:.0f} %",
               f"{r['bond_mean_angstrom']:.2f} ± {r['bond_std_angstrom']:.2f}", f"{r['jump_rmsd_angstrom']:.2f}",
               "—" if r["rmsd_ratio_median"] is None else f"{r['rmsd_ratio_median']:.2f} ({r['rmsd_ratio_systems']})",

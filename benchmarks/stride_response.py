@@ -38,14 +38,14 @@ ANGSTROM_PER_NM = 10.0
 
 
 def rollouts(core, trajectory, frame: int, stride_ns: float, jumps: int, replicas: int, num_steps: int,
-             noise_scale: float, time_spacing: float, seed: int, noise_switch_t: float = 1.0) -> np.ndarray:
+             noise_scale: float, time_spacing: float, seed: int, noise_switch_t: float = 1.0, ode: bool = False) -> np.ndarray:
     """``replicas`` rollouts of ``jumps`` jumps from MD frame ``frame``: Cα positions
     ``[replicas, jumps + 1, N, 3]`` nm, the MD frame first."""
     from openmm_starmd.geometry.so3 import quat_to_rotmat
     from openmm_starmd.model.rollout import Rollout
 
     rollout = Rollout(core, torch.from_numpy(trajectory.aatype), torch.from_numpy(trajectory.residue_index), stride_ns,
-                      replicas=replicas, seed=seed, num_steps=num_steps, noise_scale=noise_scale,
+                      replicas=replicas, seed=seed, num_steps=num_steps, noise_scale=noise_scale, ode=ode,
                       time_spacing=time_spacing, noise_switch_t=noise_switch_t, capacity_frames=jumps + 2, chain_index=torch.from_numpy(trajectory.chain_index))
     rollout.add_context(quat_to_rotmat(torch.from_numpy(trajectory.quats[frame])), torch.from_numpy(trajectory.trans[frame]))
     generated = rollout.run(jumps).trans.double()  # [replicas, jumps, N, 3]
@@ -87,15 +87,15 @@ def main(argv=None) -> int:
         frame = first.trans.shape[0] // 2 if args.frame < 0 else args.frame
         if not 0 <= frame < first.trans.shape[0]:
             parser.error(f"--frame {frame}: {name} has {first.trans.shape[0]} frames")
-        for num_steps, noise, spacing, switch in settings:
+        for num_steps, noise, spacing, switch, ode in settings:
             for stride in args.strides:
                 began = time.monotonic()
                 ca = torch.from_numpy(rollouts(core, first, frame, stride, args.jumps, args.replicas, num_steps, noise, spacing,
-                                               args.seed, switch))
+                                               args.seed, switch, ode))
                 jump = rmsd(ca[:, 1:], ca[:, :-1]).numpy() * ANGSTROM_PER_NM  # [replicas, jumps]
                 md = _md_lag_rmsd_nm(systems[name], stride)
                 rows.append({"system": name, "residues": int(first.aatype.shape[0]), "frame": frame, "num_steps": num_steps,
-                             "noise_scale": noise, "time_spacing": spacing, "noise_switch_t": switch, "stride_ns": stride, "replicas": args.replicas,
+                             "noise_scale": noise, "time_spacing": spacing, "noise_switch_t": switch, "ode": ode, "stride_ns": stride, "replicas": args.replicas,
                              "jumps": args.jumps, "first_jump_rmsd_angstrom": float(jump[:, 0].mean()),
                              "first_jump_rmsd_sd_angstrom": float(jump[:, 0].std()),
                              "later_jump_rmsd_angstrom": float(jump[:, 1:].mean()),
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
                              "md_lag_rmsd_angstrom": None if md is None else md * ANGSTROM_PER_NM,
                              "wall_s": round(time.monotonic() - began, 1)})
                 print(json.dumps(rows[-1]), flush=True)
-    table = [[r["system"], str(r["residues"]), setting_label(r["num_steps"], r["noise_scale"], r["time_spacing"], r.get("noise_switch_t", 1.0)), f"{r['stride_ns']:g}",
+    table = [[r["system"], str(r["residues"]), setting_label(r["num_steps"], r["noise_scale"], r["time_spacing"], r.get("noise_switch_t", 1.0), r.get("ode", False)), f"{r['stride_ns']:g}",
               f"{r['first_jump_rmsd_angstrom']:.2f} ± {r['first_jump_rmsd_sd_angstrom']:.2f}", f"{r['later_jump_rmsd_angstrom']:.2f}",
               "—" if r["md_lag_rmsd_angstrom"] is None else f"{r['md_lag_rmsd_angstrom']:.2f}",
               "—" if r["md_lag_rmsd_angstrom"] is None else f"{r['later_jump_rmsd_angstrom'] / r['md_lag_rmsd_angstrom']:.2f}",

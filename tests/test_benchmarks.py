@@ -215,6 +215,18 @@ def test_stride_response_of_an_untrained_template_start_is_no_motion_at_every_st
                               "--settings", "3:1:2:0.5:7", "--out", str(out)])
 
 
+def test_a_sampler_setting_reads_back_from_its_label_and_names_the_ode():
+    from reports import parse_setting, setting_label
+
+    assert parse_setting("50:0.25") == (50, 0.25, 1.0, 1.0, False)
+    assert parse_setting("50:0.25:1:0.1") == (50, 0.25, 1.0, 0.1, False)
+    assert parse_setting("50:ode") == (50, 0.0, 1.0, 1.0, True) == parse_setting("50:ODE:1")
+    for text in ("50:0.25:1:0.1", "200:1:2", "50:ode:1"):
+        assert setting_label(*parse_setting(text)) == text
+    with pytest.raises(ValueError):
+        parse_setting("50:sde")
+
+
 def test_write_report_keeps_a_dot_in_the_name(tmp_path):
     import json
 

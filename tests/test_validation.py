@@ -107,6 +107,30 @@ def test_several_rollouts_per_start_are_independent_and_scored_together(two_syst
         far_pair_rollouts(core, trajectories, 0.01, 2, 2, 0.5, seed=0, rollouts_per_start=0)
 
 
+def test_ode_rollouts_ignore_the_noise_scale_and_are_reported_as_the_ode(two_systems):
+    """The probability-flow ODE injects no noise in its reverse steps: the same seed gives the same
+    rollouts whatever the noise scale, where the SDE's differ; the report names the sampler."""
+    from openmm_starmd.training.validation import _systems, far_pair_rollouts
+
+    torch.manual_seed(0)
+    core = StarMDCore(tiny_v2()).eval()
+    with torch.no_grad():  # move the untrained core off "return the context", so that the sampler matters
+        for p in core.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    trajectories = _systems(two_systems, ["villin_copy"])["villin_copy"]
+
+    def run(noise, ode):
+        by_start, _ = far_pair_rollouts(core, trajectories, 0.01, 2, 3, noise, seed=0, ode=ode)
+        return torch.stack([g for rollouts in by_start for g in rollouts])
+
+    assert torch.equal(run(0.1, True), run(1.0, True))
+    assert (run(0.1, False) - run(1.0, False)).abs().max() > 1e-4
+    assert (run(1.0, True) - run(1.0, False)).abs().max() > 1e-4
+    report = score_core(core, two_systems, two_systems / "split.txt", strides_ns=(0.01,), jumps=2, num_steps=3, ode=True)
+    assert report["settings"]["sampler"] == "ode" and report["systems"][0]["finite"]
+    assert score_core(core, two_systems, two_systems / "split.txt", strides_ns=(0.01,), jumps=1, num_steps=2)["settings"]["sampler"] == "sde"
+
+
 def _collapsing_trajectory(relax_frames: int = 20, frames: int = 200, residues: int = 10):
     """A chain fluctuating about its extended start for ``relax_frames`` frames, then about a
     compact structure (Cα nm, 10 ps apart): the shape of a peptide MD started extended."""

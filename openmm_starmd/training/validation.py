@@ -169,13 +169,14 @@ def _md_spread_nm(ca: torch.Tensor) -> float:
 def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                       noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
                       noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None, context_sink: int = 0,
-                      rollouts_per_start: int = 1) -> tuple[list[list[torch.Tensor]], tuple[int, int, float]]:
+                      rollouts_per_start: int = 1, ode: bool = False) -> tuple[list[list[torch.Tensor]], tuple[int, int, float]]:
     """Raw rollouts (gate open) of one system from its farthest-apart MD frames ``a``, ``b``:
     ``rollouts_per_start`` independent ones from each, generated as the replicas of one batch
     (seeds ``seed`` for ``a``'s batch, ``seed + 1`` for ``b``'s). Returns, per start, the Cα
     positions ``[jumps + 1, N, 3]`` nm of each of its rollouts (float64, the MD start first), and
     ``(a, b, their Cα RMSD in nm)``. One rollout per start is the historical protocol; a batch of
-    R draws its noise for all R replicas at once, so its first replica is not the R = 1 rollout."""
+    R draws its noise for all R replicas at once, so its first replica is not the R = 1 rollout.
+    ``ode``: the probability-flow ODE at every reverse step (``noise_scale`` is then unused)."""
     from openmm_starmd.geometry.so3 import quat_to_rotmat
     from openmm_starmd.model.rollout import Rollout
 
@@ -191,7 +192,7 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
     for k, frame in enumerate((a, b)):
         rollout = Rollout(core, torch.from_numpy(first.aatype), torch.from_numpy(first.residue_index), stride_ns,
                           replicas=replicas, capacity_frames=jumps + 2, seed=seed + k,
-                          num_steps=num_steps, noise_scale=noise_scale,
+                          num_steps=num_steps, noise_scale=noise_scale, ode=ode,
                           time_spacing=time_spacing, noise_switch_t=noise_switch_t,
                           chain_index=torch.from_numpy(first.chain_index), context_window=context_window,
                           context_noise_t=context_noise_t, context_sink=context_sink)
@@ -236,7 +237,7 @@ def failure_causes(ca_nm: np.ndarray) -> dict:
 def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                     noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
                     noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None, context_sink: int = 0,
-                    rollouts_per_start: int = 1) -> dict:
+                    rollouts_per_start: int = 1, ode: bool = False) -> dict:
     """Raw rollouts of one system from its farthest-apart MD frames, ``rollouts_per_start`` from
     each, scored (see the module doc). The attractor pairs the i-th rollout from one start with
     the i-th from the other and averages their final separations."""
@@ -244,7 +245,7 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
     ca_md = torch.from_numpy(np.concatenate([f.trans for f in trajectories]))
     by_start, (a, b, start_sep) = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
                                                     context_window, time_spacing, noise_switch_t, context_noise_t,
-                                                    context_sink, rollouts_per_start)
+                                                    context_sink, rollouts_per_start, ode)
     generated = [g for rollouts in by_start for g in rollouts]  # a's rollouts, then b's
     valid_by_rollout = np.stack([ca_valid(g[1:].numpy()) for g in generated])  # [rollouts, jumps]
     valid = valid_by_rollout.ravel()
@@ -309,7 +310,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None,
                verbose: bool = False, time_spacing: float = 1.0, noise_switch_t: float = 1.0,
                context_noise_t: Optional[float] = None, resume_file=None, resume_tag: str = "",
-               context_sink: int = 0, rollouts_per_start: int = 1) -> dict:
+               context_sink: int = 0, rollouts_per_start: int = 1, ode: bool = False) -> dict:
     """Score a loaded core on every validation system at every stride (see the module doc);
     ``verbose`` prints one line per system and stride to stderr as it is done.
 
@@ -330,7 +331,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
     settings = {"jumps": jumps, "num_steps": num_steps, "noise_scale": noise_scale, "time_spacing": time_spacing,
                 "noise_switch_t": noise_switch_t,
                 "seed": seed,
-                "strides_ns": list(strides_ns), "sampler": "sde", "gate": "open (raw samples)",
+                "strides_ns": list(strides_ns), "sampler": "ode" if ode else "sde", "gate": "open (raw samples)",
                 "context_window": context_window}
     if context_noise_t is not None:
         settings["context_noise_t"] = float(context_noise_t)
@@ -349,7 +350,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
             if row is None:
                 row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window,
                                       time_spacing, noise_switch_t, context_noise_t, context_sink,
-                                      rollouts_per_start)
+                                      rollouts_per_start, ode)
                 row["system"] = name
                 if resume_file is not None:
                     _append_cell(resume_file, run, row)
@@ -568,6 +569,8 @@ def main(argv=None) -> int:
     parser.add_argument("--noise-switch-t", type=float, default=None,
                         help="diffusion time above which reverse steps take the exact SDE, noise scale 1 "
                              "(default: the Generator's, i.e. what the weights record, else 1: --noise-scale throughout)")
+    parser.add_argument("--ode", action="store_true",
+                        help="the probability-flow ODE at every reverse step instead of the SDE (--noise-scale unused)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--context-window", type=int, default=None,
                         help="frames each frame attends to (0: whole history; default: the Generator's, i.e. what the weights record)")
@@ -644,7 +647,7 @@ def main(argv=None) -> int:
                                 time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t, seed=args.seed,
                                 context_window=args.context_window, context_noise_t=args.context_noise_t,
                                 context_sink=args.context_sink, rollouts_per_start=args.rollouts_per_start,
-                                only=args.systems, verbose=True, resume_file=resume_file)
+                                ode=args.ode, only=args.systems, verbose=True, resume_file=resume_file)
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
