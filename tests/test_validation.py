@@ -79,14 +79,21 @@ def test_raw_rollout_scores_against_md(two_systems):
         np.median([r["compactness"]["rg_ratio"] for r in report["systems"] if r["stride_ns"] == 0.01]))
 
 
+def _perturbed_core():
+    """An untrained tiny core moved off "return the context" (which it does untrained), so that
+    the sampler's noise shows in its rollouts; the same weights on every call."""
+    torch.manual_seed(0)
+    core = StarMDCore(tiny_v2()).eval()
+    with torch.no_grad():
+        for p in core.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return core
+
+
 def test_several_rollouts_per_start_are_independent_and_scored_together(two_systems):
     from openmm_starmd.training.validation import _systems, far_pair_rollouts
 
-    torch.manual_seed(0)
-    core = StarMDCore(tiny_v2()).eval()
-    with torch.no_grad():  # move the untrained core off "return the context", so that the noise matters
-        for p in core.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    core = _perturbed_core()
     trajectories = _systems(two_systems, ["villin_copy"])["villin_copy"]
     by_start, (a, b, _) = far_pair_rollouts(core, trajectories, 0.01, 2, 2, 0.5, seed=0, rollouts_per_start=3)
     assert [len(r) for r in by_start] == [3, 3]
@@ -112,11 +119,7 @@ def test_ode_rollouts_ignore_the_noise_scale_and_are_reported_as_the_ode(two_sys
     rollouts whatever the noise scale, where the SDE's differ; the report names the sampler."""
     from openmm_starmd.training.validation import _systems, far_pair_rollouts
 
-    torch.manual_seed(0)
-    core = StarMDCore(tiny_v2()).eval()
-    with torch.no_grad():  # move the untrained core off "return the context", so that the sampler matters
-        for p in core.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    core = _perturbed_core()
     trajectories = _systems(two_systems, ["villin_copy"])["villin_copy"]
 
     def run(noise, ode):
