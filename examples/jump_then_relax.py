@@ -56,6 +56,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for OpenMM and torch")
     parser.add_argument("--noise-scale", type=float, default=None,
                         help="reverse-SDE noise multiplier (1: exact SDE; default: the one the weights were validated with)")
+    parser.add_argument("--ode", action="store_true",
+                        help="probability-flow ODE instead of the reverse SDE: larger jumps, fewer valid frames")
     parser.add_argument("--gate-judge", choices=("sample", "relaxed"), default="relaxed",
                         help="Cα validity checked after the restrained minimisation ('relaxed') or on the raw "
                              "generated frame ('sample', the Generator's own default and the paper's metric)")
@@ -65,7 +67,7 @@ def main() -> int:
         with messages_to(sys.stdout):  # one line per set-up phase and the run's time estimate
             summary = run_jumps(JumpRunConfig(pdb=args.pdb, out=str(out), frames=args.frames,
                                               stride_ns=parse_stride_ns(args.stride), model=args.model, seed=args.seed,
-                                              threads=args.threads, noise_scale=args.noise_scale,
+                                              threads=args.threads, noise_scale=args.noise_scale, ode=args.ode,
                                               gate_judge=args.gate_judge, md_after_ps=args.md_ps))
     except (ValueError, TypeError) as exc:  # a bad option or structure
         print(f"jump_then_relax: {exc}")

@@ -3,6 +3,8 @@ that show the message rather than a line of the package's source."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -73,7 +75,7 @@ def test_cpu_estimate_matches_its_measurements_and_scales():
 
 def test_run_jumps_runs_md_after_the_jumps(tmp_path):
     from generator_helpers import tiny_checkpoint
-    from openmm_starmd.openmm.command import JumpRunConfig, run_jumps
+    from openmm_starmd.openmm.command import JumpRunConfig, describe_sampler, run_jumps
 
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     with pytest.raises(ValueError, match="--md-after-ps"):
@@ -84,8 +86,17 @@ def test_run_jumps_runs_md_after_the_jumps(tmp_path):
         JumpRunConfig(pdb=VILLIN, model=model, context_sink=-1).validate()
     summary = run_jumps(JumpRunConfig(pdb=VILLIN, out=str(tmp_path / "t.dcd"), frames=1, stride_ns=0.05, model=model,
                                       relax="none", num_steps=2, fallback_md_steps=5, progress=False, seed=1,
-                                      md_after_ps=0.02))
+                                      md_after_ps=0.02, ode=True))
     assert summary["statistics"]["md_steps"] == 5  # 0.02 ps / 4 fs
+    sampler = {"num_steps": 2, "ode": True, "noise_scale": 0.5, "noise_switch_t": 1.0, "time_spacing": 1.0,
+               "context_window": 0, "context_sink": 0}  # the tiny model has no card: GeneratorOptions' fallbacks
+    assert summary["sampler"] == sampler
+    assert json.loads(Path(summary["sidecar"]).read_text())["sampler"] == sampler
+    assert describe_sampler(sampler) == "2 reverse steps, probability-flow ODE; whole history"
+    shipped = {**sampler, "num_steps": 50, "ode": False, "noise_scale": 0.25, "noise_switch_t": 0.1, "context_window": 8,
+               "context_sink": 1}
+    assert describe_sampler(shipped) == ("50 reverse steps, SDE: exact above t = 0.1, noise 0.25 below; "
+                                         "context window 8 frames + 1 sink frame(s)")
 
 
 def test_package_exports_the_openmm_facing_classes():

@@ -77,6 +77,7 @@ class JumpRunConfig:
     noise_scale: Optional[float] = None
     time_spacing: Optional[float] = None
     noise_switch_t: Optional[float] = None
+    ode: bool = False  # GeneratorOptions.ode: the probability-flow ODE
     context_window: Optional[int] = None
     context_sink: Optional[int] = None
     gate_judge: str = "sample"
@@ -244,7 +245,7 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     gen = StarMDGenerator(simulation, model=cfg.model, stride=stride, relax=relax, seed=cfg.seed,
                           options=GeneratorOptions(num_steps=cfg.num_steps, noise_scale=cfg.noise_scale,
                                                    time_spacing=cfg.time_spacing, noise_switch_t=cfg.noise_switch_t,
-                                                   context_window=cfg.context_window, context_sink=cfg.context_sink,
+                                                   ode=cfg.ode, context_window=cfg.context_window, context_sink=cfg.context_sink,
                                                    progress=cfg.progress,
                                                    scripted=cfg.scripted, torch_threads=cfg.threads,
                                                    gate=GateConfig(fallback_md_steps=cfg.fallback_md_steps, judge=cfg.gate_judge)))
@@ -275,19 +276,41 @@ def run_jumps(cfg: JumpRunConfig) -> dict:
     return {"out": str(out), "pdb": str(pdb_out), "sidecar": str(sidecar), "stride_ns": gen.stride_ns,
             "ns": stats["simulated_ns"], "wall_s": time.perf_counter() - t0,
             "setup_s": t_setup, "valid_fraction": float(valid.mean()) if len(valid) else float("nan"),
-            "generated_frames": generated,
+            "generated_frames": generated, "sampler": sampler_settings(gen.options),
             "sampled_valid_fraction": (generated / (generated + stats["invalid_frames"])
                                        if generated + stats["invalid_frames"] else float("nan")),
             "statistics": stats}
 
 
+def sampler_settings(options) -> dict:
+    """The sampler a Generator ran with (its resolved :class:`GeneratorOptions`), as plain values."""
+    return {"num_steps": int(options.num_steps), "ode": bool(options.ode), "noise_scale": float(options.noise_scale),
+            "noise_switch_t": float(options.noise_switch_t), "time_spacing": float(options.time_spacing),
+            "context_window": int(options.context_window), "context_sink": int(options.context_sink)}
+
+
+def describe_sampler(sampler: dict) -> str:
+    """One line for :func:`sampler_settings`' dict, e.g. '50 reverse steps, SDE: exact above t = 0.1, noise
+    0.25 below; context window 8 frames + 1 sink frame(s)'."""
+    if sampler["ode"]:
+        kind = "probability-flow ODE"
+    elif sampler["noise_switch_t"] < 1.0:
+        kind = f"SDE: exact above t = {sampler['noise_switch_t']:g}, noise {sampler['noise_scale']:g} below"
+    else:
+        kind = f"SDE: noise {sampler['noise_scale']:g}"
+    spacing = "" if sampler["time_spacing"] == 1.0 else f", time spacing {sampler['time_spacing']:g}"
+    window = ("whole history" if sampler["context_window"] == 0 else
+              f"context window {sampler['context_window']} frames + {sampler['context_sink']} sink frame(s)")
+    return f"{sampler['num_steps']} reverse steps, {kind}{spacing}; {window}"
+
+
 def write_sidecar(path: Path, gen, ca_valid_frames: np.ndarray) -> Path:
     """Per-frame provenance of the written trajectory as JSON: time (ps), ``fallback`` (True where MD stood
-    in for the model) and Cα validity of each frame, plus the Generator's statistics."""
+    in for the model) and Cα validity of each frame, plus the sampler and the Generator's statistics."""
     import json
 
     stats = gen.statistics.as_dict()
-    record = {"stride_ns": gen.stride_ns, "steps_per_jump": gen.steps_per_jump,
+    record = {"stride_ns": gen.stride_ns, "steps_per_jump": gen.steps_per_jump, "sampler": sampler_settings(gen.options),
               "frames": [{"time_ps": float(t), "fallback": bool(f), "ca_valid": bool(v)}
                          for t, f, v in zip(gen.history.time, gen.fallback_frames, ca_valid_frames)],
               "statistics": {k: (None if isinstance(v, float) and v != v else v) for k, v in stats.items()}}
@@ -314,6 +337,8 @@ def print_summary(summary: dict) -> None:
               "was validated at (--stride, default: the model's recommended one), fine-tune it on this protein, or "
               "--fallback-md-steps full for a correct clock")
     print(f"Cα-valid frames in the written trajectory (model and fallback frames): {summary['valid_fraction']:.0%}")
+    if "sampler" in summary:
+        print("sampler: " + describe_sampler(summary["sampler"]))
     print("wall time per phase (s): " + ", ".join(f"{k} {v:.1f}" for k, v in s["wall_s"].items()))
     print(f"trajectory: {summary['out']}  last frame: {summary['pdb']}  per-frame sources: {summary['sidecar']}")
 
@@ -346,6 +371,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="diffusion time above which the reverse steps take the exact SDE (noise scale 1) and below "
                              "which --noise-scale (default: the one the weights were validated with, else 1: --noise-scale "
                              "at every step)")
+    parser.add_argument("--ode", action="store_true",
+                        help="integrate the probability-flow ODE instead of the reverse SDE (--noise-scale and "
+                             "--noise-switch-t are then unused): larger jumps, fewer valid frames; see docs/model_card.md")
     parser.add_argument("--context-window", type=int, default=None,
                         help="frames each generated frame attends to, itself included (default: the number the weights "
                              "were validated with, else 0: the whole history)")
@@ -373,7 +401,7 @@ def run(args) -> int:
         cfg = JumpRunConfig(pdb=args.pdb, out=args.out, frames=args.frames, stride_ns=stride_ns,
                             model=args.model, relax=args.relax, seed=args.seed, num_steps=args.num_steps,
                             noise_scale=args.noise_scale, time_spacing=args.time_spacing,
-                            noise_switch_t=args.noise_switch_t, context_window=args.context_window,
+                            noise_switch_t=args.noise_switch_t, ode=args.ode, context_window=args.context_window,
                             context_sink=args.context_sink,
                             gate_judge=args.gate_judge,
                             fallback_md_steps=args.fallback_md_steps,

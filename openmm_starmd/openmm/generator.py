@@ -119,6 +119,11 @@ class GeneratorOptions:
             while the steps below it take ``noise_scale``: the exact SDE's per-jump motion with a
             low-noise finish that keeps the chain geometry. 1: ``noise_scale`` at every step. None
             (default): the weights' ``recommended_noise_switch_t``, else 1.
+        ode: integrate the probability-flow ODE at every reverse step instead of the SDE
+            (``noise_scale`` and ``noise_switch_t`` are then unused). Larger jumps, fewer valid
+            frames: with the shipped weights at 1.25 ns on the validation proteins, 50 ODE steps
+            moved 1.23x as far per jump as the default sampler (0.46x against 0.39x MD's per-jump
+            RMSD) with 81.5 % against 85.6 % Cα-valid raw samples (docs/model_card.md). Default False.
         capacity_frames: initial KV-cache capacity (grown by replaying the history when needed).
         max_residues: refuse larger proteins (the error gives the memory estimate).
         device: torch device of the model (None: CUDA if available, else CPU; a loaded core keeps its own).
@@ -149,6 +154,7 @@ class GeneratorOptions:
     noise_scale: Optional[float] = None
     time_spacing: Optional[float] = None
     noise_switch_t: Optional[float] = None
+    ode: bool = False
     capacity_frames: int = 64
     max_residues: int = 1500
     device: Optional[str] = None
@@ -181,6 +187,8 @@ class GeneratorOptions:
         switch = self.noise_switch_t
         if switch is not None and (isinstance(switch, bool) or not isinstance(switch, (int, float)) or not 0 <= switch <= 1):
             raise ValueError(f"GeneratorOptions.noise_switch_t: expected a diffusion time in [0, 1] or None, got {switch!r}")
+        if not isinstance(self.ode, (bool, np.bool_)):
+            raise ValueError(f"GeneratorOptions.ode: expected True (probability-flow ODE) or False (reverse SDE), got {self.ode!r}")
         window = self.context_window
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1):
             raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history), an int >= 2 or None, got {window!r}")
@@ -532,7 +540,7 @@ class StarMDGenerator:
             self.rollout = Rollout(self.core, self.pmap.aatype, self.pmap.residue_index, self.stride_ns, seed=self.seed,
                                    num_steps=self.options.num_steps, noise_scale=self.options.noise_scale,
                                    time_spacing=self.options.time_spacing, noise_switch_t=self.options.noise_switch_t,
-                                   chain_index=self.pmap.chain_index,
+                                   ode=bool(self.options.ode), chain_index=self.pmap.chain_index,
                                    capacity_frames=self.options.capacity_frames,
                                    context_window=self.options.context_window,
                                    context_sink=self.options.context_sink)
