@@ -337,8 +337,7 @@ def print_summary(summary: dict) -> None:
               "was validated at (--stride, default: the model's recommended one), fine-tune it on this protein, or "
               "--fallback-md-steps full for a correct clock")
     print(f"Cα-valid frames in the written trajectory (model and fallback frames): {summary['valid_fraction']:.0%}")
-    if "sampler" in summary:
-        print("sampler: " + describe_sampler(summary["sampler"]))
+    print("sampler: " + describe_sampler(summary["sampler"]))
     print("wall time per phase (s): " + ", ".join(f"{k} {v:.1f}" for k, v in s["wall_s"].items()))
     print(f"trajectory: {summary['out']}  last frame: {summary['pdb']}  per-frame sources: {summary['sidecar']}")
 
