@@ -284,3 +284,29 @@ def test_validation_compare_pools_the_failure_causes():
     assert c["break_only"] == pytest.approx(0.2) and c["clash_only"] == pytest.approx(0.2)
     assert c["clash_pairs_local"] == 4 and c["clash_pairs_long_range"] == 8
     assert validation_compare._causes_cell(c) == "20.0 / 20.0 / 0.0 (4 / 8)"
+
+
+def test_context_mobility_of_an_untrained_template_start_is_no_motion_after_any_context(tmp_path):
+    """An untrained template-start network returns the last frame of its context, so the jump is
+    ~0 Å after the moving MD history, the frozen one and the frame alone, while the history itself
+    moves; a stride longer than the MD (31 frames of 10 ps) is skipped."""
+    import json
+
+    import context_mobility
+
+    data = _untrained_template_start(tmp_path)
+    out = tmp_path / "mobility"
+    assert context_mobility.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                                  "--strides", "0.02", "1.25", "--history", "3", "--starts", "2", "--replicas", "2",
+                                  "--num-steps", "3", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [r["stride_ns"] for r in rows] == [0.02]
+    row = rows[0]
+    assert row["history_frames"] == 3 and row["replicas"] == 2 and len(row["start_frames"]) == 2
+    assert row["history_step_rmsd_angstrom"] > 0.05
+    for context in context_mobility.CONTEXTS:
+        assert row[f"jump_{context}_angstrom"] < 0.01
+    assert "| villin | 35 | 0.02 | 3 |" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit):
+        context_mobility.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                               "--history", "0", "--out", str(out)])
