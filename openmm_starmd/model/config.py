@@ -55,6 +55,8 @@ class StarMDConfig:
     blend_start: bool = False  # with start_from_template: the structure module starts from the template moved
     # towards the noisy input by the linear least-squares weight of the noise level (learned motion scale): the
     # template at high t, nearly the noisy input at low t, where the input is closer to the answer
+    context_motion: bool = False  # singles get how each residue moved between the template and the frame before it
+    # (motion_features; a zero-initialised linear, so a warm start from weights without it keeps their output)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     @property
@@ -91,6 +93,8 @@ class StarMDConfig:
             raise ValueError(f"aatype_dropout must lie in [0, 1), got {self.aatype_dropout}")
         if self.blend_start and not self.start_from_template:
             raise ValueError("blend_start needs start_from_template")
+        if self.context_motion and not self.start_from_template:
+            raise ValueError("context_motion needs start_from_template (the motion is that of the template)")
         if self.skip_channels < 0:
             raise ValueError(f"skip_channels must be >= 0, got {self.skip_channels}")
         self.diffusion.validate()
@@ -169,8 +173,21 @@ def small_v3() -> StarMDConfig:
     return dataclasses.replace(small_v2(), blend_start=True).validate()
 
 
+def tiny_v4() -> StarMDConfig:
+    """:func:`tiny_v3` with the context's motion as an input (``context_motion``)."""
+    return dataclasses.replace(tiny_v3(), context_motion=True).validate()
+
+
+def small_v4() -> StarMDConfig:
+    """:func:`small_v3` with the context's motion as an input: each residue's displacement and turn from
+    the frame before the last context frame to the last one, so that the network can read how mobile
+    the protein is from its history."""
+    return dataclasses.replace(small_v3(), context_motion=True).validate()
+
+
 PRESETS = {"tiny": tiny, "small": small, "paper": paper, "paper_no_openfold": paper_no_openfold, "tiny_v2": tiny_v2,
-           "small_v2": small_v2, "tiny_v3": tiny_v3, "small_v3": small_v3}
+           "small_v2": small_v2, "tiny_v3": tiny_v3, "small_v3": small_v3,
+           "tiny_v4": tiny_v4, "small_v4": small_v4}
 
 
 def preset(name: str) -> StarMDConfig:

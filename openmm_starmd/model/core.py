@@ -56,6 +56,9 @@ class StarMDCore(nn.Module):
         # for a model with template inputs
         self.template_rots = torch.zeros(0)
         self.template_trans = torch.zeros(0)
+        # the context frame before it (the motion input of a model with context_motion)
+        self.prev_rots = torch.zeros(0)
+        self.prev_trans = torch.zeros(0)
 
     @torch.jit.export
     def start(
@@ -85,6 +88,8 @@ class StarMDCore(nn.Module):
         self.capacity_frames = capacity_frames
         self.template_rots = torch.zeros(0)
         self.template_trans = torch.zeros(0)
+        self.prev_rots = torch.zeros(0)
+        self.prev_trans = torch.zeros(0)
 
     @torch.jit.export
     def set_window(self, frames: int) -> None:
@@ -123,15 +128,20 @@ class StarMDCore(nn.Module):
         return total
 
     def _run(self, rots: torch.Tensor, trans: torch.Tensor, t: float, log10_stride_ns: torch.Tensor, append: bool,
-             template_rots: torch.Tensor, template_trans: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             template_rots: torch.Tensor, template_trans: torch.Tensor, prev_rots: torch.Tensor, prev_trans: torch.Tensor
+             ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One network call on one frame; ``prev_rots``/``prev_trans`` empty: its template has no frame before it."""
         B = trans.shape[0]
         tt = torch.full([B, 1], t, dtype=trans.dtype, device=trans.device)
         frame_index = torch.full([1], self.num_frames, dtype=torch.long, device=trans.device)
+        has_prev = torch.full([B, 1], 1.0 if prev_trans.numel() > 0 else 0.0, dtype=trans.dtype, device=trans.device)
+        if prev_trans.numel() == 0:
+            prev_rots, prev_trans = template_rots, template_trans
         r0, x0, tors, _ = self.net.forward_frames(self.s_seq, self.z_static, self.aatype, self.residue_index,
                                                   rots[:, None], trans[:, None], tt, log10_stride_ns, frame_index,
                                                   None, self.k_caches, self.v_caches, self.fill, append,
                                                   template_rots[:, None], template_trans[:, None], self.cache_start(trans.shape[1]),
-                                                  self.sink_end(trans.shape[1]))
+                                                  self.sink_end(trans.shape[1]), prev_rots[:, None], prev_trans[:, None], has_prev)
         return r0[:, 0], x0[:, 0], tors[:, 0]
 
     @torch.jit.export
@@ -146,7 +156,10 @@ class StarMDCore(nn.Module):
         with torch.no_grad():
             if noise_t > 0.0:
                 rots, trans = self.diffuser.forward_marginal(rots, trans, torch.full([trans.shape[0]], noise_t, device=trans.device))
-            self._run(rots, trans, noise_t, log10_stride_ns, True, clean_rots, clean_trans)  # its own clean template
+            # its own clean template, and the context frame before it
+            self._run(rots, trans, noise_t, log10_stride_ns, True, clean_rots, clean_trans, self.template_rots, self.template_trans)
+        self.prev_rots = self.template_rots
+        self.prev_trans = self.template_trans
         self.template_rots = clean_rots
         self.template_trans = clean_trans
         self.fill += N
@@ -161,8 +174,9 @@ class StarMDCore(nn.Module):
             raise RuntimeError("KV cache is full: start() the rollout with a larger capacity_frames")
         with torch.no_grad():
             if self.num_frames == 0:  # no context yet (timing runs): the frame is its own template
-                return self._run(rots_t, trans_t, t, log10_stride_ns, False, rots_t, trans_t)
-            return self._run(rots_t, trans_t, t, log10_stride_ns, False, self.template_rots, self.template_trans)
+                return self._run(rots_t, trans_t, t, log10_stride_ns, False, rots_t, trans_t, torch.zeros(0), torch.zeros(0))
+            return self._run(rots_t, trans_t, t, log10_stride_ns, False, self.template_rots, self.template_trans,
+                             self.prev_rots, self.prev_trans)
 
     @torch.jit.export
     def sample_frame(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float,

@@ -70,6 +70,41 @@ def template_features(rots: torch.Tensor, trans: torch.Tensor, pseudo_beta: torc
     return torch.cat([dgram, unit, rel_rot], dim=-1)
 
 
+MOTION_FEATURES = 14
+
+
+def motion_features(rots: torch.Tensor, trans: torch.Tensor, prev_rots: torch.Tensor, prev_trans: torch.Tensor,
+                    has_prev: torch.Tensor) -> torch.Tensor:
+    """How each residue moved from the frame before to this one, invariant to a rigid motion of either.
+
+    The previous frame is superposed onto this one (Cα Kabsch); then per residue: its displacement in
+    this frame's local axes R_ℓᵀ(x_ℓ - x'_ℓ₋₁) in Å (3), the relative rotation R_ℓᵀR'_ℓ₋₁ minus the
+    identity (9), the length of the displacement in Å (1) and the flag ``has_prev`` (1). All 14 are 0
+    where there is no previous frame.
+
+    rots ``[B, F, N, 3, 3]``, trans ``[B, F, N, 3]`` nm; prev_* the same; has_prev ``[B, F]`` (0 or 1)
+    -> ``[B, F, N, 14]``.
+    """
+    B, Fr, N = trans.shape[0], trans.shape[1], trans.shape[2]
+    # Kabsch superposition of the previous frame's Cα onto this frame's (TorchScript-compatible)
+    mu_prev = prev_trans.mean(dim=2, keepdim=True)
+    mu = trans.mean(dim=2, keepdim=True)
+    cov = torch.einsum("bfni,bfnj->bfij", trans - mu, prev_trans - mu_prev).double()  # sum b aᵀ
+    u, _, vh = torch.linalg.svd(cov)
+    sign = torch.sign(torch.linalg.det(u @ vh))
+    diag = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], dim=-1)
+    rot = ((u * diag[..., None, :]) @ vh).to(trans.dtype)  # [B, F, 3, 3]: prev -> this frame
+    moved = torch.einsum("bfij,bfnj->bfni", rot, prev_trans - mu_prev) + mu
+    moved_rots = rot[:, :, None] @ prev_rots
+    disp = torch.einsum("bfnij,bfni->bfnj", rots, trans - moved) * 10.0  # Å, in this frame's axes
+    eye = torch.eye(3, dtype=trans.dtype, device=trans.device)
+    rel = (torch.einsum("bfnij,bfnik->bfnjk", rots, moved_rots) - eye).reshape(B, Fr, N, 9)
+    length = torch.sqrt((disp**2).sum(-1, keepdim=True) + 1e-12)
+    flag = torch.ones_like(length)
+    feats = torch.cat([disp, rel, length, flag], dim=-1)
+    return feats * has_prev[:, :, None, None].to(trans.dtype)
+
+
 class PairEmbedding(nn.Module):
     """Pair features from relative residue index (+ optional OpenFold pairs), and per frame
     a pseudo-Cβ distogram and, with ``template``, the template features of the last clean

@@ -2,8 +2,8 @@
 
 Linear layers: truncated-normal fan-in (LeCun) init, zero bias. Zero-initialised (so the
 untrained network is the identity map on frames and every residual branch starts off):
-the AdaLN modulations (shift, scale and gate), the skip mixes, the backbone update and the last layer's weights of the
-torsion head (its bias starts every torsion at angle 0). IPA's point-attention head weights start at softplus^-1(1).
+the AdaLN modulations (shift, scale and gate), the skip mixes, the backbone update, the template-offset and
+context-motion inputs and the last layer's weights of the torsion head (its bias starts every torsion at angle 0). IPA's point-attention head weights start at softplus^-1(1).
 """
 from __future__ import annotations
 
@@ -36,10 +36,11 @@ def init_weights(model: nn.Module) -> None:
         if isinstance(module, BackboneUpdate):
             nn.init.zeros_(module.linear.weight)
             nn.init.zeros_(module.linear.bias)
-    offset = getattr(model, "offset_embed", None)
-    if isinstance(offset, nn.Linear):
-        nn.init.zeros_(offset.weight)
-        nn.init.zeros_(offset.bias)
+    for name in ("offset_embed", "motion_embed"):
+        inputs = getattr(model, name, None)
+        if isinstance(inputs, nn.Linear):
+            nn.init.zeros_(inputs.weight)
+            nn.init.zeros_(inputs.bias)
     head = getattr(model, "torsion_head", None)
     if head is not None:
         # Zero weights, bias (sin, cos) = (0, 1) per torsion: the raw output starts at unit length,

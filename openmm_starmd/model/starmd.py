@@ -12,7 +12,8 @@ from openmm_starmd.geometry.so3 import rotmat_to_rotvec, rotvec_to_rotmat
 from openmm_starmd.model.attention import rope_tables
 from openmm_starmd.model.blocks import DiffusionBlock
 from openmm_starmd.model.config import StarMDConfig
-from openmm_starmd.model.embeddings import ConditioningEmbedding, PairEmbedding, SequenceEmbedding, template_features
+from openmm_starmd.model.embeddings import (MOTION_FEATURES, ConditioningEmbedding, PairEmbedding, SequenceEmbedding, motion_features,
+                                            template_features)
 from openmm_starmd.model.init import init_weights
 
 
@@ -41,6 +42,9 @@ class StarMD(nn.Module):
         self.start_from_template = cfg.start_from_template
         # the noisy input relative to the template, per residue: R_tᵀ(x - t_t) (nm) and R_tᵀR (9); zero-initialised
         self.offset_embed = nn.Linear(12, cfg.c_s) if cfg.start_from_template else nn.Identity()
+        # how each residue moved from the frame before the template to the template (motion_features); zero-initialised
+        self.context_motion = cfg.context_motion
+        self.motion_embed = nn.Linear(MOTION_FEATURES, cfg.c_s) if cfg.context_motion else nn.Identity()
         self.skip_channels = cfg.skip_channels
         self.seq_embed = SequenceEmbedding(cfg.c_s, cfg.c_relpos, cfg.openfold_single_dim, cfg.absolute_index)
         self.pair_embed = PairEmbedding(cfg.c_z, cfg.relpos_max, cfg.distogram_bins, cfg.distogram_min_nm,
@@ -121,6 +125,9 @@ class StarMD(nn.Module):
         template_trans: Optional[torch.Tensor] = None,
         cache_start: int = 0,
         sink_end: int = 0,
+        prev_rots: Optional[torch.Tensor] = None,
+        prev_trans: Optional[torch.Tensor] = None,
+        has_prev: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Denoise F frames.
 
@@ -139,6 +146,9 @@ class StarMD(nn.Module):
             cache_start: cached mode: the first cached token this frame attends to (a context window).
             sink_end: cached mode: tokens [0, sink_end) are attended to as well when they lie before
                 ``cache_start`` (sink frames kept in view by a context window).
+            prev_rots ``[B, F, N, 3, 3]``, prev_trans ``[B, F, N, 3]`` (nm), has_prev ``[B, F]``: for a model
+                with ``context_motion``, the clean frame before each frame's template (whether there is one
+                in has_prev); None: no frame has one.
 
         Returns:
             rots_0 ``[B, F, N, 3, 3]``, trans_0 ``[B, F, N, 3]``: predicted clean frames;
@@ -159,6 +169,12 @@ class StarMD(nn.Module):
             offset = torch.einsum("bfnij,bfni->bfnj", template_rots, trans - template_trans)  # [B, F, N, 3] nm
             rel_rot = torch.einsum("bfnij,bfnik->bfnjk", template_rots, rots).reshape(B, Fr, N, 9)
             s = s + self.offset_embed(torch.cat([offset, rel_rot], dim=-1))
+            if self.context_motion:
+                if prev_rots is not None and prev_trans is not None and has_prev is not None:
+                    motion = motion_features(template_rots, template_trans, prev_rots, prev_trans, has_prev)
+                else:
+                    motion = torch.zeros([B, Fr, N, 14], dtype=trans.dtype, device=trans.device)  # MOTION_FEATURES
+                s = s + self.motion_embed(motion)
             if self.blend_start:
                 rots, trans = self.blended_start(rots, trans, template_rots, template_trans, t, log10_stride_ns)
             else:

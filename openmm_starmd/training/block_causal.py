@@ -203,11 +203,37 @@ class BlockCausalModel(nn.Module):
     def forward(self, aatype, residue_index, chain_index, openfold_single, openfold_pair, rots, trans, t, log10_stride_ns,
                 frame_index, frame_mask, template_rots=None, template_trans=None, aatype_seen=None):
         """``aatype_seen``: the amino-acid types the singles embed (with dropped types set to unknown);
-        ``aatype`` itself still places pseudo-Cβ atoms."""
+        ``aatype`` itself still places pseudo-Cβ atoms. ``template_*`` are those of the block-causal
+        sequence [clean 0..L-1 | noisy 1..L-1]; the frame before each template, which a network with
+        ``context_motion`` reads, follows from them."""
         s_seq, z_static = self.net.embed_protein(aatype if aatype_seen is None else aatype_seen, residue_index, chain_index,
                                                  openfold_single, openfold_pair)
+        prev_rots = prev_trans = has_prev = None
+        if getattr(self.net, "context_motion", False) and template_trans is not None:
+            prev_rots, prev_trans, has_prev = block_causal_previous(template_rots, template_trans)
         return self.net.forward_frames(s_seq, z_static, aatype, residue_index, rots, trans, t, log10_stride_ns, frame_index,
-                                       frame_mask, [], [], 0, False, template_rots, template_trans)
+                                       frame_mask, [], [], 0, False, template_rots, template_trans, 0, 0,
+                                       prev_rots, prev_trans, has_prev)
+
+
+def block_causal_previous(template_rots: torch.Tensor, template_trans: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The frame before each template of the block-causal sequence, as the KV-cached rollout has it.
+
+    ``template_* [B, 2L-1, ...]`` = [h_0..h_{L-1} | h_0..h_{L-2}] (clean frame ℓ: itself; noisy ℓ: clean
+    ℓ-1) -> the frames before them [-, h_0..h_{L-2} | -, h_0..h_{L-3}] (a template where there is none)
+    and ``has_prev [B, 2L-1]``."""
+    B, F = template_trans.shape[0], template_trans.shape[1]
+    L = (F + 1) // 2
+    prev_rots = torch.cat([template_rots[:, :1], template_rots[:, :L - 1], template_rots[:, L:L + 1],
+                           template_rots[:, :L - 2]], 1)
+    prev_trans = torch.cat([template_trans[:, :1], template_trans[:, :L - 1], template_trans[:, L:L + 1],
+                            template_trans[:, :L - 2]], 1)
+    first = torch.zeros(F, dtype=template_trans.dtype, device=template_trans.device)
+    first[0] = 1.0
+    first[L] = 1.0
+    has_prev = (1.0 - first)[None].expand(B, F)
+    return prev_rots[:, :F], prev_trans[:, :F], has_prev
 
 
 LOW_T_MAX = 0.1  # upper end of the low-noise range that --low-t-fraction over-samples
@@ -285,4 +311,4 @@ def batch_to(batch: Batch, device: torch.device) -> Batch:
 
 UNKNOWN_RESTYPE = NUM_RESTYPES_WITH_UNKNOWN - 1  # index 20: the type a dropped residue shows
 
-__all__ = ["HistoryErrors", "perturb_history", "SelfHistory", "generate_history", "align_and_centre", "BlockCausalModel", "noise_levels", "training_losses", "batch_to"]
+__all__ = ["HistoryErrors", "perturb_history", "SelfHistory", "generate_history", "align_and_centre", "BlockCausalModel", "block_causal_previous", "noise_levels", "training_losses", "batch_to"]
