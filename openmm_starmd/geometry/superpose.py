@@ -8,12 +8,13 @@ import torch
 
 def kabsch(mobile: torch.Tensor, target: torch.Tensor, weights: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rigid motion (R ``[..., 3, 3]``, t ``[..., 3]``) minimising |R mobile + t - target| over points
-    ``[..., P, 3]`` (optional weights ``[..., P]``). A proper rotation (det +1)."""
+    ``[..., P, 3]`` (optional weights ``[..., P]``). A proper rotation (det +1). TorchScript-compatible."""
     if mobile.shape != target.shape or mobile.shape[-1] != 3:
-        raise ValueError(f"mobile and target must both be [..., P, 3]; got {tuple(mobile.shape)} and {tuple(target.shape)}")
+        raise ValueError("mobile and target must both be [..., P, 3]; got " + str(list(mobile.shape)) + " and " + str(list(target.shape)))
     if weights is None:
-        weights = torch.ones(mobile.shape[:-1], dtype=mobile.dtype, device=mobile.device)
-    w = (weights / weights.sum(-1, keepdim=True))[..., None]  # [..., P, 1]
+        w = torch.full(mobile.shape[:-1], 1.0 / mobile.shape[-2], dtype=mobile.dtype, device=mobile.device)[..., None]
+    else:
+        w = (weights / weights.sum(-1, keepdim=True))[..., None]  # [..., P, 1]
     mu_m = (w * mobile).sum(-2)
     mu_t = (w * target).sum(-2)
     a = mobile - mu_m[..., None, :]
@@ -21,8 +22,7 @@ def kabsch(mobile: torch.Tensor, target: torch.Tensor, weights: Optional[torch.T
     cov = torch.einsum("...pi,...pj->...ij", w * b, a).double()  # sum w b a^T
     u, _, vh = torch.linalg.svd(cov)
     d = torch.sign(torch.linalg.det(u @ vh))
-    diag = torch.ones(cov.shape[:-1], dtype=cov.dtype, device=cov.device)
-    diag[..., -1] = d
+    diag = torch.stack([torch.ones_like(d), torch.ones_like(d), d], dim=-1)
     rot = (u * diag[..., None, :]) @ vh
     rot = rot.to(mobile.dtype)
     return rot, mu_t - torch.einsum("...ij,...j->...i", rot, mu_m)

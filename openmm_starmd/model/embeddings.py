@@ -8,6 +8,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from openmm_starmd.geometry.superpose import kabsch
+
 NUM_RESTYPES_WITH_UNKNOWN = 21
 
 
@@ -86,15 +88,8 @@ def motion_features(rots: torch.Tensor, trans: torch.Tensor, prev_rots: torch.Te
     -> ``[B, F, N, 14]``.
     """
     B, Fr, N = trans.shape[0], trans.shape[1], trans.shape[2]
-    # Kabsch superposition of the previous frame's Cα onto this frame's (TorchScript-compatible)
-    mu_prev = prev_trans.mean(dim=2, keepdim=True)
-    mu = trans.mean(dim=2, keepdim=True)
-    cov = torch.einsum("bfni,bfnj->bfij", trans - mu, prev_trans - mu_prev).double()  # sum b aᵀ
-    u, _, vh = torch.linalg.svd(cov)
-    sign = torch.sign(torch.linalg.det(u @ vh))
-    diag = torch.stack([torch.ones_like(sign), torch.ones_like(sign), sign], dim=-1)
-    rot = ((u * diag[..., None, :]) @ vh).to(trans.dtype)  # [B, F, 3, 3]: prev -> this frame
-    moved = torch.einsum("bfij,bfnj->bfni", rot, prev_trans - mu_prev) + mu
+    rot, shift = kabsch(prev_trans, trans)  # [B, F, 3, 3], [B, F, 3]: the previous frame's Cα onto this frame's
+    moved = torch.einsum("bfij,bfnj->bfni", rot, prev_trans) + shift[:, :, None, :]
     moved_rots = rot[:, :, None] @ prev_rots
     disp = torch.einsum("bfnij,bfni->bfnj", rots, trans - moved) * 10.0  # Å, in this frame's axes
     eye = torch.eye(3, dtype=trans.dtype, device=trans.device)
