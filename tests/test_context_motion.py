@@ -14,7 +14,7 @@ from openmm_starmd.model.embeddings import MOTION_FEATURES, motion_features
 from openmm_starmd.model.export import script_core
 from openmm_starmd.training.block_causal import BlockCausalModel, block_causal_previous, training_losses
 from openmm_starmd.training.losses import LossConfig
-from test_generalising_inputs import L, N, _batch, _frames, _perturb
+from test_generalising_inputs import L, N, _batch, _cached_error, _frames, _perturb
 
 
 def _pair(seed=0):
@@ -73,16 +73,7 @@ def _cached_vs_full_error(core, B, seed):
         r_full, x_full, tor_full, _ = model(aatype, resid, chain, None, None, rots, trans,
                                             torch.cat([torch.zeros(B, L), t_noisy], 1), log_stride,
                                             block_causal_frame_index(L), block_causal_mask(L), tmpl_r, tmpl_t)
-    core.start(aatype, resid, chain, L)
-    err = 0.0
-    for ell in range(L):
-        if ell > 0:
-            r0, x0, tor = core.denoise(noisy[ell - 1][0], noisy[ell - 1][1], float(t_noisy[0, ell - 1]), log_stride)
-            j = L + ell - 1  # replicas share t in the cached call: compare replica 0
-            err = max(err, (x0[0] - x_full[0, j]).abs().max().item(), (r0[0] - r_full[0, j]).abs().max().item(),
-                      (tor[0] - tor_full[0, j]).abs().max().item())
-        core.append_frame(clean[ell][0], clean[ell][1], log_stride, 0.0)
-    return err
+    return _cached_error(core, aatype, resid, clean, noisy, t_noisy, log_stride, (r_full, x_full, tor_full))
 
 
 def test_cached_denoise_equals_block_causal_training_pass_with_motion():

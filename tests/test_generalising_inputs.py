@@ -86,6 +86,14 @@ def _cached_vs_full_error(core, B, seed, window=0, sink=0):
         r_full, x_full, tor_full, _ = net.forward_frames(s_seq, z_static, aatype, resid, rots, trans,
                                                          torch.cat([torch.zeros(B, L), t_noisy], 1), log_stride, pos,
                                                          mask, [], [], 0, False, tmpl_r, tmpl_t)
+    return _cached_error(core, aatype, resid, clean, noisy, t_noisy, log_stride, (r_full, x_full, tor_full), window, sink)
+
+
+def _cached_error(core, aatype, resid, clean, noisy, t_noisy, log_stride, full, window=0, sink=0):
+    """Largest difference between the KV-cached denoiser of noisy frame ℓ (after appending clean
+    frames < ℓ) and the full pass's outputs ``full`` = (rots, trans, torsions) of the block-causal
+    sequence [clean 0..L-1 | noisy 1..L-1]."""
+    r_full, x_full, tor_full = full
     core.start(aatype, resid, torch.zeros_like(resid), L)
     core.set_window(window)
     core.set_sink(sink)
