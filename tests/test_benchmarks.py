@@ -310,3 +310,26 @@ def test_context_mobility_of_an_untrained_template_start_is_no_motion_after_any_
     with pytest.raises(SystemExit):
         context_mobility.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
                                "--history", "0", "--out", str(out)])
+
+
+def test_jump_by_diffusion_time_of_an_untrained_template_start_is_no_motion_from_any_start(tmp_path):
+    """An untrained template-start network returns its context frame from any noisy input, so the
+    final frame is the context frame whatever t* the reverse process starts from: jump ~0 Å and the
+    distance to the truth is MD's own jump, which is positive."""
+    import json
+
+    import jump_by_diffusion_time
+
+    data = _untrained_template_start(tmp_path)
+    out = tmp_path / "jumps"
+    assert jump_by_diffusion_time.main(["--model", str(tmp_path / "m.pt"), "--data", str(data), "--systems", "villin",
+                                        "--lag-ns", "0.05", "--starts", "2", "--context", "2", "--repeats", "1",
+                                        "--num-steps", "6", "--t-star", "1", "0.3", "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())["systems"]["villin"]
+    assert report["md_jump_angstrom"] > 0.05 and report["frames"] == 2
+    assert [r["t_star"] for r in report["rows"]] == [1.0, 0.3]
+    assert report["rows"][0]["start_t"] == 1.0 and report["rows"][1]["start_t"] <= 0.3 + 1e-6
+    for row in report["rows"]:
+        assert row["jump_angstrom"] < 0.01 and row["jump_ratio"] < 0.01
+        assert abs(row["to_truth_angstrom"] - report["md_jump_angstrom"]) < 0.01
+    assert "| villin |" in out.with_suffix(".md").read_text()

@@ -245,3 +245,36 @@ def test_ca_rg_loss_is_the_squared_radius_of_gyration_error_and_rigid_invariant(
     shrunk.requires_grad_(True)
     ca_rg_loss(shrunk, true, mask).sum().backward()
     assert shrunk.grad[0, 0, 2, 0] < 0 and shrunk.grad[0, 0, 2, 1] < 0
+
+
+def test_time_limits_drop_the_structure_terms_above_them_and_nothing_else(diffuser):
+    target = _target(diffuser, seed=6)
+    target = target._replace(t=torch.tensor([[0.05, 0.3, 0.9], [0.1, 0.5, 0.02]]))
+    perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
+    off = perfect._replace(trans=target.trans_0 * 0.7, rots=target.rots_0.transpose(-1, -2))  # wrong everywhere
+    weights = dict(ca_bond_weight=5.0, ca_clash_weight=20.0, ca_rg_weight=0.5, ca_bond_max_nm=10.0)
+    every = compute_losses(diffuser, off, target, LossConfig(**weights))
+    limited = compute_losses(diffuser, off, target, LossConfig(**weights, ca_max_t=0.1, fape_max_t=0.1))
+    low = (target.t <= 0.1).float()  # frames (0, 0), (1, 0), (1, 2)
+    assert int(low.sum()) == 3
+    # each limited term is the per-frame term zeroed above the limit, averaged over all frames
+    for name in ("ca_bond", "ca_clash", "ca_rg", "bb_fape", "sc_fape"):
+        per_frame = []
+        for b in range(B):
+            for f in range(F):
+                one = target._replace(**{k: getattr(target, k)[b:b + 1, f:f + 1] for k in ("rots_0", "trans_0", "rots_t", "trans_t",
+                                                                                            "t", "torsions", "torsions_alt")},
+                                      torsion_mask=target.torsion_mask[b:b + 1], residue_mask=target.residue_mask[b:b + 1],
+                                      aatype=target.aatype[b:b + 1])
+                pred = Prediction(*(x[b:b + 1, f:f + 1] for x in off))
+                per_frame.append(float(compute_losses(diffuser, pred, one, LossConfig(**weights))[name]))
+        per_frame = torch.tensor(per_frame).view(B, F)
+        assert (per_frame > 0).all(), name
+        assert torch.isclose(every[name], per_frame.mean(), rtol=1e-4), name
+        assert torch.isclose(limited[name], (per_frame * low).mean(), rtol=1e-4), name
+    # the score, torsion and low-t coordinate terms do not change
+    for name in ("rot_score", "trans_score", "torsion", "bb_coord", "dist_map"):
+        assert torch.isclose(limited[name], every[name], rtol=1e-6), name
+    # a limit of 1 is the default: every t counts
+    same = compute_losses(diffuser, off, target, LossConfig(**weights, ca_max_t=1.0, fape_max_t=1.0))
+    assert torch.isclose(same["total"], every["total"], rtol=1e-6)
