@@ -254,7 +254,7 @@ def test_time_limits_drop_the_structure_terms_above_them_and_nothing_else(diffus
     off = perfect._replace(trans=target.trans_0 * 0.7, rots=target.rots_0.transpose(-1, -2))  # wrong everywhere
     weights = dict(ca_bond_weight=5.0, ca_clash_weight=20.0, ca_rg_weight=0.5, ca_bond_max_nm=10.0)
     every = compute_losses(diffuser, off, target, LossConfig(**weights))
-    limited = compute_losses(diffuser, off, target, LossConfig(**weights, ca_max_t=0.1, fape_max_t=0.1))
+    limited = compute_losses(diffuser, off, target, LossConfig(**weights, ca_bond_max_t=0.1, ca_clash_max_t=0.1, ca_rg_max_t=0.1, fape_max_t=0.1))
     low = (target.t <= 0.1).float()  # frames (0, 0), (1, 0), (1, 2)
     assert int(low.sum()) == 3
     # each limited term is the per-frame term zeroed above the limit, averaged over all frames
@@ -276,5 +276,5 @@ def test_time_limits_drop_the_structure_terms_above_them_and_nothing_else(diffus
     for name in ("rot_score", "trans_score", "torsion", "bb_coord", "dist_map"):
         assert torch.isclose(limited[name], every[name], rtol=1e-6), name
     # a limit of 1 is the default: every t counts
-    same = compute_losses(diffuser, off, target, LossConfig(**weights, ca_max_t=1.0, fape_max_t=1.0))
+    same = compute_losses(diffuser, off, target, LossConfig(**weights, ca_bond_max_t=1.0, ca_clash_max_t=1.0, ca_rg_max_t=1.0, fape_max_t=1.0))
     assert torch.isclose(same["total"], every["total"], rtol=1e-6)

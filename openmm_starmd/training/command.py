@@ -73,9 +73,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ca-rg-weight", type=float, default=0.0, help="weight of the Cα radius-of-gyration error "
                         "of each predicted frame, at every diffusion time (Å²; 0: off). Acts against rollouts that "
                         "compact beyond MD")
-    parser.add_argument("--ca-loss-max-t", type=float, default=1.0, help="the Cα bond, excluded-volume and Rg losses "
-                        "count only at diffusion times t <= this (default 1: every t). Above t ≈ 0.1 they outweigh "
-                        "the score loss, so x̂₀ there is one valid chain near the context, not the conditional mean")
+    parser.add_argument("--ca-bond-max-t", type=float, default=1.0, help="the Cα bond loss counts only at diffusion "
+                        "times t <= this (default 1: every t). Above t ≈ 0.1 it outweighs the score loss, so x̂₀ there "
+                        "is one valid chain near the context rather than the conditional mean")
+    parser.add_argument("--ca-clash-max-t", type=float, default=1.0, help="the same for the Cα excluded-volume loss")
+    parser.add_argument("--ca-rg-max-t", type=float, default=1.0, help="the same for the Cα radius-of-gyration loss")
     parser.add_argument("--fape-max-t", type=float, default=1.0, help="the backbone and side-chain FAPE losses count "
                         "only at diffusion times t <= this (default 1: every t, as in the paper)")
     parser.add_argument("--history-error-angstrom", type=float, default=0.0, help="train on history frames (context and "
@@ -154,7 +156,8 @@ def config_from_args(args):
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
         loss=LossConfig(ca_bond_weight=args.ca_bond_weight, ca_clash_weight=args.ca_clash_weight,
-                        ca_rg_weight=args.ca_rg_weight, ca_max_t=args.ca_loss_max_t, fape_max_t=args.fape_max_t),
+                        ca_rg_weight=args.ca_rg_weight, ca_bond_max_t=args.ca_bond_max_t,
+                        ca_clash_max_t=args.ca_clash_max_t, ca_rg_max_t=args.ca_rg_max_t, fape_max_t=args.fape_max_t),
         history_errors=HistoryErrors(args.history_error_angstrom, args.history_error_degrees, args.history_error_prob),
         low_t_fraction=args.low_t_fraction,
         self_history=SelfHistory(args.self_history_prob, args.self_history_steps, args.self_history_noise,

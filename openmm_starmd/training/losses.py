@@ -23,8 +23,8 @@ Term definitions (shapes: B batch, F target frames, N residues):
   ``dist_map_cutoff_nm`` (FrameDiff: 6 Å) in the truth.
 
 The last two only count where ``t <= low_t_threshold``. Three optional terms (weight 0: off) count
-at every t up to ``ca_max_t``: the consecutive-Cα distance error (``ca_bond``), Cα excluded volume
-(``ca_clash``) and the Cα radius-of-gyration error of each frame (``ca_rg``, against compaction).
+at every t up to their ``*_max_t``: the consecutive-Cα distance error (``ca_bond``), Cα excluded
+volume (``ca_clash``) and the Cα radius-of-gyration error of each frame (``ca_rg``, against compaction).
 The FAPE terms count up to ``fape_max_t`` (default: every t, as in the paper).
 
 Why the limits exist: the score loss weighs an x̂₀ error by the signal-to-noise ratio, so above
@@ -65,7 +65,9 @@ class LossConfig:
     ca_clash_floor_nm: float = 3.8 * NM_PER_ANGSTROM  # or the true distance where that is shorter
     ca_rg_weight: float = 0.0  # Cα radius-of-gyration error at every t (Å²; rollouts that compact shrink it)
     low_t_threshold: float = 0.25  # bb_coord and dist_map only for t <= this
-    ca_max_t: float = 1.0  # ca_bond, ca_clash and ca_rg only for t <= this (1: every t)
+    ca_bond_max_t: float = 1.0  # ca_bond only for t <= this (1: every t)
+    ca_clash_max_t: float = 1.0  # ca_clash only for t <= this
+    ca_rg_max_t: float = 1.0  # ca_rg only for t <= this
     fape_max_t: float = 1.0  # bb_fape and sc_fape only for t <= this (1: every t, the paper's)
     torsion_norm_weight: float = 0.02  # AF2 angle-norm term inside the torsion loss
     fape_clamp_nm: float = 10.0 * NM_PER_ANGSTROM
@@ -274,12 +276,14 @@ def compute_losses(diffuser: SE3Diffuser, pred: Prediction, target: Target, cfg:
     bonded = (residue_mask[:, None, 1:] * residue_mask[:, None, :-1]) * (d_true < cfg.ca_bond_max_nm).to(d_true)
     ca_bond = _masked_mean(((d_pred - d_true) * ANGSTROM_PER_NM) ** 2, bonded, -1)  # [B, F]
 
-    ca_t = (target.t <= cfg.ca_max_t).to(ca_bond)  # [B, F]
-    fape_t = (target.t <= cfg.fape_max_t).to(ca_bond)
+    def up_to(max_t: float) -> torch.Tensor:  # [B, F]: 1 where a term limited to t <= max_t counts
+        return (target.t <= max_t).to(ca_bond)
+
+    fape_t = up_to(cfg.fape_max_t)
     terms = {
-        "ca_bond": (ca_bond * ca_t).mean(),
-        "ca_clash": (ca_clash_loss(pred.trans, target.trans_0, residue_mask, cfg.ca_clash_floor_nm) * ca_t).mean(),
-        "ca_rg": (ca_rg_loss(pred.trans, target.trans_0, residue_mask) * ca_t).mean(),
+        "ca_bond": (ca_bond * up_to(cfg.ca_bond_max_t)).mean(),
+        "ca_clash": (ca_clash_loss(pred.trans, target.trans_0, residue_mask, cfg.ca_clash_floor_nm) * up_to(cfg.ca_clash_max_t)).mean(),
+        "ca_rg": (ca_rg_loss(pred.trans, target.trans_0, residue_mask) * up_to(cfg.ca_rg_max_t)).mean(),
         "rot_score": rot.mean(), "trans_score": trans.mean(), "torsion": tors.mean(), "bb_fape": (bb_fape * fape_t).mean(),
         "sc_fape": (sc_fape * fape_t).mean(), "bb_coord": (bb_coord * low_t).sum() / low_t_frames,
         "dist_map": (dist_map * low_t).sum() / low_t_frames,
