@@ -28,11 +28,15 @@ volume (``ca_clash``) and the Cα radius-of-gyration error of each frame (``ca_r
 The FAPE terms count up to ``fape_max_t`` (default: every t, as in the paper).
 
 Why the limits exist: the score loss weighs an x̂₀ error by the signal-to-noise ratio, so above
-t ≈ 0.1 it is weak (per Å² of Cα error 0.26 at t = 0.1, 0.06 at t = 0.2, 0.02 at t = 0.3), and a
-Cα bond loss of weight 5 outweighs it by 20-250×. There the structure terms, not score matching,
-decide x̂₀: it becomes one chain-valid structure near the context rather than the conditional mean
-the reverse SDE needs, and samples move less than MD. Terms averaged over frames where they count
-are divided by the number of all target frames, so a limit lowers the term's weight, never raises it.
+t ≈ 0.1 it is weak: per Å² of one residue's Cα error (averaged over residues) it weighs 0.56 at
+t = 0.02, 0.029 at t = 0.1, 0.0064 at t = 0.2 and 0.0022 at t = 0.3, while a Cα bond loss of
+weight 5 weighs each Å² of a bond-length error (averaged over bonds) 5 at every t. Above t ≈ 0.1
+the structure terms, not score matching, decide x̂₀ wherever they disagree with the mean (the mean
+of a broad next frame has short Cα-Cα distances): x̂₀ becomes one chain-valid structure near the
+context rather than the conditional mean the reverse SDE needs, and samples move less than MD.
+A limited term is zero on the frames above its limit and still divided by all target frames, so a
+limit lowers the term's weight, never raises it. Measured: benchmarks/results/ablation_small_v3.md,
+rows 63-64.
 """
 from __future__ import annotations
 
