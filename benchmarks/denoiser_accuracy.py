@@ -38,24 +38,36 @@ def _bonds_nm(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).norm(dim=-1)
 
 
-def measure(core, trajectories, lag_ns: float, starts: int, seed: int) -> list[dict]:
-    """Rows per noise level for one system (see the module doc)."""
-    f = trajectories[0]
+def md_frames_at_lag(f, lag_ns: float):
+    """One trajectory's frames for a lag: the lag in frames, rots ``[T, N, 3, 3]``, trans ``[T, N, 3]`` (nm,
+    float32) and log10(lag / ns) ``[1]``. Raises if the trajectory is not longer than the lag."""
     lag = int(round(lag_ns * 1000.0 / f.frame_interval_ps))
     if f.num_frames <= lag:
         raise ValueError(f"trajectory of {f.num_frames} frames is shorter than the lag of {lag} frames")
     rots = quat_to_rotmat(torch.from_numpy(f.quats)).float()
     trans = torch.from_numpy(f.trans).float()
-    log10_stride = torch.full([1], math.log10(lag_ns))
+    return lag, rots, trans, torch.full([1], math.log10(lag_ns))
+
+
+def aligned_target(rots: torch.Tensor, trans: torch.Tensor, k: int, lag: int):
+    """MD frame k + lag superposed onto the centred frame k (Cα Kabsch, as the rollout aligns):
+    rots ``[1, N, 3, 3]`` and trans ``[1, N, 3]``."""
+    rot, shift = kabsch(trans[k + lag][None], (trans[k] - trans[k].mean(0))[None])
+    x_true = torch.einsum("bij,nj->bni", rot, trans[k + lag]) + shift[:, None]
+    return rot[:, None] @ rots[k + lag][None], x_true
+
+
+def measure(core, trajectories, lag_ns: float, starts: int, seed: int) -> list[dict]:
+    """Rows per noise level for one system (see the module doc)."""
+    f = trajectories[0]
+    lag, rots, trans, log10_stride = md_frames_at_lag(f, lag_ns)
     torch.manual_seed(seed)
     values = {t: [] for t in NOISE_LEVELS}
     for k in np.linspace(0, f.num_frames - lag - 1, starts).round().astype(int):
         core.start(torch.from_numpy(f.aatype)[None], torch.from_numpy(f.residue_index)[None],
                    torch.from_numpy(f.chain_index)[None], 4, None, None)
         core.append_frame(rots[k][None], trans[k][None], log10_stride, float(core.context_noise_t))
-        rot, shift = kabsch(trans[k + lag][None], (trans[k] - trans[k].mean(0))[None])
-        x_true = torch.einsum("bij,nj->bni", rot, trans[k + lag]) + shift[:, None]
-        r_true = rot[:, None] @ rots[k + lag][None]
+        r_true, x_true = aligned_target(rots, trans, k, lag)
         bonds_true = _bonds_nm(x_true)
         for t in NOISE_LEVELS:
             r_t, x_t = core.diffuser.forward_marginal(r_true, x_true, torch.full([1], t))

@@ -18,7 +18,6 @@ Writes ``OUT.json`` and ``OUT.md``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -27,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from openmm_starmd.geometry.so3 import quat_to_rotmat  # noqa: E402
-from openmm_starmd.geometry.superpose import kabsch, rmsd  # noqa: E402
+from denoiser_accuracy import aligned_target, md_frames_at_lag  # noqa: E402
+from openmm_starmd.geometry.superpose import rmsd  # noqa: E402
 from openmm_starmd.training.validation import _systems  # noqa: E402
 from reports import write_report  # noqa: E402
 
@@ -58,12 +57,7 @@ def measure(core, trajectories, lag_ns: float, starts: int, context: int, repeat
             noise_scale: float, noise_switch_t: float) -> dict:
     """MD's mean jump and, per t*, the mean jump and distance to the truth of the final frames (Å)."""
     f = trajectories[0]
-    lag = int(round(lag_ns * 1000.0 / f.frame_interval_ps))
-    if f.num_frames <= lag:
-        raise ValueError(f"trajectory of {f.num_frames} frames is shorter than the lag of {lag} frames")
-    rots = quat_to_rotmat(torch.from_numpy(f.quats)).float()
-    trans = torch.from_numpy(f.trans).float()
-    log10_stride = torch.full([1], math.log10(lag_ns))
+    lag, rots, trans, log10_stride = md_frames_at_lag(f, lag_ns)
     ts = core.diffuser.timesteps(num_steps, 1.0)
     first_k = min((context - 1) * lag, f.num_frames - lag - 1)
     md, rows = [], {t: ([], []) for t in t_stars}
@@ -72,9 +66,7 @@ def measure(core, trajectories, lag_ns: float, starts: int, context: int, repeat
                    torch.from_numpy(f.chain_index)[None], context + 1, None, None)
         for j in range(min(context, k // lag + 1) - 1, -1, -1):
             core.append_frame(rots[k - j * lag][None], trans[k - j * lag][None], log10_stride, float(core.context_noise_t))
-        rot, shift = kabsch(trans[k + lag][None], (trans[k] - trans[k].mean(0))[None])
-        x_true = torch.einsum("bij,nj->bni", rot, trans[k + lag]) + shift[:, None]
-        r_true = rot[:, None] @ rots[k + lag][None]
+        r_true, x_true = aligned_target(rots, trans, k, lag)
         md.append(float(rmsd(trans[k + lag], trans[k])) * 10.0)
         for t_star in t_stars:
             first = _first_step(ts, t_star)
