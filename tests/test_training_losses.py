@@ -278,3 +278,39 @@ def test_time_limits_drop_the_structure_terms_above_them_and_nothing_else(diffus
     # a limit of 1 is the default: every t counts
     same = compute_losses(diffuser, off, target, LossConfig(**weights, ca_bond_max_t=1.0, ca_clash_max_t=1.0, ca_rg_max_t=1.0, fape_max_t=1.0))
     assert torch.isclose(same["total"], every["total"], rtol=1e-6)
+
+
+def test_the_translation_score_loss_is_the_ca_x0_error_times_a_weight_that_falls_with_t(diffuser):
+    target = _target(diffuser, seed=7)
+    target = target._replace(t=torch.tensor([[0.02, 0.1, 0.3], [0.02, 0.1, 0.3]]))
+    perfect = Prediction(target.rots_0, target.trans_0, target.torsions, target.torsions)
+    cfg = LossConfig(ca_x0_weight=1.0)
+    assert float(compute_losses(diffuser, perfect, target, cfg)["ca_x0"]) == 0.0
+    shifted = perfect._replace(trans=target.trans_0 + 0.3)
+    assert float(compute_losses(diffuser, shifted, target, cfg)["ca_x0"]) < 1e-8
+    ratios = []
+    for shift, scale in ((0.05, 0.9), (0.0, 0.8), (0.1, 1.2)):  # three different wrong predictions (nm)
+        off = perfect._replace(trans=target.trans_0 * scale + shift)
+        _, trans = score_losses(diffuser, off.rots, off.trans, target)  # [B, F]
+        per_frame = torch.stack([torch.stack([compute_losses(diffuser, Prediction(*(x[b:b + 1, f:f + 1] for x in off)),
+                                                             target._replace(**{k: getattr(target, k)[b:b + 1, f:f + 1] for k in (
+                                                                 "rots_0", "trans_0", "rots_t", "trans_t", "t", "torsions", "torsions_alt")},
+                                                                 torsion_mask=target.torsion_mask[b:b + 1],
+                                                                 residue_mask=target.residue_mask[b:b + 1], aatype=target.aatype[b:b + 1]),
+                                                             cfg)["ca_x0"] for f in range(F)]) for b in range(B)])
+        # ca_x0 is the mean over residues of the squared Cα error in Å², blind to a shift of the whole frame
+        d = off.trans - target.trans_0
+        d = d - d.mean(-2, keepdim=True)
+        err = ((d * 10.0) ** 2).sum(-1).mean(-1)
+        assert torch.allclose(per_frame, err, rtol=1e-4)
+        ratios.append(trans / per_frame)
+    # the score loss is the same error times a weight that depends on t only, and falls with t
+    for r in ratios[1:]:
+        assert torch.allclose(r, ratios[0], rtol=1e-3)
+    w = ratios[0][0]
+    assert w[0] > w[1] > w[2] > 0
+    # the weighted term enters the total
+    off = perfect._replace(trans=target.trans_0 * 0.9)
+    with_x0 = compute_losses(diffuser, off, target, LossConfig(ca_x0_weight=0.5))
+    without = compute_losses(diffuser, off, target, LossConfig())
+    assert torch.isclose(with_x0["total"] - without["total"], 0.5 * with_x0["ca_x0"], rtol=1e-4)

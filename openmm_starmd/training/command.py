@@ -73,6 +73,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ca-rg-weight", type=float, default=0.0, help="weight of the Cα radius-of-gyration error "
                         "of each predicted frame, at every diffusion time (Å²; 0: off). Acts against rollouts that "
                         "compact beyond MD")
+    parser.add_argument("--ca-x0-weight", type=float, default=0.0, help="weight of the squared Cα error of x̂₀ at every "
+                        "diffusion time (Å²; 0: off). The translation score loss weighs the same error by the "
+                        "signal-to-noise ratio, which is small above t ≈ 0.1; this puts a floor under that weight")
     parser.add_argument("--ca-bond-max-t", type=float, default=1.0, help="the Cα bond loss counts only at diffusion "
                         "times t <= this (default 1: every t). Above t ≈ 0.1 it outweighs the score loss, so x̂₀ there "
                         "is one valid chain near the context rather than the conditional mean")
@@ -156,7 +159,7 @@ def config_from_args(args):
         plot_path=args.plot_path, seed=args.seed, holdout=tuple(args.holdout) + read_split(args.holdout_file), reindex_every=args.reindex_every,
         cache_dir=args.cache_dir, device=args.device, bf16=not args.no_bf16, progress=not args.no_progress,
         loss=LossConfig(ca_bond_weight=args.ca_bond_weight, ca_clash_weight=args.ca_clash_weight,
-                        ca_rg_weight=args.ca_rg_weight, ca_bond_max_t=args.ca_bond_max_t,
+                        ca_rg_weight=args.ca_rg_weight, ca_x0_weight=args.ca_x0_weight, ca_bond_max_t=args.ca_bond_max_t,
                         ca_clash_max_t=args.ca_clash_max_t, ca_rg_max_t=args.ca_rg_max_t, fape_max_t=args.fape_max_t),
         history_errors=HistoryErrors(args.history_error_angstrom, args.history_error_degrees, args.history_error_prob),
         low_t_fraction=args.low_t_fraction,

@@ -25,6 +25,10 @@ Term definitions (shapes: B batch, F target frames, N residues):
 The last two only count where ``t <= low_t_threshold``. Three optional terms (weight 0: off) count
 at every t up to their ``*_max_t``: the consecutive-Cα distance error (``ca_bond``), Cα excluded
 volume (``ca_clash``) and the Cα radius-of-gyration error of each frame (``ca_rg``, against compaction).
+A fourth optional term, ``ca_x0``, is the squared Cα error of x̂₀ (Å², mean over residues, centred)
+at every t.
+The translation score loss is this same error times a weight that falls with t, so ``ca_x0`` puts a
+floor under that weight; its minimiser is still the conditional mean.
 The FAPE terms count up to ``fape_max_t`` (default: every t, as in the paper).
 
 Why the limits exist: the score loss weighs an x̂₀ error by the signal-to-noise ratio, so above
@@ -68,6 +72,7 @@ class LossConfig:
     ca_clash_weight: float = 0.0  # Cα pairs |i - j| >= 2 closer than the floor below, at every t (Å² per residue)
     ca_clash_floor_nm: float = 3.8 * NM_PER_ANGSTROM  # or the true distance where that is shorter
     ca_rg_weight: float = 0.0  # Cα radius-of-gyration error at every t (Å²; rollouts that compact shrink it)
+    ca_x0_weight: float = 0.0  # Cα x̂₀ squared error at every t (Å²): a floor under the score loss's SNR weight
     low_t_threshold: float = 0.25  # bb_coord and dist_map only for t <= this
     ca_bond_max_t: float = 1.0  # ca_bond only for t <= this (1: every t)
     ca_clash_max_t: float = 1.0  # ca_clash only for t <= this
@@ -95,7 +100,7 @@ class LossConfig:
         return {"rot_score": self.rot_score_weight, "trans_score": self.trans_score_weight, "torsion": self.torsion_weight,
                 "bb_fape": self.bb_fape_weight, "sc_fape": self.sc_fape_weight, "bb_coord": self.bb_coord_weight,
                 "dist_map": self.dist_map_weight, "ca_bond": self.ca_bond_weight, "ca_clash": self.ca_clash_weight,
-                "ca_rg": self.ca_rg_weight}
+                "ca_rg": self.ca_rg_weight, "ca_x0": self.ca_x0_weight}
 
 
 class Prediction(NamedTuple):
@@ -280,6 +285,13 @@ def compute_losses(diffuser: SE3Diffuser, pred: Prediction, target: Target, cfg:
     bonded = (residue_mask[:, None, 1:] * residue_mask[:, None, :-1]) * (d_true < cfg.ca_bond_max_nm).to(d_true)
     ca_bond = _masked_mean(((d_pred - d_true) * ANGSTROM_PER_NM) ** 2, bonded, -1)  # [B, F]
 
+    # Cα x̂₀ error in Å² (mean over present residues, both centred as the score is), every t: the translation
+    # score loss is this times a weight that falls with t (SNR weighting), so a weight here sets a floor under it
+    frame_residues = residue_mask[:, None].expand(B, F, N)
+    err = pred.trans - target.trans_0
+    err = err - _masked_mean(err, frame_residues[..., None], -2)[..., None, :]
+    ca_x0 = _masked_mean(((err * ANGSTROM_PER_NM) ** 2).sum(-1), frame_residues, -1)  # [B, F]
+
     def up_to(max_t: float) -> torch.Tensor:  # [B, F]: 1 where a term limited to t <= max_t counts
         return (target.t <= max_t).to(ca_bond)
 
@@ -288,6 +300,7 @@ def compute_losses(diffuser: SE3Diffuser, pred: Prediction, target: Target, cfg:
         "ca_bond": (ca_bond * up_to(cfg.ca_bond_max_t)).mean(),
         "ca_clash": (ca_clash_loss(pred.trans, target.trans_0, residue_mask, cfg.ca_clash_floor_nm) * up_to(cfg.ca_clash_max_t)).mean(),
         "ca_rg": (ca_rg_loss(pred.trans, target.trans_0, residue_mask) * up_to(cfg.ca_rg_max_t)).mean(),
+        "ca_x0": ca_x0.mean(),
         "rot_score": rot.mean(), "trans_score": trans.mean(), "torsion": tors.mean(), "bb_fape": (bb_fape * fape_t).mean(),
         "sc_fape": (sc_fape * fape_t).mean(), "bb_coord": (bb_coord * low_t).sum() / low_t_frames,
         "dist_map": (dist_map * low_t).sum() / low_t_frames,

@@ -44,7 +44,7 @@ from openmm_starmd.training.distributed import DistributedContext, all_reduce_me
 from openmm_starmd.training.losses import LossConfig
 
 TRAIN_STATE_SUFFIX = ".train.pt"
-LOG_TERMS = ("total", "rot_score", "trans_score", "torsion", "bb_fape", "sc_fape", "bb_coord", "dist_map", "ca_bond", "ca_clash", "ca_rg")
+LOG_TERMS = ("total", "rot_score", "trans_score", "torsion", "bb_fape", "sc_fape", "bb_coord", "dist_map", "ca_bond", "ca_clash", "ca_rg", "ca_x0")
 
 
 @dataclass
