@@ -231,9 +231,26 @@ def test_ode_option_reaches_the_rollout_and_makes_the_sample_independent_of_the_
     sde_a, sde_b = first_sample(False, 0.2), first_sample(False, 1.0)
     assert (sde_a.trans - sde_b.trans).abs().max() > 1e-3  # nm
     assert (ode_a.trans - sde_b.trans).abs().max() > 1e-3
-    for bad in ("yes", 1, None):
+    for bad in ("yes", 1, 0.5):
         with pytest.raises(ValueError, match="GeneratorOptions.ode"):
             GeneratorOptions(ode=bad).validate()
+
+
+def test_weights_that_record_an_ode_stride_take_the_ode_from_that_stride_up_unless_the_user_names_the_sampler(tmp_path, tiny_path):
+    meta = {**VALIDATED_META, "recommended_ode_from_stride_ns": 0.06}
+    path = _checkpoint_with_meta(tmp_path / "ode_from.pt", meta)
+    sim = vacuum_simulation(villin_modeller())
+    start = positions_nm(sim)
+    for stride, user, expected in ((0.05, None, False), (0.06, None, True), (0.1, None, True),
+                                   (0.1, False, False), (0.05, True, True)):
+        sim.context.setPositions(start)
+        gen = StarMDGenerator(sim, path, stride=stride, relax=None, seed=1, options=GeneratorOptions(**{**FAST, "ode": user}))
+        assert gen.options.ode is expected and gen.rollout.ode is expected, (stride, user)
+    gen = StarMDGenerator(sim, path, relax=None, seed=1, options=GeneratorOptions(**FAST))  # the recommended 0.07 ns
+    assert gen.stride_ns == pytest.approx(0.07) and gen.rollout.ode is True
+    gen = StarMDGenerator(sim, tiny_path, stride=5.0, relax=None, seed=1, options=GeneratorOptions(**FAST))
+    assert gen.rollout.ode is False  # weights without the key: the SDE at every stride
+    assert GeneratorOptions().with_sampler_of(None).ode is False
 
 
 def test_stride_outside_the_validated_range_warns_once_with_one_range(tmp_path):

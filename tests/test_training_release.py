@@ -51,7 +51,8 @@ def test_release_from_a_training_state_takes_its_ema_and_records_the_card(tmp_pa
     trajectories = [{"key": "villin/R1", "frame_interval_ps": 10.0, "stride_frames": [1, 20]}]
     save_checkpoint(tmp_path / "run.pt", cfg, core.net.state_dict(), ema, {"step": 41, "trajectories": trajectories})
     card = {"validated_stride_ns": [0.1, 0.2], "recommended_stride_ns": 0.1, "recommended_num_steps": 30,
-            "recommended_noise_scale": 0.25, "recommended_time_spacing": 2.0, "stride_validation": "measured on a test"}
+            "recommended_noise_scale": 0.25, "recommended_time_spacing": 2.0, "recommended_ode_from_stride_ns": 0.15,
+            "stride_validation": "measured on a test"}
     manifest = release_weights(tmp_path / "run.state.pt", "v", tmp_path / "weights", card=card, parent_steps=(100,),
                                meta_from=tmp_path / "run.pt")
     assert manifest["optimiser_steps"] == 140 and manifest["recommended_noise_scale"] == 0.25
@@ -64,6 +65,7 @@ def test_release_from_a_training_state_takes_its_ema_and_records_the_card(tmp_pa
     got = stride_card(tmp_path / "weights" / "v.pt")
     assert got.validated == (0.1, 0.2) and got.recommended == 0.1 and (got.num_steps, got.noise_scale, got.time_spacing) == (30, 0.25, 2.0)
     assert got.trained == pytest.approx((0.01, 0.2))
+    assert got.ode_from_stride_ns == 0.15
     with pytest.raises(ValueError, match="unknown keys"):
         release_weights(tmp_path / "run.pt", "w", tmp_path / "weights", card={"noise": 0.3})
 
@@ -167,6 +169,11 @@ def test_shipped_default_describes_itself_consistently():
     assert options.noise_switch_t == manifest.get("recommended_noise_switch_t", 1.0)
     assert options.context_window == manifest.get("recommended_context_window", 0)
     assert options.context_sink == manifest.get("recommended_context_sink", 0)
+    assert options.ode is False  # no stride named: the SDE
+    ode_from = manifest.get("recommended_ode_from_stride_ns")
+    if ode_from is not None:
+        assert GeneratorOptions().with_sampler_of(stride_card("default"), ode_from).ode is True
+        assert f"at strides of {ode_from:g} ns and more, the probability-flow ODE instead" in summary
     switch = f" below diffusion time {options.noise_switch_t:g} (the exact SDE above it)" if options.noise_switch_t < 1 else ""
     assert (f"use {options.num_steps} reverse-diffusion steps per frame, noise scale {options.noise_scale:g}{switch} "
             f"and time spacing {options.time_spacing:g}") in summary

@@ -140,7 +140,8 @@ class StrideCard(NamedTuple):
     ``recommended_noise_switch_t``), and ``context_window`` the frames each generated frame attended
     to there (``recommended_context_window``; 0: the whole history) with ``context_sink`` first
     frames kept in view besides (``recommended_context_sink``), which the Generator takes when the
-    user names none."""
+    user names none. ``ode_from_stride_ns``: strides at or above it take the probability-flow ODE
+    instead of the reverse SDE (``recommended_ode_from_stride_ns``; None: the SDE at every stride)."""
 
     trained: Optional[tuple[float, float]]
     validated: Optional[tuple[float, float]]
@@ -152,6 +153,7 @@ class StrideCard(NamedTuple):
     noise_switch_t: Optional[float] = None
     context_window: Optional[int] = None
     context_sink: Optional[int] = None
+    ode_from_stride_ns: Optional[float] = None
 
 
 def _pair(value) -> Optional[tuple[float, float]]:
@@ -163,7 +165,7 @@ def _pair(value) -> Optional[tuple[float, float]]:
 
 CARD_KEYS = ("validated_stride_ns", "recommended_stride_ns", "stride_validation", "recommended_num_steps",
              "recommended_noise_scale", "recommended_time_spacing", "recommended_noise_switch_t",
-             "recommended_context_window", "recommended_context_sink")
+             "recommended_context_window", "recommended_context_sink", "recommended_ode_from_stride_ns")
 
 
 def manifest_beside(path: str | os.PathLike) -> Optional[dict]:
@@ -193,7 +195,8 @@ def stride_card(name_or_path: str | os.PathLike = "default") -> StrideCard:
 
     Read from the checkpoint's meta (``validated_stride_ns`` = [lo, hi], ``recommended_stride_ns``,
     ``stride_validation``, ``recommended_num_steps``, ``recommended_noise_scale``, ``recommended_time_spacing``,
-    ``recommended_noise_switch_t``, ``recommended_context_window``, ``recommended_context_sink``) and
+    ``recommended_noise_switch_t``, ``recommended_context_window``, ``recommended_context_sink``,
+    ``recommended_ode_from_stride_ns``) and
     from the release manifest, whose keys take precedence (the weights file is fixed by its
     SHA-256; the manifest can record a validation made after release): the shipped name's, or for a
     path the ``.json`` of the same name beside it when it records the file's SHA-256
@@ -206,14 +209,16 @@ def stride_card(name_or_path: str | os.PathLike = "default") -> StrideCard:
     else:
         manifest = manifest_beside(path) or {}
     meta.update({k: manifest[k] for k in CARD_KEYS if k in manifest})
-    recommended, steps, noise, spacing, switch, window, sink = (meta.get(k) for k in (
+    recommended, steps, noise, spacing, switch, window, sink, ode_from = (meta.get(k) for k in (
         "recommended_stride_ns", "recommended_num_steps", "recommended_noise_scale", "recommended_time_spacing",
-        "recommended_noise_switch_t", "recommended_context_window", "recommended_context_sink"))
+        "recommended_noise_switch_t", "recommended_context_window", "recommended_context_sink",
+        "recommended_ode_from_stride_ns"))
     return StrideCard(trained_stride_range(meta), _pair(meta.get("validated_stride_ns")),
                       None if recommended is None else float(recommended), str(meta.get("stride_validation", "")),
                       None if steps is None else int(steps), None if noise is None else float(noise),
                       None if spacing is None else float(spacing), None if switch is None else float(switch),
-                      None if window is None else int(window), None if sink is None else int(sink))
+                      None if window is None else int(window), None if sink is None else int(sink),
+                      None if ode_from is None else float(ode_from))
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: Optional[str | torch.device] = None,

@@ -77,7 +77,7 @@ class JumpRunConfig:
     noise_scale: Optional[float] = None
     time_spacing: Optional[float] = None
     noise_switch_t: Optional[float] = None
-    ode: bool = False  # GeneratorOptions.ode: the probability-flow ODE
+    ode: Optional[bool] = None  # GeneratorOptions.ode: the probability-flow ODE (None: the weights' choice for the stride)
     context_window: Optional[int] = None
     context_sink: Optional[int] = None
     gate_judge: str = "sample"
@@ -370,9 +370,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="diffusion time above which the reverse steps take the exact SDE (noise scale 1) and below "
                              "which --noise-scale (default: the one the weights were validated with, else 1: --noise-scale "
                              "at every step)")
-    parser.add_argument("--ode", action="store_true",
-                        help="integrate the probability-flow ODE instead of the reverse SDE (--noise-scale and "
-                             "--noise-switch-t are then unused): larger jumps, fewer valid frames; see docs/model_card.md")
+    parser.add_argument("--ode", action=argparse.BooleanOptionalAction, default=None,
+                        help="--ode integrates the probability-flow ODE instead of the reverse SDE (--noise-scale and "
+                             "--noise-switch-t are then unused): larger jumps, fewer valid frames; --no-ode the SDE "
+                             "(default: the weights' choice for the stride; see docs/model_card.md)")
     parser.add_argument("--context-window", type=int, default=None,
                         help="frames each generated frame attends to, itself included (default: the number the weights "
                              "were validated with, else 0: the whole history)")

@@ -119,12 +119,10 @@ class GeneratorOptions:
             while the steps below it take ``noise_scale``: the exact SDE's per-jump motion with a
             low-noise finish that keeps the chain geometry. 1: ``noise_scale`` at every step. None
             (default): the weights' ``recommended_noise_switch_t``, else 1.
-        ode: integrate the probability-flow ODE at every reverse step instead of the SDE
-            (``noise_scale`` and ``noise_switch_t`` are then unused). Larger jumps, fewer valid
-            frames: with the shipped weights at 1.25 ns on the validation proteins, 50 ODE steps
-            moved 1.23x as far per jump as the default sampler (0.46x against 0.39x MD's per-jump
-            RMSD) with 81.5 % against 85.6 % Cα-valid raw samples; at 0.1 ns 1.28x as far with 85.1 %
-            against 91.9 % (docs/model_card.md). Default False.
+        ode: True: integrate the probability-flow ODE at every reverse step instead of the SDE
+            (``noise_scale`` and ``noise_switch_t`` are then unused); False: the reverse SDE. Larger
+            jumps, fewer valid frames (docs/model_card.md). None (default): the weights' choice for
+            the stride, the ODE from their ``recommended_ode_from_stride_ns`` up, else the SDE.
         capacity_frames: initial KV-cache capacity (grown by replaying the history when needed).
         max_residues: refuse larger proteins (the error gives the memory estimate).
         device: torch device of the model (None: CUDA if available, else CPU; a loaded core keeps its own).
@@ -155,7 +153,7 @@ class GeneratorOptions:
     noise_scale: Optional[float] = None
     time_spacing: Optional[float] = None
     noise_switch_t: Optional[float] = None
-    ode: bool = False
+    ode: Optional[bool] = None
     capacity_frames: int = 64
     max_residues: int = 1500
     device: Optional[str] = None
@@ -188,8 +186,9 @@ class GeneratorOptions:
         switch = self.noise_switch_t
         if switch is not None and (isinstance(switch, bool) or not isinstance(switch, (int, float)) or not 0 <= switch <= 1):
             raise ValueError(f"GeneratorOptions.noise_switch_t: expected a diffusion time in [0, 1] or None, got {switch!r}")
-        if not isinstance(self.ode, (bool, np.bool_)):
-            raise ValueError(f"GeneratorOptions.ode: expected True (probability-flow ODE) or False (reverse SDE), got {self.ode!r}")
+        if self.ode is not None and not isinstance(self.ode, (bool, np.bool_)):
+            raise ValueError(f"GeneratorOptions.ode: expected True (probability-flow ODE), False (reverse SDE) or None "
+                             f"(the weights' choice for the stride), got {self.ode!r}")
         window = self.context_window
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 0 or window == 1):
             raise ValueError(f"GeneratorOptions.context_window: expected 0 (whole history), an int >= 2 or None, got {window!r}")
@@ -203,19 +202,25 @@ class GeneratorOptions:
         self.relax_config.validate()
         return self
 
-    def with_sampler_of(self, card) -> "GeneratorOptions":
+    def with_sampler_of(self, card, stride_ns: Optional[float] = None) -> "GeneratorOptions":
         """These options with ``num_steps``/``noise_scale``/``time_spacing``/``noise_switch_t``/
         ``context_window``/``context_sink`` left at None filled from ``card`` (a
         :class:`~openmm_starmd.model.checkpoint.StrideCard` or None), else from the fallbacks
         (:data:`FALLBACK_NUM_STEPS`, :data:`FALLBACK_NOISE_SCALE`, :data:`FALLBACK_TIME_SPACING`,
-        :data:`FALLBACK_NOISE_SWITCH_T`, :data:`FALLBACK_CONTEXT_WINDOW`, :data:`FALLBACK_CONTEXT_SINK`)."""
+        :data:`FALLBACK_NOISE_SWITCH_T`, :data:`FALLBACK_CONTEXT_WINDOW`, :data:`FALLBACK_CONTEXT_SINK`).
+        ``ode`` left at None becomes True where ``stride_ns`` is at least the card's
+        ``ode_from_stride_ns``, else False (also when ``stride_ns`` is None)."""
         steps = self.num_steps if self.num_steps is not None else getattr(card, "num_steps", None)
         noise = self.noise_scale if self.noise_scale is not None else getattr(card, "noise_scale", None)
         spacing = self.time_spacing if self.time_spacing is not None else getattr(card, "time_spacing", None)
         switch = self.noise_switch_t if self.noise_switch_t is not None else getattr(card, "noise_switch_t", None)
         window = self.context_window if self.context_window is not None else getattr(card, "context_window", None)
         sink = self.context_sink if self.context_sink is not None else getattr(card, "context_sink", None)
-        return replace(self, num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
+        ode = self.ode
+        if ode is None:
+            ode_from = getattr(card, "ode_from_stride_ns", None)
+            ode = ode_from is not None and stride_ns is not None and float(stride_ns) >= float(ode_from) * (1 - 1e-9)
+        return replace(self, ode=bool(ode), num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
                        context_window=FALLBACK_CONTEXT_WINDOW if window is None else int(window),
                        context_sink=FALLBACK_CONTEXT_SINK if sink is None else int(sink),
                        noise_scale=FALLBACK_NOISE_SCALE if noise is None else float(noise),
@@ -512,17 +517,17 @@ class StarMDGenerator:
         warn_chain_gaps(self.pmap, positions)
         self.core = _resolve_model(model, self.options.device, self.options.scripted)
         card = _stride_card(model)
-        self.options = self.options.with_sampler_of(card)
         self.trained_stride_ns = None if card is None else card.trained
         self.validated_stride_ns = None if card is None else card.validated
         self.recommended_stride_ns = None if card is None else card.recommended
-        self._check_size()
         if self.stride_ns is None:
             if self.recommended_stride_ns is None:
                 raise ValueError("stride=None takes the stride the model's checkpoint recommends, but this model records "
                                  "none (a loaded core, or a checkpoint without 'recommended_stride_ns' in its meta); pass a "
                                  "stride, e.g. stride=0.05*unit.nanoseconds")
             self.stride_ns = self.recommended_stride_ns
+        self.options = self.options.with_sampler_of(card, self.stride_ns)
+        self._check_size()
         self._residue_of_atom = np.array([a.residue.index for a in simulation.topology.atoms()], dtype=np.int64)
         self.steps_per_jump = self._steps_for(self.stride_ns)
         self.temperature_k = _integrator_temperature(simulation)

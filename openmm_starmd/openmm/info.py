@@ -52,14 +52,17 @@ def describe(model: str = "default") -> str:
                      + ("" if card.recommended is None else f"{'; ' if card.validated else ''}recommended stride {card.recommended:g} ns"))
     options = GeneratorOptions().with_sampler_of(card)
     recorded = any(v is not None for v in (card.num_steps, card.noise_scale, card.time_spacing, card.noise_switch_t,
-                                           card.context_window, card.context_sink))
+                                           card.context_window, card.context_sink, card.ode_from_stride_ns))
     source = "recorded with these weights" if recorded else "GeneratorOptions' fallbacks"
     if recorded and card.context_window is None:
         source += ", the window excepted"
     lines.append(f"sampling:    StarMDGenerator and 'starmd generate' use {options.num_steps} reverse-diffusion steps "
                  f"per frame, noise scale {options.noise_scale:g}"
                  + (f" below diffusion time {options.noise_switch_t:g} (the exact SDE above it)" if options.noise_switch_t < 1 else "")
-                 + f" and time spacing {options.time_spacing:g}, each frame attending to "
+                 + f" and time spacing {options.time_spacing:g}"
+                 + ("" if card.ode_from_stride_ns is None else
+                    f" (at strides of {card.ode_from_stride_ns:g} ns and more, the probability-flow ODE instead)")
+                 + ", each frame attending to "
                  + (f"the last {options.context_window} frames" if options.context_window else "the whole history")
                  + (f" and the first {options.context_sink} (the start)" if options.context_window and options.context_sink else "")
                  + f" ({source}; "

@@ -129,6 +129,9 @@ def main(argv=None) -> int:
                         help="context window the validation used, in frames (0: the whole history; the Generator's default)")
     parser.add_argument("--context-sink", type=int,
                         help="sink frames the validation used with its window (the Generator's default)")
+    parser.add_argument("--ode-from-stride", type=float, metavar="NS",
+                        help="strides at or above this take the probability-flow ODE, shorter ones the SDE above "
+                             "(ns; the Generator's default; unset: the SDE at every stride)")
     parser.add_argument("--stride-validation", help="one line: what the validation measured, and where the figures are")
     args = parser.parse_args(argv)
     card = {key: value for key, value in (("validated_stride_ns", args.validated_stride), ("recommended_stride_ns", args.recommended_stride),
@@ -137,6 +140,7 @@ def main(argv=None) -> int:
                                           ("recommended_noise_switch_t", args.noise_switch_t),
                                           ("recommended_context_window", args.context_window),
                                           ("recommended_context_sink", args.context_sink),
+                                          ("recommended_ode_from_stride_ns", args.ode_from_stride),
                                           ("stride_validation", args.stride_validation)) if value is not None}
     try:
         manifest = release_weights(args.checkpoint, args.name, Path(args.weights_dir), half=not args.fp32, card=card,
