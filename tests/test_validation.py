@@ -299,6 +299,9 @@ def test_scoring_in_two_processes_equals_one_and_merges_and_plots(two_systems, t
     assert matplotlib.image.imread(tmp_path / "v.png").ndim == 3
     plot_validity_along_rollouts(one, tmp_path / "w.png")
     assert (tmp_path / "w.png").stat().st_size > 0
+    ode = {**one, "settings": {**one["settings"], "sampler": "ode"}}  # a second stride's report with another sampler
+    plot_validity_along_rollouts([one, ode], tmp_path / "two.png")
+    assert matplotlib.image.imread(tmp_path / "two.png").ndim == 3
 
 
 def test_a_stopped_run_resumes_from_its_finished_cells_and_equals_an_uninterrupted_one(two_systems, tmp_path, monkeypatch):

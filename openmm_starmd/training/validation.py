@@ -514,34 +514,46 @@ def score_in_processes(checkpoint, data, split, workers: int, threads: int = 1, 
     return merged
 
 
-def plot_validity_along_rollouts(report: dict, path) -> None:
-    """Cα-valid fraction against the jump index (mean over systems and both rollouts; one line per
-    stride, with a 10-jump moving average) — how validity holds up along a rollout."""
+def _sampler_words(settings: dict) -> str:
+    if settings.get("sampler") == "ode":
+        words = f"{settings['num_steps']} steps, probability-flow ODE"
+    else:
+        words = f"{settings['num_steps']} steps, noise {settings['noise_scale']:g}"
+        words += f", exact SDE above t = {settings['noise_switch_t']:g}" if settings.get("noise_switch_t", 1.0) < 1.0 else ""
+    return words + (f", time spacing {settings['time_spacing']:g}" if settings.get("time_spacing", 1.0) != 1.0 else "")
+
+
+def plot_validity_along_rollouts(report, path) -> None:
+    """Cα-valid fraction against the jump index (mean over systems and rollouts; one line per
+    stride, with a 10-jump moving average) — how validity holds up along a rollout. ``report``: one
+    report or a list of them (e.g. one per stride, each with its own sampler, named in its legend)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    reports = [report] if isinstance(report, dict) else list(report)
+    samplers = {_sampler_words(r["settings"]) for r in reports}
     fig, ax = plt.subplots(figsize=(7, 4))
-    for s in report["settings"]["strides_ns"]:
-        rows = [r for r in report["systems"] if math.isclose(r["stride_ns"], s) and r.get("ca_valid_per_jump")]
-        if not rows:
-            continue
-        curve = 100.0 * np.mean([r["ca_valid_per_jump"] for r in rows], axis=0)
-        jumps = np.arange(1, len(curve) + 1)
-        ax.plot(jumps, curve, lw=0.6, alpha=0.4)
-        w = min(10, len(curve))
-        smooth = np.convolve(curve, np.ones(w) / w, mode="valid")
-        ax.plot(jumps[w - 1:], smooth, lw=2.0, color=ax.lines[-1].get_color(),
-                label=f"Δt = {s:g} ns ({len(rows)} protein{'s' if len(rows) > 1 else ''}; {np.mean(curve):.0f} % over all jumps)")
-    settings = report["settings"]
+    for rep in reports:
+        for s in rep["settings"]["strides_ns"]:
+            rows = [r for r in rep["systems"] if math.isclose(r["stride_ns"], s) and r.get("ca_valid_per_jump")]
+            if not rows:
+                continue
+            curve = 100.0 * np.mean([r["ca_valid_per_jump"] for r in rows], axis=0)
+            jumps = np.arange(1, len(curve) + 1)
+            ax.plot(jumps, curve, lw=0.6, alpha=0.4)
+            w = min(10, len(curve))
+            smooth = np.convolve(curve, np.ones(w) / w, mode="valid")
+            ax.plot(jumps[w - 1:], smooth, lw=2.0, color=ax.lines[-1].get_color(),
+                    label=f"Δt = {s:g} ns ({len(rows)} protein{'s' if len(rows) > 1 else ''}; {np.mean(curve):.0f} % over all jumps)"
+                    + ("" if len(samplers) == 1 else f"; {_sampler_words(rep['settings'])}"))
+    settings = reports[0]["settings"]
     ax.set_xlabel("jump")
     ax.set_ylabel("Cα-valid raw samples (%)")
     ax.set_ylim(0, 102)
-    ax.set_title(f"validation split, raw rollouts: {Path(str(report.get('checkpoint', 'model'))).name}\n"
-                 f"{settings['num_steps']} steps, noise {settings['noise_scale']:g}"
-                 + (f", time spacing {settings['time_spacing']:g}" if settings.get("time_spacing", 1.0) != 1.0 else "")
-                 + (f", exact SDE above t = {settings['noise_switch_t']:g}" if settings.get("noise_switch_t", 1.0) < 1.0 else "")
+    ax.set_title(f"validation split, raw rollouts: {Path(str(reports[0].get('checkpoint', 'model'))).name}\n"
+                 + (_sampler_words(settings) if len(samplers) == 1 else "sampler per stride in the legend")
                  + (f", context window {settings['context_window']}" if settings.get("context_window") else "")
                  + (f" + {settings['context_sink']} sink frame(s)" if settings.get("context_sink") else ""),
                  fontsize=9)
