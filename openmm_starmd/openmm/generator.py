@@ -520,6 +520,7 @@ class StarMDGenerator:
         self.trained_stride_ns = None if card is None else card.trained
         self.validated_stride_ns = None if card is None else card.validated
         self.recommended_stride_ns = None if card is None else card.recommended
+        self._check_size()
         if self.stride_ns is None:
             if self.recommended_stride_ns is None:
                 raise ValueError("stride=None takes the stride the model's checkpoint recommends, but this model records "
@@ -527,7 +528,6 @@ class StarMDGenerator:
                                  "stride, e.g. stride=0.05*unit.nanoseconds")
             self.stride_ns = self.recommended_stride_ns
         self.options = self.options.with_sampler_of(card, self.stride_ns)
-        self._check_size()
         self._residue_of_atom = np.array([a.residue.index for a in simulation.topology.atoms()], dtype=np.int64)
         self.steps_per_jump = self._steps_for(self.stride_ns)
         self.temperature_k = _integrator_temperature(simulation)
