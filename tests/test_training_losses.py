@@ -247,6 +247,17 @@ def test_ca_rg_loss_is_the_squared_radius_of_gyration_error_and_rigid_invariant(
     assert shrunk.grad[0, 0, 2, 0] < 0 and shrunk.grad[0, 0, 2, 1] < 0
 
 
+def _per_frame(diffuser, pred, target, cfg, name):
+    """``[B, F]``: loss term ``name`` of each target frame computed on its own."""
+    def one(b, f):
+        frame = target._replace(**{k: getattr(target, k)[b:b + 1, f:f + 1] for k in ("rots_0", "trans_0", "rots_t", "trans_t",
+                                                                                   "t", "torsions", "torsions_alt")},
+                                torsion_mask=target.torsion_mask[b:b + 1], residue_mask=target.residue_mask[b:b + 1],
+                                aatype=target.aatype[b:b + 1])
+        return float(compute_losses(diffuser, Prediction(*(x[b:b + 1, f:f + 1] for x in pred)), frame, cfg)[name])
+    return torch.tensor([[one(b, f) for f in range(F)] for b in range(B)])
+
+
 def test_time_limits_drop_the_structure_terms_above_them_and_nothing_else(diffuser):
     target = _target(diffuser, seed=6)
     target = target._replace(t=torch.tensor([[0.05, 0.3, 0.9], [0.1, 0.5, 0.02]]))
@@ -259,16 +270,7 @@ def test_time_limits_drop_the_structure_terms_above_them_and_nothing_else(diffus
     assert int(low.sum()) == 3
     # each limited term is the per-frame term zeroed above the limit, averaged over all frames
     for name in ("ca_bond", "ca_clash", "ca_rg", "bb_fape", "sc_fape"):
-        per_frame = []
-        for b in range(B):
-            for f in range(F):
-                one = target._replace(**{k: getattr(target, k)[b:b + 1, f:f + 1] for k in ("rots_0", "trans_0", "rots_t", "trans_t",
-                                                                                            "t", "torsions", "torsions_alt")},
-                                      torsion_mask=target.torsion_mask[b:b + 1], residue_mask=target.residue_mask[b:b + 1],
-                                      aatype=target.aatype[b:b + 1])
-                pred = Prediction(*(x[b:b + 1, f:f + 1] for x in off))
-                per_frame.append(float(compute_losses(diffuser, pred, one, LossConfig(**weights))[name]))
-        per_frame = torch.tensor(per_frame).view(B, F)
+        per_frame = _per_frame(diffuser, off, target, LossConfig(**weights), name)
         assert (per_frame > 0).all(), name
         assert torch.isclose(every[name], per_frame.mean(), rtol=1e-4), name
         assert torch.isclose(limited[name], (per_frame * low).mean(), rtol=1e-4), name
@@ -292,12 +294,7 @@ def test_the_translation_score_loss_is_the_ca_x0_error_times_a_weight_that_falls
     for shift, scale in ((0.05, 0.9), (0.0, 0.8), (0.1, 1.2)):  # three different wrong predictions (nm)
         off = perfect._replace(trans=target.trans_0 * scale + shift)
         _, trans = score_losses(diffuser, off.rots, off.trans, target)  # [B, F]
-        per_frame = torch.stack([torch.stack([compute_losses(diffuser, Prediction(*(x[b:b + 1, f:f + 1] for x in off)),
-                                                             target._replace(**{k: getattr(target, k)[b:b + 1, f:f + 1] for k in (
-                                                                 "rots_0", "trans_0", "rots_t", "trans_t", "t", "torsions", "torsions_alt")},
-                                                                 torsion_mask=target.torsion_mask[b:b + 1],
-                                                                 residue_mask=target.residue_mask[b:b + 1], aatype=target.aatype[b:b + 1]),
-                                                             cfg)["ca_x0"] for f in range(F)]) for b in range(B)])
+        per_frame = _per_frame(diffuser, off, target, cfg, "ca_x0")
         # ca_x0 is the mean over residues of the squared Cα error in Å², blind to a shift of the whole frame
         d = off.trans - target.trans_0
         d = d - d.mean(-2, keepdim=True)

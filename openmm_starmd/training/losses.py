@@ -50,6 +50,7 @@ from typing import Dict, NamedTuple, Optional
 import torch
 
 from openmm_starmd.diffusion import SE3Diffuser
+from openmm_starmd.diffusion.internal import remove_mean
 from openmm_starmd.geometry import frames_to_atom14, residue_constants as rc, torsion_angles_to_frames
 from openmm_starmd.units import ANGSTROM_PER_NM, NM_PER_ANGSTROM
 
@@ -288,8 +289,7 @@ def compute_losses(diffuser: SE3Diffuser, pred: Prediction, target: Target, cfg:
     # Cα x̂₀ error in Å² (mean over present residues, both centred as the score is), every t: the translation
     # score loss is this times a weight that falls with t (SNR weighting), so a weight here sets a floor under it
     frame_residues = residue_mask[:, None].expand(B, F, N)
-    err = pred.trans - target.trans_0
-    err = err - _masked_mean(err, frame_residues[..., None], -2)[..., None, :]
+    err = remove_mean(pred.trans - target.trans_0, frame_residues)
     ca_x0 = _masked_mean(((err * ANGSTROM_PER_NM) ** 2).sum(-1), frame_residues, -1)  # [B, F]
 
     def up_to(max_t: float) -> torch.Tensor:  # [B, F]: 1 where a term limited to t <= max_t counts
