@@ -30,10 +30,14 @@ from reports import write_report  # noqa: E402
 
 
 def cells(reports: list[dict]) -> dict:
-    """``{stride_ns: {system: [ca_valid of each report]}}`` from reports with the same settings but the seed."""
+    """``{stride_ns: {system: [ca_valid of each report]}}`` from reports with the same settings but the seed
+    (and, for the ODE, but the SDE's noise settings, which it does not use)."""
     if not reports:
         raise ValueError("no reports given")
-    strip = [{k: v for k, v in r["settings"].items() if k != "seed"} for r in reports]
+    unused = {"seed"}
+    strip = [{k: v for k, v in r["settings"].items()
+              if k not in unused | ({"noise_scale", "noise_switch_t"} if r["settings"].get("sampler") == "ode" else set())}
+             for r in reports]
     if any(s != strip[0] for s in strip[1:]):
         raise ValueError("the reports of one side differ in more than the seed")
     seeds = [r["settings"].get("seed") for r in reports]

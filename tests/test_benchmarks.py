@@ -263,6 +263,10 @@ def test_validation_compare_pools_seeds_and_pairs_systems(tmp_path):
     other["settings"]["noise_scale"] = 1.0
     with pytest.raises(ValueError, match="differ in more than the seed"):
         validation_compare.compare([a[0], other], b)
+    ode = [json.loads(json.dumps(rep)) for rep in a]
+    for rep, noise in zip(ode, (0.5, 0.25)):  # the ODE does not use the SDE's noise settings
+        rep["settings"].update(sampler="ode", noise_scale=noise)
+    assert validation_compare.compare(ode, b)["0.1ns"]["a"]["cells"] == 6
     paths = []
     for k, rep in enumerate(a + b):
         paths.append(tmp_path / f"r{k}.json")

@@ -139,3 +139,30 @@ def test_noise_switch_gives_the_exact_sde_above_it_and_noise_scale_below_scripte
     with pytest.raises(ValueError, match="export it again"):
         Rollout(old, aatype, resid, 0.1, noise_switch_t=0.1)
     assert check_noise_switch(old, 1.0) == 1.0  # no switch asked: an old core still samples
+
+
+def test_ode_noise_reaches_the_sampler_scripted_and_eager():
+    """``ode_noise`` 0 is the ODE (the frames without the option), 1 the exact SDE (noise scale 1,
+    same seed); 0.5 gives other frames than both; a scripted core follows the eager one; the
+    state round-trips; it needs ``ode`` and a core that takes it."""
+    aatype, resid, rots, trans = random_protein(N, 6)
+
+    def run(core, **kwargs):
+        r = Rollout(core, aatype, resid, 1.25, seed=7, num_steps=6, capacity_frames=6, **kwargs)
+        r.add_context(rots, trans)
+        return r.run(2).trans
+
+    ode, sde = run(_core(), ode=True), run(_core(), noise_scale=1.0)
+    assert (run(_core(), ode=True, ode_noise=0.0) - ode).abs().max() < 1e-6
+    assert (run(_core(), ode=True, ode_noise=1.0) - sde).abs().max() < 1e-5
+    half = run(_core(), ode=True, ode_noise=0.5)
+    assert (half - ode).abs().max() > 1e-3 and (half - sde).abs().max() > 1e-3
+    assert (run(script_core(_core()), ode=True, ode_noise=0.5) - half).abs().max() < 1e-4
+    state = Rollout(_core(), aatype, resid, 1.25, seed=7, num_steps=6, ode=True, ode_noise=0.3).state_dict()
+    assert Rollout.from_state(_core(), state).ode_noise == 0.3
+    with pytest.raises(ValueError, match="ode_noise must lie in"):
+        Rollout(_core(), aatype, resid, 1.25, ode=True, ode_noise=-0.1)
+    with pytest.raises(ValueError, match="ODE sampler only"):
+        Rollout(_core(), aatype, resid, 1.25, ode_noise=0.5)
+    with pytest.raises(ValueError, match="export it again"):
+        Rollout(torch.jit.script(_EvenTimesCore()), aatype, resid, 1.25, ode=True, ode_noise=0.5)

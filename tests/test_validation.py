@@ -225,13 +225,15 @@ def test_training_validates_logs_plots_and_keeps_the_best_checkpoint(two_systems
                       min_frames=2, crop_residues=11, warmup_steps=1, checkpoint_every=1000, plot_every=1000, progress=False,
                       device="cpu", holdout=read_split(two_systems / "split.txt"), validate_every=2,
                       validation_split=two_systems / "split.txt", validation_jumps=2, validation_num_steps=2,
-                      validation_strides_ns=(0.02,))
+                      validation_strides_ns=(0.02, 0.05), validation_ode_from_stride_ns=0.04)
     trainer = Trainer(cfg)
     assert [t.key for t in trainer.dataset.trajectories] == ["villin/R1"]  # the validation system is held out
     trainer.run()
     log = [json.loads(line) for line in (tmp_path / "m.pt.val.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
-    assert log[0]["best"] and set(log[0]["summary"]) == {"0.02ns"}
+    assert log[0]["best"] and set(log[0]["summary"]) == {"0.02ns", "0.05ns"}
+    assert log[0]["samplers"] == {"0.02ns": "sde", "0.05ns": "ode"}  # the ODE from 0.04 ns, as a card may ask
+    assert sorted(r["stride_ns"] for r in log[0]["systems"]) == [0.02, 0.05]
     assert (tmp_path / "m.best.pt").is_file() and (tmp_path / "m.pt.val.png").stat().st_size > 10_000
 
 

@@ -90,14 +90,24 @@ class R3Diffuser(nn.Module):
     ) -> torch.Tensor:
         """One Euler step of the reverse SDE (or probability-flow ODE) from t to t - dt (nm in, nm out).
 
-        SDE: x += (beta x / 2 + beta s) dt + noise_scale sqrt(beta dt) z;  ODE: x += beta (x + s) dt / 2.
+        SDE: x += (beta x / 2 + beta s) dt + noise_scale sqrt(beta dt) z. ``noise_scale`` < 1 keeps
+        the whole score drift, so it samples a colder distribution than the data's.
+
+        ODE: x += (beta x / 2 + (1 + lambda^2) beta s / 2) dt + lambda sqrt(beta dt) z with lambda =
+        ``noise_scale``: the family of reverse processes with the data's marginals at every t
+        (Song et al. 2021, eq. 6 generalised); lambda = 0 is the probability-flow ODE, x += beta (x
+        + s) dt / 2, and lambda = 1 the reverse SDE.
         """
         x = remove_mean(trans_t * self.scale, mask)
         tt = torch.full(trans_t.shape[:-2], t, dtype=trans_t.dtype, device=trans_t.device)
         s = self.score(x / self.scale, trans_0_hat, tt, mask)
         b = self.beta_min + t * (self.beta_max - self.beta_min)
         if ode:
-            x = x + 0.5 * b * (x + s) * dt
+            lam = noise_scale
+            if lam > 0.0:
+                x = x + (0.5 * b * x + 0.5 * (1.0 + lam * lam) * b * s) * dt + (lam * math.sqrt(b * dt)) * remove_mean(z, mask)
+            else:
+                x = x + 0.5 * b * (x + s) * dt
         else:
             x = x + (0.5 * b * x + b * s) * dt + (noise_scale * math.sqrt(b * dt)) * remove_mean(z, mask)
         return torch.where(mask[..., None] > 0, x / self.scale, trans_t)

@@ -40,6 +40,7 @@ def reverse_sample(
     noise_scale: Optional[float] = None,
     time_spacing: float = 1.0,
     noise_switch_t: float = 1.0,
+    ode_noise: float = 0.0,
     generator: Optional[torch.Generator] = None,
     device: Optional[torch.device] = None,
 ) -> ReverseSample:
@@ -50,7 +51,8 @@ def reverse_sample(
     default to the diffuser's configuration; ``time_spacing`` places the times (see
     :meth:`SE3Diffuser.timesteps`; 1: evenly spaced). Steps from a time t > ``noise_switch_t`` take
     the exact SDE (noise scale 1), the others ``noise_scale``, as the exported core's
-    ``sample_frame`` does (1: ``noise_scale`` at every step).
+    ``sample_frame`` does (1: ``noise_scale`` at every step). With ``ode`` every step adds noise
+    ``ode_noise`` with the drift that keeps the data's marginals (0: the probability-flow ODE).
     """
     num_steps = diffuser.num_steps if num_steps is None else num_steps
     ode = diffuser.ode if ode is None else ode
@@ -59,6 +61,8 @@ def reverse_sample(
         raise TypeError(f"denoiser must be callable (rots_t, trans_t, t) -> (rots_0_hat, trans_0_hat), got {type(denoiser).__name__}")
     if not 0.0 <= float(noise_switch_t) <= 1.0:
         raise ValueError(f"noise_switch_t must be a diffusion time in [0, 1], got {noise_switch_t}")
+    if not 0.0 <= float(ode_noise) <= 1.0:
+        raise ValueError(f"ode_noise must lie in [0, 1] (0: the probability-flow ODE, 1: the reverse SDE), got {ode_noise}")
     shape = [int(n) for n in shape]
     ts = [float(t) for t in diffuser.timesteps(num_steps, time_spacing)]
     u = torch.rand(shape, generator=generator, device=device)
@@ -72,6 +76,6 @@ def reverse_sample(
             break
         z_rot = torch.randn(shape + [3], generator=generator, device=device)
         z_trans = torch.randn(shape + [3], generator=generator, device=device)
-        step_noise = 1.0 if t > noise_switch_t else noise_scale
+        step_noise = ode_noise if ode else (1.0 if t > noise_switch_t else noise_scale)
         rots, trans = diffuser.reverse_step(rots, trans, rots_0, trans_0, t, t - ts[i + 1], z_rot, z_trans, ode, step_noise, mask)
     return ReverseSample(rots=rots_0, trans=trans_0, rots_t=rots, trans_t=trans)

@@ -119,7 +119,9 @@ class SE3Diffuser(nn.Module):
         ode: bool = False, noise_scale: float = 1.0, mask: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Frames at t - dt from frames at t, the network's x̂_0 and standard normals ``z_rot``,
-        ``z_trans [..., N, 3]`` (ignored when ``ode``); Euler-Maruyama SDE or probability-flow ODE."""
+        ``z_trans [..., N, 3]``; Euler-Maruyama SDE (``noise_scale`` multiplies its noise) or, with
+        ``ode``, the process with the data's marginals and noise ``noise_scale`` (0: the
+        probability-flow ODE, whose z are unused; 1: the reverse SDE)."""
         if not torch.jit.is_scripting():
             _check_frames("rots_t", rots_t, "trans_t", trans_t, mask)
             _check_frames("rots_0_hat", rots_0_hat, "trans_0_hat", trans_0_hat, mask, like=trans_t)

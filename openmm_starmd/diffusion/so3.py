@@ -84,13 +84,19 @@ class SO3Diffuser(nn.Module):
         z: torch.Tensor, ode: bool, noise_scale: float, mask: torch.Tensor,
     ) -> torch.Tensor:
         """One geodesic Euler step from t to t - dt: R <- R exp(hat(delta)) with
-        delta = g^2 s dt + noise_scale g sqrt(dt) z (SDE) or g^2 s dt / 2 (ODE); ``z [..., N, 3]``."""
+        delta = g^2 s dt + noise_scale g sqrt(dt) z (SDE) or (1 + lambda^2) g^2 s dt / 2 +
+        lambda g sqrt(dt) z with lambda = ``noise_scale`` (ODE: the marginal-preserving family,
+        lambda = 0 the probability-flow ODE); ``z [..., N, 3]``."""
         sigma = math.log(t * math.exp(self.sigma_max) + (1.0 - t) * math.exp(self.sigma_min))
         g2 = 2.0 * sigma * (math.exp(self.sigma_max) - math.exp(self.sigma_min)) * math.exp(-sigma)
         tt = torch.full(rots_t.shape[:-3], t, dtype=torch.float64, device=rots_t.device)
         s = self.score(rots_t, rots_0_hat, tt, mask)
         if ode:
-            delta = 0.5 * g2 * dt * s
+            lam = noise_scale
+            if lam > 0.0:
+                delta = 0.5 * (1.0 + lam * lam) * g2 * dt * s + (lam * math.sqrt(g2 * dt)) * z
+            else:
+                delta = 0.5 * g2 * dt * s
         else:
             delta = g2 * dt * s + (noise_scale * math.sqrt(g2 * dt)) * z
         return rots_t @ expmap(delta * mask.to(delta.dtype)[..., None])

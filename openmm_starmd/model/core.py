@@ -180,11 +180,14 @@ class StarMDCore(nn.Module):
 
     @torch.jit.export
     def sample_frame(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float,
-                     time_spacing: float, noise_switch_t: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     time_spacing: float, noise_switch_t: float,
+                     ode_noise: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generate the next frame by the reverse SDE (or ODE) with ``num_steps`` network calls at
-        ``diffuser.timesteps(num_steps, time_spacing)``. Steps from t > ``noise_switch_t`` take the
-        exact SDE (noise scale 1), the others ``noise_scale`` (``noise_switch_t`` 1.0: ``noise_scale``
-        at every step).
+        ``diffuser.timesteps(num_steps, time_spacing)``. SDE: steps from t > ``noise_switch_t`` take
+        the exact SDE (noise scale 1), the others ``noise_scale`` (``noise_switch_t`` 1.0:
+        ``noise_scale`` at every step). ODE: every step adds noise ``ode_noise`` with the drift that
+        keeps the data's marginals (0: the probability-flow ODE; ``noise_scale`` and
+        ``noise_switch_t`` are unused).
 
         Returns x̂_0 of the last step: rots ``[B, N, 3, 3]``, trans ``[B, N, 3]`` (centred, nm) and
         torsions ``[B, N, 7, 2]``."""
@@ -205,17 +208,17 @@ class StarMDCore(nn.Module):
                 dt = t - float(ts[i + 1])
                 z_rot = torch.randn([B, N, 3], device=trans.device)
                 z_trans = torch.randn([B, N, 3], device=trans.device)
-                step_noise = 1.0 if t > noise_switch_t else noise_scale
+                step_noise = ode_noise if ode else (1.0 if t > noise_switch_t else noise_scale)
                 rots, trans = self.diffuser.reverse_step(rots, trans, r0, x0, t, dt, z_rot, z_trans, ode, step_noise)
         return r0, x0, tors
 
     @torch.jit.export
     def step(self, log10_stride_ns: torch.Tensor, num_steps: int, ode: bool, noise_scale: float,
-             time_spacing: float, noise_switch_t: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             time_spacing: float, noise_switch_t: float, ode_noise: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Generate the next frame and append it to the context (the whole jump)."""
-        r0, x0, tors = self.sample_frame(log10_stride_ns, num_steps, ode, noise_scale, time_spacing, noise_switch_t)
+        r0, x0, tors = self.sample_frame(log10_stride_ns, num_steps, ode, noise_scale, time_spacing, noise_switch_t, ode_noise)
         self.append_frame(r0, x0, log10_stride_ns, self.context_noise_t)
         return r0, x0, tors
 
     def forward(self, log10_stride_ns: torch.Tensor, num_steps: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.step(log10_stride_ns, num_steps, False, 1.0, 1.0, 1.0)
+        return self.step(log10_stride_ns, num_steps, False, 1.0, 1.0, 1.0, 0.0)

@@ -68,7 +68,7 @@ def sample_frame_arguments(core) -> set:
     exported by an earlier version may lack the later ones)."""
     if isinstance(core, torch.jit.ScriptModule):
         return {a.name for a in core._c._get_method("sample_frame").schema.arguments}
-    return {"time_spacing", "noise_switch_t"}
+    return {"time_spacing", "noise_switch_t", "ode_noise"}
 
 
 def takes_time_spacing(core) -> bool:
@@ -99,6 +99,20 @@ def check_noise_switch(core, noise_switch_t: float) -> float:
     return value
 
 
+def check_ode_noise(core, ode_noise: float, ode: bool) -> float:
+    """``ode_noise`` as a float in [0, 1]; ValueError outside it, when it is set without ``ode``, or
+    when ``core.sample_frame`` cannot add it (a core exported before it took one)."""
+    value = float(ode_noise)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"ode_noise must lie in [0, 1] (0: the probability-flow ODE, 1: the reverse SDE), got {ode_noise}")
+    if value > 0.0 and not ode:
+        raise ValueError(f"ode_noise={value:g} applies to the ODE sampler only; set ode=True, or use noise_scale for the SDE")
+    if value > 0.0 and "ode_noise" not in sample_frame_arguments(core):
+        raise ValueError(f"ode_noise={value:g}: this exported core samples the noise-free ODE only "
+                         "(it was exported before sample_frame took ode_noise); export it again with 'starmd export'")
+    return value
+
+
 class Rollout:
     """Generate frames of B replicas of one protein with a singles-only KV cache.
 
@@ -116,6 +130,9 @@ class Rollout:
         noise_switch_t: reverse steps from diffusion times t > noise_switch_t take the exact SDE
             (noise scale 1), the later ones ``noise_scale``. 1 (the default): ``noise_scale`` at
             every step.
+        ode_noise: with ``ode``, the noise each reverse step adds, with the drift raised so that
+            the marginals stay the data's (0, the default: the probability-flow ODE; 1: the reverse
+            SDE). ``noise_scale`` and ``noise_switch_t`` apply to the SDE only.
         capacity_frames: KV-cache capacity (context + generated frames); default the config's.
         chain_index: ``[N]`` chain of each residue (default all 0).
         align: superpose each generated frame's CA onto the previous frame's (Kabsch).
@@ -132,7 +149,8 @@ class Rollout:
                  seed: Optional[int] = None, num_steps: int = 200, ode: bool = False, noise_scale: float = 1.0,
                  time_spacing: float = 1.0, capacity_frames: Optional[int] = None, chain_index: Optional[torch.Tensor] = None, align: bool = True,
                  noise_switch_t: float = 1.0, openfold_single: Optional[torch.Tensor] = None, openfold_pair: Optional[torch.Tensor] = None,
-                 context_window: int = 0, context_noise_t: Optional[float] = None, context_sink: int = 0):
+                 context_window: int = 0, context_noise_t: Optional[float] = None, context_sink: int = 0,
+                 ode_noise: float = 0.0):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         if num_steps < 1:
@@ -159,7 +177,9 @@ class Rollout:
         check_time_spacing(core, self.time_spacing)
         self.noise_switch_t = check_noise_switch(core, noise_switch_t)
         takes = sample_frame_arguments(core)  # a core exported by an earlier version takes fewer
-        self._sampler_extra = tuple(v for name, v in (("time_spacing", self.time_spacing), ("noise_switch_t", self.noise_switch_t))
+        self.ode_noise = check_ode_noise(core, ode_noise, ode)
+        self._sampler_extra = tuple(v for name, v in (("time_spacing", self.time_spacing), ("noise_switch_t", self.noise_switch_t),
+                                                      ("ode_noise", self.ode_noise))
                                     if name in takes)
         self.context_noise_t = float(core.context_noise_t) if context_noise_t is None else float(context_noise_t)
         if not 0.0 <= self.context_noise_t <= 1.0:
@@ -286,7 +306,7 @@ class Rollout:
         """Everything needed to resume exactly: seed, options and the frame history."""
         return {"seed": self.seed, "stride_ns": self.stride_ns, "replicas": self.replicas, "num_steps": self.num_steps,
                 "ode": self.ode, "noise_scale": self.noise_scale, "time_spacing": self.time_spacing,
-                "noise_switch_t": self.noise_switch_t, "context_noise_t": self.context_noise_t, "align": self.align,
+                "noise_switch_t": self.noise_switch_t, "ode_noise": self.ode_noise, "context_noise_t": self.context_noise_t, "align": self.align,
                 "capacity_frames": self.capacity_frames, "num_context": self.num_context, "context_window": self.context_window,
                 "context_sink": self.context_sink, "aatype": self.aatype[0].cpu(), "residue_index": self.residue_index[0].cpu(), "chain_index": self.chain_index[0].cpu(),
                 "history_rots": torch.stack(self.history_rots, 1).cpu() if self.history_rots else None,
@@ -299,7 +319,8 @@ class Rollout:
                     seed=state["seed"], num_steps=state["num_steps"], ode=state["ode"], noise_scale=state["noise_scale"],
                     time_spacing=state.get("time_spacing", 1.0), capacity_frames=state["capacity_frames"], chain_index=state["chain_index"], align=state["align"],
                     context_window=state.get("context_window", 0), noise_switch_t=state.get("noise_switch_t", 1.0),
-                    context_noise_t=state.get("context_noise_t"), context_sink=state.get("context_sink", 0))
+                    context_noise_t=state.get("context_noise_t"), context_sink=state.get("context_sink", 0),
+                    ode_noise=state.get("ode_noise", 0.0))
         if state["history_trans"] is not None:
             device = r._device()
             for k in range(state["history_trans"].shape[1]):

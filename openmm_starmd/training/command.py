@@ -46,6 +46,9 @@ def add_arguments(parser) -> None:
                         "time spacing of the validation jumps (default 1: evenly spaced)")
     parser.add_argument("--validation-noise-switch-t", type=float, default=1.0, help="diffusion time above which the "
                         "validation's reverse steps take the exact SDE (default 1: --validation-noise-scale throughout)")
+    parser.add_argument("--validation-ode-from-stride", type=float, default=None, metavar="NS",
+                        help="validation strides from NS ns are sampled with the probability-flow ODE, as the Generator "
+                        "does for weights that record it (default: the SDE at every stride)")
     parser.add_argument("--validation-context-window", type=int, default=0, help="frames each frame of the validation "
                         "rollouts attends to (default 0: the whole history)")
     parser.add_argument("--validation-context-sink", type=int, default=0, help="with --validation-context-window, the "
@@ -171,6 +174,7 @@ def config_from_args(args):
         validation_noise_switch_t=args.validation_noise_switch_t,
         validation_context_window=args.validation_context_window,
         validation_context_sink=args.validation_context_sink,
+        validation_ode_from_stride_ns=args.validation_ode_from_stride,
     )
 
 

@@ -103,6 +103,7 @@ class TrainConfig:
     validation_context_window: int = 0
     validation_context_sink: int = 0
     validation_strides_ns: tuple = (0.1, 1.25)
+    validation_ode_from_stride_ns: Optional[float] = None  # strides from this one are sampled with the ODE
     loss: LossConfig = field(default_factory=LossConfig)
     history_errors: HistoryErrors = field(default_factory=HistoryErrors)
     low_t_fraction: float = 0.0
@@ -127,6 +128,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.num_frames must be >= 2, got {self.num_frames}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.validation_ode_from_stride_ns is not None and not self.validation_ode_from_stride_ns > 0:
+            raise ValueError(f"validation_ode_from_stride_ns must be a stride > 0 ns, got {self.validation_ode_from_stride_ns}")
         if self.validate_every < 0 or (self.validate_every and self.validation_split is None):
             raise ValueError("validate_every needs a validation split (--holdout-file) and must be >= 0")
         if self.init is not None and self.warm_start is not None:
@@ -386,18 +389,27 @@ class Trainer:
         core.eval()
         rng_state = torch.get_rng_state()  # validation must not change the training's random stream
         start = time.monotonic()
-        report = score_core(core, cfg.data, cfg.validation_split, strides_ns=cfg.validation_strides_ns,
-                            jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps,
-                            noise_scale=cfg.validation_noise_scale, time_spacing=cfg.validation_time_spacing,
-                            noise_switch_t=cfg.validation_noise_switch_t, context_window=cfg.validation_context_window,
-                            context_sink=cfg.validation_context_sink, seed=cfg.seed)
+        ode_from = cfg.validation_ode_from_stride_ns
+        groups = {False: [s for s in cfg.validation_strides_ns if ode_from is None or s < ode_from],
+                  True: [s for s in cfg.validation_strides_ns if ode_from is not None and s >= ode_from]}
+        summary, systems, samplers = {}, [], {}
+        for ode, strides in groups.items():
+            if not strides:
+                continue
+            report = score_core(core, cfg.data, cfg.validation_split, strides_ns=strides,
+                                jumps=cfg.validation_jumps, num_steps=cfg.validation_num_steps,
+                                noise_scale=cfg.validation_noise_scale, time_spacing=cfg.validation_time_spacing,
+                                noise_switch_t=cfg.validation_noise_switch_t, context_window=cfg.validation_context_window,
+                                context_sink=cfg.validation_context_sink, seed=cfg.seed, ode=ode)
+            summary.update(report["summary"])
+            systems += report["systems"]
+            samplers.update({key: report["settings"]["sampler"] for key in report["summary"]})
         torch.set_rng_state(rng_state)
-        summary = report["summary"]
         valid = [v["ca_valid"] for v in summary.values() if v["ca_valid"] is not None]
         attract = [v["attractor_mean"] for v in summary.values() if v["attractor_mean"] is not None]
         record = {"step": self.step, "score": float(np.mean(valid)) if valid else 0.0,
-                  "attractor": float(np.mean(attract)) if attract else 0.0, "summary": summary,
-                  "systems": report["systems"], "wall_s": round(time.monotonic() - start, 1)}
+                  "attractor": float(np.mean(attract)) if attract else 0.0, "summary": summary, "samplers": samplers,
+                  "systems": systems, "wall_s": round(time.monotonic() - start, 1)}
         previous = read_log(self.validation_log_path) if self.validation_log_path.is_file() else []
         previous = [r for r in previous if r["step"] < self.step]
         best = max(previous, key=lambda r: (r["score"], r["attractor"]), default=None)

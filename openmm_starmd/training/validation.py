@@ -169,14 +169,16 @@ def _md_spread_nm(ca: torch.Tensor) -> float:
 def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                       noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
                       noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None, context_sink: int = 0,
-                      rollouts_per_start: int = 1, ode: bool = False) -> tuple[list[list[torch.Tensor]], tuple[int, int, float]]:
+                      rollouts_per_start: int = 1, ode: bool = False,
+                      ode_noise: float = 0.0) -> tuple[list[list[torch.Tensor]], tuple[int, int, float]]:
     """Raw rollouts (gate open) of one system from its farthest-apart MD frames ``a``, ``b``:
     ``rollouts_per_start`` independent ones from each, generated as the replicas of one batch
     (seeds ``seed`` for ``a``'s batch, ``seed + 1`` for ``b``'s). Returns, per start, the Cα
     positions ``[jumps + 1, N, 3]`` nm of each of its rollouts (float64, the MD start first), and
     ``(a, b, their Cα RMSD in nm)``. One rollout per start is the historical protocol; a batch of
     R draws its noise for all R replicas at once, so its first replica is not the R = 1 rollout.
-    ``ode``: the probability-flow ODE at every reverse step (``noise_scale`` is then unused)."""
+    ``ode``: the probability-flow ODE at every reverse step (``noise_scale`` is then unused), with
+    noise ``ode_noise`` and the drift that keeps the marginals (0: the ODE itself)."""
     from openmm_starmd.geometry.so3 import quat_to_rotmat
     from openmm_starmd.model.rollout import Rollout
 
@@ -192,7 +194,7 @@ def far_pair_rollouts(core, trajectories: list[FramesTrajectory], stride_ns: flo
     for k, frame in enumerate((a, b)):
         rollout = Rollout(core, torch.from_numpy(first.aatype), torch.from_numpy(first.residue_index), stride_ns,
                           replicas=replicas, capacity_frames=jumps + 2, seed=seed + k,
-                          num_steps=num_steps, noise_scale=noise_scale, ode=ode,
+                          num_steps=num_steps, noise_scale=noise_scale, ode=ode, ode_noise=ode_noise,
                           time_spacing=time_spacing, noise_switch_t=noise_switch_t,
                           chain_index=torch.from_numpy(first.chain_index), context_window=context_window,
                           context_noise_t=context_noise_t, context_sink=context_sink)
@@ -237,7 +239,7 @@ def failure_causes(ca_nm: np.ndarray) -> dict:
 def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float, jumps: int, num_steps: int,
                     noise_scale: float, seed: int, context_window: int = 0, time_spacing: float = 1.0,
                     noise_switch_t: float = 1.0, context_noise_t: Optional[float] = None, context_sink: int = 0,
-                    rollouts_per_start: int = 1, ode: bool = False) -> dict:
+                    rollouts_per_start: int = 1, ode: bool = False, ode_noise: float = 0.0) -> dict:
     """Raw rollouts of one system from its farthest-apart MD frames, ``rollouts_per_start`` from
     each, scored (see the module doc). The attractor pairs the i-th rollout from one start with
     the i-th from the other and averages their final separations."""
@@ -245,7 +247,7 @@ def validate_system(core, trajectories: list[FramesTrajectory], stride_ns: float
     ca_md = torch.from_numpy(np.concatenate([f.trans for f in trajectories]))
     by_start, (a, b, start_sep) = far_pair_rollouts(core, trajectories, stride_ns, jumps, num_steps, noise_scale, seed,
                                                     context_window, time_spacing, noise_switch_t, context_noise_t,
-                                                    context_sink, rollouts_per_start, ode)
+                                                    context_sink, rollouts_per_start, ode, ode_noise)
     generated = [g for rollouts in by_start for g in rollouts]  # a's rollouts, then b's
     valid_by_rollout = np.stack([ca_valid(g[1:].numpy()) for g in generated])  # [rollouts, jumps]
     valid = valid_by_rollout.ravel()
@@ -310,7 +312,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                systems: Optional[dict] = None, context_window: int = 0, only: Optional[Sequence[str]] = None,
                verbose: bool = False, time_spacing: float = 1.0, noise_switch_t: float = 1.0,
                context_noise_t: Optional[float] = None, resume_file=None, resume_tag: str = "",
-               context_sink: int = 0, rollouts_per_start: int = 1, ode: bool = False) -> dict:
+               context_sink: int = 0, rollouts_per_start: int = 1, ode: bool = False, ode_noise: float = 0.0) -> dict:
     """Score a loaded core on every validation system at every stride (see the module doc);
     ``verbose`` prints one line per system and stride to stderr as it is done.
 
@@ -333,6 +335,8 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
                 "seed": seed,
                 "strides_ns": list(strides_ns), "sampler": "ode" if ode else "sde", "gate": "open (raw samples)",
                 "context_window": context_window}
+    if ode and ode_noise:
+        settings["ode_noise"] = float(ode_noise)
     if context_noise_t is not None:
         settings["context_noise_t"] = float(context_noise_t)
     if context_sink:
@@ -350,7 +354,7 @@ def score_core(core, data, split, strides_ns: Sequence[float] = (0.1, 1.25), jum
             if row is None:
                 row = validate_system(core, systems[name], s, jumps, num_steps, noise_scale, seed, context_window,
                                       time_spacing, noise_switch_t, context_noise_t, context_sink,
-                                      rollouts_per_start, ode)
+                                      rollouts_per_start, ode, ode_noise)
                 row["system"] = name
                 if resume_file is not None:
                     _append_cell(resume_file, run, row)
@@ -517,6 +521,7 @@ def score_in_processes(checkpoint, data, split, workers: int, threads: int = 1, 
 def _sampler_words(settings: dict) -> str:
     if settings.get("sampler") == "ode":
         words = f"{settings['num_steps']} steps, probability-flow ODE"
+        words += f" with noise {settings['ode_noise']:g}" if settings.get("ode_noise") else ""
     else:
         words = f"{settings['num_steps']} steps, noise {settings['noise_scale']:g}"
         words += f", exact SDE above t = {settings['noise_switch_t']:g}" if settings.get("noise_switch_t", 1.0) < 1.0 else ""
@@ -583,6 +588,9 @@ def main(argv=None) -> int:
                              "(default: the Generator's, i.e. what the weights record, else 1: --noise-scale throughout)")
     parser.add_argument("--ode", action="store_true",
                         help="the probability-flow ODE at every reverse step instead of the SDE (--noise-scale unused)")
+    parser.add_argument("--ode-noise", type=float, default=0.0,
+                        help="with --ode, the noise each reverse step adds, with the drift that keeps the data's marginals "
+                             "(0, the default: the ODE itself; 1: the reverse SDE)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--context-window", type=int, default=None,
                         help="frames each frame attends to (0: whole history; default: the Generator's, i.e. what the weights record)")
@@ -659,7 +667,7 @@ def main(argv=None) -> int:
                                 time_spacing=args.time_spacing, noise_switch_t=args.noise_switch_t, seed=args.seed,
                                 context_window=args.context_window, context_noise_t=args.context_noise_t,
                                 context_sink=args.context_sink, rollouts_per_start=args.rollouts_per_start,
-                                ode=args.ode, only=args.systems, verbose=True, resume_file=resume_file)
+                                ode=args.ode, ode_noise=args.ode_noise, only=args.systems, verbose=True, resume_file=resume_file)
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
