@@ -34,10 +34,11 @@ def cells(reports: list[dict]) -> dict:
     (and, for the ODE, but the SDE's noise settings, which it does not use)."""
     if not reports:
         raise ValueError("no reports given")
-    unused = {"seed"}
-    strip = [{k: v for k, v in r["settings"].items()
-              if k not in unused | ({"noise_scale", "noise_switch_t"} if r["settings"].get("sampler") == "ode" else set())}
-             for r in reports]
+    def compared(settings: dict) -> dict:
+        unused = {"seed", "noise_scale", "noise_switch_t"} if settings.get("sampler") == "ode" else {"seed"}
+        return {k: v for k, v in settings.items() if k not in unused}
+
+    strip = [compared(r["settings"]) for r in reports]
     if any(s != strip[0] for s in strip[1:]):
         raise ValueError("the reports of one side differ in more than the seed")
     seeds = [r["settings"].get("seed") for r in reports]

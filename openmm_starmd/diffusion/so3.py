@@ -92,11 +92,10 @@ class SO3Diffuser(nn.Module):
         tt = torch.full(rots_t.shape[:-3], t, dtype=torch.float64, device=rots_t.device)
         s = self.score(rots_t, rots_0_hat, tt, mask)
         if ode:
-            lam = noise_scale
+            lam = noise_scale  # lam = 0: 0.5 * g2 * dt * s, the ODE, to the bit
+            delta = 0.5 * (1.0 + lam * lam) * g2 * dt * s
             if lam > 0.0:
-                delta = 0.5 * (1.0 + lam * lam) * g2 * dt * s + (lam * math.sqrt(g2 * dt)) * z
-            else:
-                delta = 0.5 * g2 * dt * s
+                delta = delta + (lam * math.sqrt(g2 * dt)) * z
         else:
             delta = g2 * dt * s + (noise_scale * math.sqrt(g2 * dt)) * z
         return rots_t @ expmap(delta * mask.to(delta.dtype)[..., None])

@@ -156,6 +156,13 @@ class StrideCard(NamedTuple):
     ode_from_stride_ns: Optional[float] = None
 
 
+def samples_with_ode(stride_ns: Optional[float], ode_from_stride_ns: Optional[float]) -> bool:
+    """Whether ``stride_ns`` takes the probability-flow ODE under a card's ``ode_from_stride_ns``:
+    at or above it (to a relative 1e-9); never when either is None."""
+    return (ode_from_stride_ns is not None and stride_ns is not None
+            and float(stride_ns) >= float(ode_from_stride_ns) * (1 - 1e-9))
+
+
 def _pair(value) -> Optional[tuple[float, float]]:
     if value is None:
         return None

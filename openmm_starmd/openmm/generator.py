@@ -218,8 +218,9 @@ class GeneratorOptions:
         sink = self.context_sink if self.context_sink is not None else getattr(card, "context_sink", None)
         ode = self.ode
         if ode is None:
-            ode_from = getattr(card, "ode_from_stride_ns", None)
-            ode = ode_from is not None and stride_ns is not None and float(stride_ns) >= float(ode_from) * (1 - 1e-9)
+            from openmm_starmd.model.checkpoint import samples_with_ode
+
+            ode = samples_with_ode(stride_ns, getattr(card, "ode_from_stride_ns", None))
         return replace(self, ode=bool(ode), num_steps=FALLBACK_NUM_STEPS if steps is None else int(steps),
                        context_window=FALLBACK_CONTEXT_WINDOW if window is None else int(window),
                        context_sink=FALLBACK_CONTEXT_SINK if sink is None else int(sink),

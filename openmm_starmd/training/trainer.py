@@ -36,7 +36,8 @@ import torch
 
 from openmm_starmd.data.dataset import Batch, DatasetConfig, TrajectoryDataset, collate
 from openmm_starmd.data.readers import find_sources
-from openmm_starmd.model.checkpoint import load_model, read_checkpoint, resolve_model_path, save_checkpoint, stage_steps
+from openmm_starmd.model.checkpoint import (load_model, read_checkpoint, resolve_model_path, samples_with_ode, save_checkpoint,
+                                            stage_steps)
 from openmm_starmd.model.config import StarMDConfig, preset
 from openmm_starmd.model.core import StarMDCore
 from openmm_starmd.training.block_causal import BlockCausalModel, HistoryErrors, SelfHistory, batch_to, training_losses
@@ -389,9 +390,8 @@ class Trainer:
         core.eval()
         rng_state = torch.get_rng_state()  # validation must not change the training's random stream
         start = time.monotonic()
-        ode_from = cfg.validation_ode_from_stride_ns
-        groups = {False: [s for s in cfg.validation_strides_ns if ode_from is None or s < ode_from],
-                  True: [s for s in cfg.validation_strides_ns if ode_from is not None and s >= ode_from]}
+        groups = {ode: [s for s in cfg.validation_strides_ns
+                        if samples_with_ode(s, cfg.validation_ode_from_stride_ns) == ode] for ode in (False, True)}
         summary, systems, samplers = {}, [], {}
         for ode, strides in groups.items():
             if not strides:
